@@ -1,0 +1,1 @@
+"""Benchmarks: latency harness, model and kernel benchmarks (pytest-benchmark files too)."""

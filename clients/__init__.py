@@ -1,0 +1,1 @@
+"""Clients: the web page (clients/web) and a Python aiortc client."""

@@ -1,0 +1,48 @@
+"""LayerNorm / RMSNorm fused with adaLN modulation: norm(x) * (1 + scale) + shift.
+
+Modulation is per group of consecutive tokens (one group per frame: each frame of a
+chunk has its own flow time and face features), so shift and scale are (B, G, C) and
+token l uses group l // (L // G). The norm has no learned affine: adaLN supplies it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from kernels._dispatch import backend_for
+
+NormKind = Literal["layer", "rms"]
+
+
+def adaln_norm_ref(
+    x: torch.Tensor,            # (B, L, C)
+    shift: torch.Tensor,        # (B, G, C), L % G == 0
+    scale: torch.Tensor,        # (B, G, C)
+    kind: NormKind = "layer",
+    eps: float = 1e-6,
+) -> torch.Tensor:              # (B, L, C), x's dtype
+    B, L, C = x.shape
+    G = shift.shape[1]
+    xf = x.float().view(B, G, L // G, C)
+    if kind == "layer":
+        xf = xf - xf.mean(dim=-1, keepdim=True)
+    xf = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)
+    out = xf * (1 + scale.float()[:, :, None]) + shift.float()[:, :, None]
+    return out.view(B, L, C).to(x.dtype)
+
+
+def adaln_norm(
+    x: torch.Tensor,
+    shift: torch.Tensor,
+    scale: torch.Tensor,
+    kind: NormKind = "layer",
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Dispatching entry point; same arguments as `adaln_norm_ref`."""
+    if backend_for(x) == "triton":
+        from kernels.triton_norm import adaln_norm_triton
+
+        return adaln_norm_triton(x, shift, scale, kind, eps)
+    return adaln_norm_ref(x, shift, scale, kind, eps)

@@ -1,0 +1,1 @@
+"""Marionette's engine: motion extraction, the streaming student model, avatars, training."""

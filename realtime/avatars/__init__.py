@@ -1,0 +1,1 @@
+"""Avatar studio: procedural characters, the synthetic data engine, the built-in gallery."""

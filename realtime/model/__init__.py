@@ -1,0 +1,1 @@
+"""The student model: DiT, KV cache, sampler, autoencoder, checkpoint I/O."""

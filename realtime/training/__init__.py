@@ -1,0 +1,1 @@
+"""Training: datasets, autoencoder, teacher, distillation, evaluation."""

@@ -1,0 +1,1 @@
+"""WebRTC server: aiohttp + aiortc, sessions, tracks, telemetry."""
