@@ -1,5 +1,6 @@
-"""`marionette`: one command, with subcommands. Each subcommand lives beside the code
-it drives and exposes `add_arguments(parser)` and `run(args) -> int`; it is imported
+"""Marionette: real-time streaming character animation.
+
+Each subcommand lives beside the code it drives and exposes `add_arguments(parser)` and `run(args) -> int`; it is imported
 only when chosen, so `marionette --help` starts instantly and the GPU machine (no
 MediaPipe) can run the subcommands that do not need it."""
 
@@ -23,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace | None]:
-    parser = argparse.ArgumentParser(prog="marionette", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="marionette", description=(__doc__ or "").split("\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = argv[0] if argv and argv[0] in COMMANDS else None
     for name, (module, help_text) in COMMANDS.items():
