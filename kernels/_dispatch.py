@@ -1,16 +1,29 @@
-"""Which implementation an entry point runs.
+"""Which implementation an entry point runs, and how a Triton kernel reaches the CPU.
 
 - a CUDA tensor runs the Triton kernel;
 - a CPU tensor runs the PyTorch path, unless TRITON_INTERPRET=1 is set, in which
   case the Triton kernel runs under Triton's CPU interpreter (how CI checks kernels);
 - `force_backend(...)` overrides both: the test hook that runs any backend.
+
+Triton decides at *decoration* time whether `@triton.jit` compiles or interprets,
+so one imported kernel module cannot serve both a GPU and the interpreter. The
+entry points therefore ask `kernel_module(name, device)`: CUDA gets the ordinary
+module; CPU gets a second copy of the same source file executed with
+TRITON_INTERPRET=1 set just for its import, whose kernels (helpers included) are
+interpreted. Forcing 'triton' on a CPU tensor thus works in any process, whatever
+the environment was when triton was first imported; nothing needs TRITON_INTERPRET
+set before import.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Literal
 
 import torch
@@ -18,9 +31,11 @@ import torch
 Backend = Literal["triton", "torch"]
 
 _forced: Backend | None = None
+_interpreted: dict[str, ModuleType] = {}
 
 
 def backend_for(t: torch.Tensor) -> Backend:
+    """The backend an entry point uses for inputs living where `t` lives."""
     if _forced is not None:
         return _forced
     if t.is_cuda:
@@ -33,10 +48,55 @@ def backend_for(t: torch.Tensor) -> Backend:
 @contextmanager
 def force_backend(name: Backend | None) -> Iterator[None]:
     """Run every entry point on `name` inside the block ('triton' on a CPU tensor
-    needs TRITON_INTERPRET=1 set before triton is imported)."""
+    runs the kernel under Triton's interpreter; `None` restores the default)."""
     global _forced
     previous, _forced = _forced, name
     try:
         yield
     finally:
         _forced = previous
+
+
+def kernel_module(name: str, device: torch.device) -> ModuleType:
+    """The Triton kernel module `name` (e.g. 'kernels.triton_attention') fit to run
+    on `device`: compiled for CUDA, interpreted otherwise."""
+    if device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1":
+        return importlib.import_module(name)
+    if name not in _interpreted:
+        _interpreted[name] = _load_interpreted(name)
+    return _interpreted[name]
+
+
+def _load_interpreted(name: str) -> ModuleType:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"no kernel module {name}")
+    copy_name = f"{name}__interpreted"
+    copy_spec = importlib.util.spec_from_file_location(copy_name, spec.origin)
+    assert copy_spec is not None and copy_spec.loader is not None
+    module = importlib.util.module_from_spec(copy_spec)
+    with interpreter_env():
+        sys.modules[copy_name] = module
+        copy_spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def interpreter_env() -> Iterator[None]:
+    """TRITON_INTERPRET=1 for the duration of the block: around the import of an
+    interpreted copy, and around its launches (triton consults the flag while
+    interpreting too, e.g. when it lazily imports its own modules)."""
+    previous = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = previous
+
+
+def interpreting() -> bool:
+    """True inside a kernel module loaded for the interpreter (read at import)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels._dispatch import backend_for
+from kernels._dispatch import backend_for, kernel_module
 from kernels.layout import CacheLayout
 from kernels.rope import apply_rope_ref
 
@@ -56,9 +56,8 @@ def chunk_attention(
 ) -> torch.Tensor:
     """Dispatching entry point; same arguments as `chunk_attention_ref`."""
     if backend_for(q) == "triton":
-        from kernels.triton_attention import chunk_attention_triton
-
-        return chunk_attention_triton(q, k, v, k_cache, v_cache, sink_len, ring_start,
-                                      window_len, layout)
+        mod = kernel_module("kernels.triton_attention", q.device)
+        return mod.chunk_attention_triton(q, k, v, k_cache, v_cache, sink_len, ring_start,
+                                          window_len, layout)
     return chunk_attention_ref(q, k, v, k_cache, v_cache, sink_len, ring_start, window_len,
                                layout)

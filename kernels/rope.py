@@ -13,7 +13,9 @@ import torch
 THETA = 10000.0
 
 
-def rope_frequencies(head_dim: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def rope_frequencies(
+    head_dim: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(inv_freq, axis), each (D/2,): pair i rotates by pos[axis[i]] * inv_freq[i]."""
     if head_dim % 16:
         raise ValueError(f"head_dim must be a multiple of 16, got {head_dim}")
