@@ -1,0 +1,167 @@
+"""`StreamingEngine`: one session's streaming state around a shared model.
+
+The model (DiT + autoencoder weights) is loaded once per process and passed in;
+each engine holds only what is per session: its KV cache (identity sink + ring
+window), the motion conditions of the chunk being filled, its noise generator and
+its settings. Conditions arrive one frame at a time; when K have arrived the chunk
+is sampled, written to the cache and decoded, and its K frames come back, each with
+its input's id, capture time and stage stamps ('model', 'decode' added to whatever
+the condition carried).
+
+Memory and latency do not depend on the stream's age: the cache is a fixed-size
+ring (see `realtime.model.cache`), positions are window-relative.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from realtime.frames import GeneratedFrame
+from realtime.model.bundle import AnimationModel
+from realtime.model.cache import KVCache
+from realtime.model.config import CACHE_WRITES
+from realtime.model.sampler import sample_chunk
+from realtime.motion.types import MotionCondition
+
+
+def configure_torch_threads(threads: int | None = None) -> int:
+    """Intra-op threads = the cores this process may use (not the machine's count,
+    which oversubscribes a container). Returns the number set."""
+    n = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(max(1, n))
+    return torch.get_num_threads()
+
+
+def images_to_tensor(images: list[np.ndarray], size: int, device: torch.device,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) images -> (N, 3, size, size) in [-1, 1], area-resized."""
+    out = []
+    for i, img in enumerate(images):
+        if not (isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3
+                and img.dtype == np.uint8 and min(img.shape[:2]) >= 8):
+            shape = getattr(img, "shape", None)
+            raise ValueError(f"reference image {i}: need an RGB uint8 (H, W, 3) array of at "
+                             f"least 8x8, got {shape} {getattr(img, 'dtype', type(img))}")
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+        x = F.interpolate(x, size=(size, size), mode="area")
+        out.append(x / 127.5 - 1.0)
+    return torch.cat(out).to(device=device, dtype=dtype)
+
+
+def tensor_to_images(x: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8."""
+    x = ((x.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+class StreamingEngine:
+    def __init__(
+        self,
+        model: AnimationModel,
+        *,
+        seed: int = 0,
+        steps: int | None = None,
+        cache_write: str | None = None,
+    ) -> None:
+        self.model = model
+        self.cfg = cfg = model.cfg
+        self.device, self.dtype = model.device, model.dtype
+        self.seed = seed
+        self.steps = cfg.steps
+        self.set_steps(steps or cfg.steps)
+        self.cache_write = cache_write or cfg.cache_write
+        if self.cache_write not in CACHE_WRITES:
+            raise ValueError(f"cache_write must be one of {CACHE_WRITES}")
+        self.cache = KVCache(cfg.layout(), cfg.depth, cfg.heads, cfg.head_dim,
+                             device=self.device, dtype=self.dtype).setup()
+        self._pending: list[MotionCondition] = []
+        self._generator = torch.Generator(self.device)
+        self._generator.manual_seed(seed)
+        self.frames_out = 0
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """(width, height) of the frames it produces."""
+        return (self.cfg.resolution, self.cfg.resolution)
+
+    @property
+    def has_reference(self) -> bool:
+        return bool(self.cache.sink_len.any())
+
+    # --- controls ---------------------------------------------------------------------
+
+    def set_reference(self, images: list[np.ndarray]) -> None:
+        """Encode 1..ref_frames RGB images into the identity sink. Works mid-stream:
+        the window is kept, only the sink changes. ValueError for unusable images."""
+        if not 1 <= len(images) <= self.cfg.ref_frames:
+            raise ValueError(f"need 1..{self.cfg.ref_frames} reference images, got {len(images)}")
+        x = images_to_tensor(images, self.cfg.resolution, self.device, self.dtype)
+        with torch.inference_mode():
+            latents = self.model.ae.encode(x)[None]            # (1, R, c, h, w)
+            ks, vs = self.model.dit.encode_reference(latents)
+            self.cache.set_sink(ks, vs)
+
+    def set_steps(self, steps: int) -> None:
+        if not 1 <= int(steps) <= 4:
+            raise ValueError(f"steps must be in 1..4, got {steps}")
+        self.steps = int(steps)
+
+    def reset(self) -> None:
+        """A fresh stream with the same reference: empty window, re-seeded noise."""
+        self.cache.reset(keep_sink=True)
+        self._pending.clear()
+        self._generator.manual_seed(self.seed)
+
+    # --- streaming ----------------------------------------------------------------------
+
+    def push(self, conditions: list[MotionCondition]) -> list[GeneratedFrame]:
+        """Add conditions; returns the frames of every chunk they complete (K each)."""
+        out: list[GeneratedFrame] = []
+        for cond in conditions:
+            self._pending.append(cond)
+            if len(self._pending) == self.cfg.chunk:
+                chunk, self._pending = self._pending, []
+                out.extend(self._run_chunk(chunk))
+        return out
+
+    def _conditions_to_tensors(
+        self, conds: list[MotionCondition]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        P = cfg.pose_size
+        pose = torch.from_numpy(np.stack([c.pose_maps for c in conds]).astype(np.float32))
+        if pose.shape[1] != cfg.pose_channels:
+            raise ValueError(f"pose maps have {pose.shape[1]} channels, the model takes "
+                             f"{cfg.pose_channels}")
+        if pose.shape[-2:] != (P, P):
+            pose = F.interpolate(pose, size=(P, P), mode="area")
+        face = torch.from_numpy(np.stack([c.face for c in conds]).astype(np.float32))
+        pres = torch.from_numpy(np.stack([c.presence for c in conds]).astype(np.float32))
+        to = {"device": self.device, "dtype": self.dtype}
+        return pose[None].to(**to), face[None].to(**to), pres[None].to(**to)
+
+    def _run_chunk(self, conds: list[MotionCondition]) -> list[GeneratedFrame]:
+        cfg = self.cfg
+        t0 = time.monotonic()
+        with torch.inference_mode():
+            pose, face, presence = self._conditions_to_tensors(conds)
+            ls = cfg.latent_size
+            noise = torch.randn((1, cfg.chunk, cfg.latent_channels, ls, ls),
+                                generator=self._generator, device=self.device,
+                                dtype=torch.float32).to(self.dtype)
+            res = sample_chunk(self.model.dit, self.cache, noise, pose, face, presence,
+                               self.steps, cfg.time_shift, self.cache_write)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            t1 = time.monotonic()
+            images = tensor_to_images(self.model.ae.decode(res.latents[0]))
+        t2 = time.monotonic()
+        self.frames_out += len(conds)
+        return [GeneratedFrame(c.frame_id, c.t_capture, images[j],
+                               {**c.stamps, "model": (t0, t1), "decode": (t1, t2)})
+                for j, c in enumerate(conds)]

@@ -1,0 +1,123 @@
+"""Per-session KV cache for the streaming DiT (layout: `kernels.layout`).
+
+One preallocated pair of tensors for the whole model, allocated in `setup()`:
+
+    k, v : (depth, B, H, S, D)      S = sink_tokens + window * tokens_per_frame
+
+    slots [0, sink_tokens)            identity sink: the reference frames' keys/values,
+                                      computed once per reference (`set_sink`), pinned
+    slots [sink_tokens + f*T, +T)     window frame slot f < window: a ring buffer of the
+                                      last W generated frames, overwritten in place
+
+Keys are stored un-rotated; attention rotates them with window-relative positions,
+so nothing in the cache depends on how long the stream has run. The ring state is
+three (B,) int32 tensors on the cache's device (`sink_len`, `ring_start`,
+`window_len`): advancing the ring is tensor arithmetic, never `.item()`, so a chunk
+step is free of host syncs and can be captured in a CUDA graph.
+
+Like gpt-fast's and nanochat's caches: a fixed-shape buffer written by index.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kernels.layout import CacheLayout
+
+
+class KVCache:
+    def __init__(
+        self,
+        layout: CacheLayout,
+        depth: int,
+        heads: int,
+        head_dim: int,
+        batch: int = 1,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.layout = layout
+        self.shape = (depth, batch, heads, layout.capacity, head_dim)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.k = torch.empty(0)
+        self.v = torch.empty(0)
+        self.sink_len = torch.empty(0)
+        self.ring_start = torch.empty(0)
+        self.window_len = torch.empty(0)
+
+    def setup(self) -> KVCache:
+        """Allocate the buffers (zeros) and the ring state. Called once per session."""
+        _, B, *_ = self.shape
+        self.k = torch.zeros(self.shape, device=self.device, dtype=self.dtype)
+        self.v = torch.zeros(self.shape, device=self.device, dtype=self.dtype)
+        self.sink_len = torch.zeros(B, dtype=torch.int32, device=self.device)
+        self.ring_start = torch.zeros(B, dtype=torch.int32, device=self.device)
+        self.window_len = torch.zeros(B, dtype=torch.int32, device=self.device)
+        # token offsets of one chunk's frames, reused by every write
+        T = self.layout.tokens_per_frame
+        self._frame_of_token = torch.arange(self.layout.chunk_tokens, device=self.device) // T
+        self._token_in_frame = torch.arange(self.layout.chunk_tokens, device=self.device) % T
+        return self
+
+    @property
+    def ready(self) -> bool:
+        return self.k.numel() > 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in
+                   (self.k, self.v, self.sink_len, self.ring_start, self.window_len))
+
+    def layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k, v) of layer i, each (B, H, S, D): views into the buffers."""
+        return self.k[i], self.v[i]
+
+    # --- state changes -------------------------------------------------------------
+
+    def reset(self, keep_sink: bool = True) -> None:
+        """Forget the window (a new stream); keep the reference unless asked not to."""
+        self.ring_start.zero_()
+        self.window_len.zero_()
+        if not keep_sink:
+            self.sink_len.zero_()
+
+    def set_sink(self, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
+        """Write the reference frames' keys/values, each (B, H, n, D) per layer with
+        n <= sink_tokens, into the sink slots. Swapping the reference this way keeps
+        the session (and its window) alive."""
+        n = ks[0].shape[2]
+        if n > self.layout.sink_tokens:
+            raise ValueError(f"{n} sink tokens exceed the cache's {self.layout.sink_tokens}")
+        for i, (k, v) in enumerate(zip(ks, vs, strict=True)):
+            self.k[i, :, :, :n].copy_(k)
+            self.v[i, :, :, :n].copy_(v)
+        self.sink_len.fill_(n)
+
+    def chunk_slots(self) -> torch.Tensor:
+        """(B, chunk_tokens) cache slots the next chunk's tokens go to: frame j of the
+        chunk lands in ring slot (ring_start + window_len + j) % W, which, once the
+        window is full, is the slot of the oldest frame (overwritten in place)."""
+        lay = self.layout
+        frame_slot = (self.ring_start[:, None].long() + self.window_len[:, None].long()
+                      + self._frame_of_token[None, :]) % lay.window            # (B, L)
+        return lay.sink_tokens + frame_slot * lay.tokens_per_frame + self._token_in_frame
+
+    def write_chunk(self, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
+        """Append one chunk's keys/values, each (B, H, chunk_tokens, D) per layer, to
+        the window, evicting the oldest frames when full, then advance the ring."""
+        slots = self.chunk_slots()                                              # (B, L)
+        _, _, H, _, D = self.shape
+        idx = slots[:, None, :, None].expand(-1, H, -1, D)                      # (B,H,L,D)
+        for i, (k, v) in enumerate(zip(ks, vs, strict=True)):
+            self.k[i].scatter_(2, idx, k.to(self.dtype))
+            self.v[i].scatter_(2, idx, v.to(self.dtype))
+        self.advance(self.layout.chunk)
+
+    def advance(self, frames: int) -> None:
+        """Account for `frames` new frames: the window grows to W, then the ring turns."""
+        W = self.layout.window
+        total = self.window_len + frames
+        overflow = (total - W).clamp(min=0)
+        self.ring_start.copy_((self.ring_start + overflow) % W)
+        self.window_len.copy_(total.clamp(max=W))

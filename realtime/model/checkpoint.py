@@ -1,0 +1,162 @@
+"""Checkpoint I/O: a directory with safetensors weights and a JSON config.
+
+    DIR/config.json        {"format_version": 1, "config": {ModelConfig fields}, "meta": {...}}
+    DIR/model.safetensors  the AnimationModel's state dict ("dit.*", "ae.*")
+
+Loading checks, in order, and fails with a `CheckpointError` that says what to do:
+the files exist; the format version is one this code reads; the config's fields are
+known and valid; an explicitly requested preset agrees with the checkpoint's
+architecture; the weights file is complete; the weights' names and shapes match
+the config. The shipped default lives in `realtime/checkpoints/default/`; until
+training has produced one, `load_model` falls back to a random-init of the default
+preset and logs a warning saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from realtime.model.bundle import AnimationModel
+from realtime.model.config import ModelConfig, default_preset, get_preset
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "default"
+
+# Fields that change weight shapes or the cache layout; the rest (steps, shift, dtype,
+# cache_write) are inference settings a preset may override.
+ARCH_FIELDS = ("resolution", "latent_channels", "ae_widths", "patch", "width", "depth",
+               "heads", "mlp_ratio", "pose_hidden", "chunk", "window", "ref_frames")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, with the reason in the message."""
+
+
+def save_checkpoint(model: AnimationModel, out: str | Path,
+                    meta: dict[str, Any] | None = None) -> Path:
+    """Write `out/config.json` and `out/model.safetensors`; returns `out`."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS_FILE))
+    info = {"format_version": FORMAT_VERSION, "config": model.cfg.to_dict(),
+            "meta": {"saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     **(meta or {})}}
+    (out / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return out
+
+
+def read_config(path: str | Path) -> ModelConfig:
+    """The ModelConfig of checkpoint directory `path`."""
+    path = Path(path)
+    cfg_path = path / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{path} is not a checkpoint: {CONFIG_FILE} missing "
+                              f"(create one with `marionette train init --preset cpu --out DIR`)")
+    try:
+        info = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from e
+    version = info.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{cfg_path}: checkpoint format version {version!r}, this code "
+                              f"reads version {FORMAT_VERSION}")
+    try:
+        return ModelConfig.from_dict(info["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{cfg_path}: config does not match this code: {e}") from e
+
+
+def _arch_diff(a: ModelConfig, b: ModelConfig) -> list[str]:
+    da, db = a.to_dict(), b.to_dict()
+    return [f"{f}: checkpoint {da[f]} vs preset {db[f]}" for f in ARCH_FIELDS if da[f] != db[f]]
+
+
+def load_checkpoint(
+    path: str | Path,
+    preset: str | None = None,
+    device: torch.device | str = "cpu",
+) -> AnimationModel:
+    """Load checkpoint directory `path`. With `preset`, the checkpoint's architecture
+    must be that preset's. Its own inference settings are kept: steps and cache-write
+    mode belong to how it was trained."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    cfg = read_config(path)
+    if preset is not None:
+        want = get_preset(preset)
+        diff = _arch_diff(cfg, want)
+        if diff:
+            raise CheckpointError(f"checkpoint {path} does not match preset {preset!r}: "
+                                  + "; ".join(diff))
+    weights = path / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: {WEIGHTS_FILE} missing")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights} is truncated or corrupt ({e}); re-save or re-copy it") \
+            from e
+    model = AnimationModel(cfg)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    problems = [f"missing {k}" for k in sorted(expected.keys() - got.keys())]
+    problems += [f"unexpected {k}" for k in sorted(got.keys() - expected.keys())]
+    problems += [f"{k}: shape {got[k]} != {expected[k]}"
+                 for k in sorted(expected.keys() & got.keys()) if got[k] != expected[k]]
+    if problems:
+        shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5
+                                           else "")
+        raise CheckpointError(f"{weights} does not match its config.json: {shown}")
+    model.load_state_dict(state)
+    return prepare(model, device)
+
+
+def prepare(model: AnimationModel, device: torch.device | str = "cpu") -> AnimationModel:
+    """Move to `device` in the config's inference dtype (bf16 only on CUDA); eval mode."""
+    device = torch.device(device)
+    dtype = torch.bfloat16 if model.cfg.dtype == "bfloat16" and device.type == "cuda" \
+        else torch.float32
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def init_checkpoint(preset: str, out: str | Path, seed: int = 0) -> Path:
+    """A random-init checkpoint of `preset` (for tests and benchmarks before training)."""
+    model = AnimationModel.random(get_preset(preset), seed=seed)
+    return save_checkpoint(model, out, meta={"preset": preset, "seed": seed,
+                                             "trained": False})
+
+
+def load_model(
+    checkpoint: str | Path | None = None,
+    preset: str | None = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+) -> AnimationModel:
+    """What every command uses: `checkpoint` if given; else the shipped default if it
+    exists; else a random-init of `preset` (default: `default_preset()`), with a
+    warning that the output will be noise-like until trained weights exist."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if checkpoint is not None:
+        return load_checkpoint(checkpoint, preset, device)
+    if (DEFAULT_CHECKPOINT / CONFIG_FILE).is_file():
+        return load_checkpoint(DEFAULT_CHECKPOINT, preset, device)
+    name = preset or default_preset()
+    log.warning("no checkpoint at %s: using RANDOM weights of preset %r (output is not a "
+                "trained animation)", DEFAULT_CHECKPOINT, name)
+    return prepare(AnimationModel.random(get_preset(name), seed=seed), device)

@@ -1,0 +1,157 @@
+"""Model configuration: one dataclass, three named presets.
+
+A preset fixes everything the weights' shapes and the cache layout depend on
+(resolution, autoencoder, patch, width, depth, heads, chunk K, window W, reference
+frames) plus inference defaults (steps, cache-write mode). A checkpoint stores its
+config; `realtime.model.checkpoint` refuses weights whose config does not match.
+
+    tiny  tests: 32x32 frames, 2 layers, runs in milliseconds
+    cpu   real time on a 2-core CPU: 128x128 frames, 64 tokens per frame
+    gpu   256x256 frames, 256 tokens per frame, bf16
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+from kernels.layout import CacheLayout
+from realtime.motion.types import FACE_DIM, N_PARTS, N_POSE_CHANNELS
+
+CacheWrite = Literal["clean", "last_step"]
+"""How a finished chunk writes the KV cache. 'clean': one extra pass over the clean
+latents at t=0 (keys/values of what was actually shown). 'last_step': the keys/values
+the last denoising step computed (no extra pass). Must match how the student was
+trained."""
+
+CACHE_WRITES: tuple[str, ...] = ("clean", "last_step")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # frames and autoencoder
+    resolution: int = 128                   # square RGB frames, H = W
+    latent_channels: int = 4
+    ae_widths: tuple[int, ...] = (16, 32, 64)   # encoder stage widths; each halves H, W
+    # transformer
+    patch: int = 2                          # latent pixels per token side
+    width: int = 256                        # C
+    depth: int = 4
+    heads: int = 4                          # head_dim = width // heads (multiple of 16)
+    mlp_ratio: float = 3.0
+    pose_hidden: int = 32                   # light pose-map encoder width
+    # streaming
+    chunk: int = 2                          # K: frames generated together
+    window: int = 6                         # W: frames of history in the cache
+    ref_frames: int = 1                     # identity sink capacity, in frames
+    # inference defaults
+    steps: int = 2                          # denoising steps (1-4)
+    time_shift: float = 1.0                 # SD3-style timestep shift (1 = uniform)
+    cache_write: str = "clean"              # a CacheWrite
+    dtype: str = "float32"                  # inference dtype: float32 | bfloat16
+
+    def __post_init__(self) -> None:
+        down = self.ae_downsample
+        if self.resolution % (down * self.patch):
+            raise ValueError(f"resolution {self.resolution} is not a multiple of "
+                             f"downsample {down} x patch {self.patch}")
+        if self.width % self.heads or (self.width // self.heads) % 16:
+            raise ValueError(f"head_dim = width/heads must be a multiple of 16, "
+                             f"got {self.width}/{self.heads}")
+        if not 1 <= self.chunk <= self.window:
+            raise ValueError(f"need 1 <= chunk ({self.chunk}) <= window ({self.window})")
+        if not 1 <= self.steps <= 4:
+            raise ValueError(f"steps must be in 1..4, got {self.steps}")
+        if self.cache_write not in CACHE_WRITES:
+            raise ValueError(f"cache_write must be one of {CACHE_WRITES}")
+
+    # --- derived shapes ---------------------------------------------------------
+
+    @property
+    def ae_downsample(self) -> int:
+        return 2 ** len(self.ae_widths)
+
+    @property
+    def latent_size(self) -> int:
+        return self.resolution // self.ae_downsample
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        g = self.latent_size // self.patch
+        return (g, g)
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def pose_size(self) -> int:
+        """Side of the pose maps the condition renderer draws: twice the latent
+        resolution, so thin finger strokes survive (the pose encoder pools them)."""
+        return 2 * self.latent_size
+
+    @property
+    def pose_channels(self) -> int:
+        return N_POSE_CHANNELS
+
+    @property
+    def face_dim(self) -> int:
+        return FACE_DIM
+
+    @property
+    def n_parts(self) -> int:
+        return N_PARTS
+
+    def layout(self) -> CacheLayout:
+        return CacheLayout(sink_frames=self.ref_frames, window=self.window,
+                           chunk=self.chunk, grid=self.grid)
+
+    # --- (de)serialisation --------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config fields {unknown}: checkpoint from a "
+                             f"newer version of the code?")
+        d = dict(d)
+        if "ae_widths" in d:
+            d["ae_widths"] = tuple(d["ae_widths"])
+        return cls(**d)
+
+    def with_(self, **changes: Any) -> ModelConfig:
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(resolution=32, latent_channels=4, ae_widths=(8, 16), patch=2,
+                        width=64, depth=2, heads=2, mlp_ratio=2.0, pose_hidden=8,
+                        chunk=2, window=4, ref_frames=1, steps=2),
+    "cpu": ModelConfig(),
+    "gpu": ModelConfig(resolution=256, latent_channels=8, ae_widths=(32, 64, 128),
+                       patch=2, width=768, depth=12, heads=12, mlp_ratio=4.0,
+                       pose_hidden=64, chunk=4, window=12, ref_frames=2, steps=2,
+                       dtype="bfloat16"),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None
+
+
+def default_preset() -> str:
+    """'gpu' where CUDA is present, else 'cpu'."""
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"

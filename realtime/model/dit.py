@@ -1,0 +1,322 @@
+"""The student: a causal, chunked Diffusion Transformer predicting flow velocity.
+
+Read top to bottom, in the order of facebookresearch/DiT's models.py (helpers ->
+embedders -> block -> final layer -> model); the code is our own.
+
+Tokens: each frame's latents (c, h, w) are cut into p x p patches -> T = (h/p)(w/p)
+tokens of width C. Conditioning:
+  - pose maps (16, P, P) go through a light conv encoder to the token grid and are
+    added to the noisy tokens (spatial control);
+  - per frame, flow time t + face/expression vector + per-part presence flags form a
+    vector c (B, F, C) that modulates every block through adaLN-Zero. A part whose
+    presence is 0 contributes a learned "unknown" embedding, not a zero feature.
+Attention of a chunk sees the identity sink + the last W frames + the chunk itself
+(bidirectional inside the chunk) through `kernels.attention.chunk_attention`; every
+adaLN-modulated norm goes through `kernels.norm.adaln_norm`.
+
+Shapes: B batch (sessions), F frames, T tokens per frame, L = F*T, C width,
+H heads, D head dim, c latent channels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kernels.attention import chunk_attention
+from kernels.norm import adaln_norm
+from kernels.rope import apply_rope_ref
+from realtime.model.cache import KVCache
+from realtime.model.config import ModelConfig
+
+AttendFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+"""(q, k, v, layer) -> out, each (B, H, L, D): how a block's tokens see their context."""
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def gate(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Multiply tokens x (B, L, C) by a per-frame gate g (B, F, C)."""
+    B, L, C = x.shape
+    Fr = g.shape[1]
+    return (x.view(B, Fr, L // Fr, C) * g[:, :, None]).view(B, L, C)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of flow times t (...,) in [0, 1] -> (..., dim). Times are
+    scaled by 1000 so the ladder of frequencies resolves small steps."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
+    args = (t.float() * 1000.0)[..., None] * freqs
+    return torch.cat((args.cos(), args.sin()), dim=-1)
+
+
+def sink_positions(frames: int, grid: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """(frames*T, 3) positions of reference tokens: t = 0, (y, x) on the grid."""
+    gh, gw = grid
+    p = torch.arange(frames * gh * gw, device=device) % (gh * gw)
+    return torch.stack((torch.zeros_like(p), p // gw, p % gw), dim=-1).float()
+
+
+# --- embedders --------------------------------------------------------------------------
+
+
+class PatchEmbed(nn.Module):
+    """Latents (B, F, c, h, w) -> tokens (B, F*T, C), token p = y * grid_w + x."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(cfg.latent_channels, cfg.width, cfg.patch, stride=cfg.patch)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        B, Fr = z.shape[:2]
+        x = self.proj(z.flatten(0, 1))                          # (B*F, C, gh, gw)
+        return x.flatten(2).transpose(1, 2).reshape(B, -1, x.shape[1])
+
+
+class PoseEncoder(nn.Module):
+    """Pose maps (B, F, 16, P, P) -> tokens (B, F*T, C): a 3x3 conv at map resolution,
+    then a strided conv that pools each token's P/grid square."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        s = cfg.pose_size // cfg.grid[0]
+        self.conv = nn.Conv2d(cfg.pose_channels, cfg.pose_hidden, 3, padding=1)
+        self.pool = nn.Conv2d(cfg.pose_hidden, cfg.width, s, stride=s)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        B = maps.shape[0]
+        x = self.pool(F.silu(self.conv(maps.flatten(0, 1))))     # (B*F, C, gh, gw)
+        return x.flatten(2).transpose(1, 2).reshape(B, -1, x.shape[1])
+
+
+class TimestepEmbedder(nn.Module):
+    """Flow time t (B, F) -> (B, F, C)."""
+
+    def __init__(self, width: int, freq_dim: int = 256) -> None:
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        emb = timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype)
+        return self.mlp(emb)
+
+
+class MotionEmbedder(nn.Module):
+    """Face vector (B, F, 12) and presence (B, F, 4) -> (B, F, C).
+
+    face:     presence_face * mlp(face) + (1 - presence_face) * null_face
+    presence: a linear map, i.e. per part p a learned vector for "present" and one
+              for "unknown", blended by the flag: a missing hand is not a still hand.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.face_mlp = nn.Sequential(nn.Linear(cfg.face_dim, cfg.width), nn.SiLU(),
+                                      nn.Linear(cfg.width, cfg.width))
+        self.null_face = nn.Parameter(torch.zeros(cfg.width))
+        self.presence = nn.Linear(cfg.n_parts, cfg.width)
+        self.face_part = 1                                      # PARTS.index("face")
+
+    def forward(self, face: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+        pf = presence[..., self.face_part, None]                # (B, F, 1)
+        face_emb = pf * self.face_mlp(face) + (1 - pf) * self.null_face
+        return face_emb + self.presence(presence)
+
+
+# --- block ------------------------------------------------------------------------------
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.heads, self.head_dim = cfg.heads, cfg.head_dim
+        self.qkv = nn.Linear(cfg.width, 3 * cfg.width)
+        # QK-norm keeps attention logits bounded in bf16 (as in SD3 / many DiTs)
+        self.q_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6)
+        self.k_norm = nn.RMSNorm(cfg.head_dim, eps=1e-6)
+        self.proj = nn.Linear(cfg.width, cfg.width)
+
+    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, L, C) -> q, k, v each (B, H, L, D), q and k normalised, un-rotated."""
+        B, L, _ = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return self.q_norm(q), self.k_norm(k), v
+
+    def out(self, o: torch.Tensor) -> torch.Tensor:
+        B, H, L, D = o.shape
+        return self.proj(o.transpose(1, 2).reshape(B, L, H * D))
+
+
+class DiTBlock(nn.Module):
+    """Pre-norm attention + MLP, each adaLN-Zero modulated and gated per frame."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        C = cfg.width
+        self.attn = Attention(cfg)
+        hidden = int(C * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(C, hidden), nn.GELU(approximate="tanh"),
+                                 nn.Linear(hidden, C))
+        self.ada = nn.Linear(C, 6 * C)
+
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, attend: AttendFn, layer: int,
+        kv_only: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, L, C), c (B, F, C) -> (x, k, v); with kv_only, x is returned unchanged
+        (the caller needs only this layer's keys/values)."""
+        sh1, sc1, g1, sh2, sc2, g2 = self.ada(F.silu(c)).chunk(6, dim=-1)   # (B, F, C) each
+        q, k, v = self.attn.qkv_heads(adaln_norm(x, sh1, sc1))
+        if kv_only:
+            return x, k, v
+        x = x + gate(self.attn.out(attend(q, k, v, layer)), g1)
+        x = x + gate(self.mlp(adaln_norm(x, sh2, sc2)), g2)
+        return x, k, v
+
+
+# --- final layer ------------------------------------------------------------------------
+
+
+class FinalLayer(nn.Module):
+    """adaLN norm + linear: tokens (B, L, C) -> velocity patches (B, L, p*p*c)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ada = nn.Linear(cfg.width, 2 * cfg.width)
+        self.linear = nn.Linear(cfg.width, cfg.patch * cfg.patch * cfg.latent_channels)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.ada(F.silu(c)).chunk(2, dim=-1)
+        return self.linear(adaln_norm(x, shift, scale))
+
+
+# --- model ------------------------------------------------------------------------------
+
+
+class StudentDiT(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embed = PatchEmbed(cfg)
+        self.pose_encoder = PoseEncoder(cfg)
+        self.t_embed = TimestepEmbedder(cfg.width)
+        self.motion_embed = MotionEmbedder(cfg)
+        self.ref_embed = nn.Parameter(torch.zeros(cfg.width))   # marks reference frames
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
+        self.final = FinalLayer(cfg)
+        self.initialize_weights()
+
+    def initialize_weights(self, zero_init: bool = True) -> None:
+        """Xavier linears; with `zero_init` (training from scratch) the adaLN
+        modulations and the output layer start at zero, so every block starts as
+        the identity and the model as "velocity 0" (DiT's adaLN-Zero). Without it
+        (random-init checkpoints for tests and benchmarks) they get small random
+        weights, so every input path visibly changes the output."""
+        def _init(m: nn.Module) -> None:
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        self.apply(_init)
+        nn.init.normal_(self.t_embed.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embed.mlp[2].weight, std=0.02)
+        nn.init.normal_(self.ref_embed, std=0.02)
+        nn.init.normal_(self.motion_embed.null_face, std=0.02)
+        heads = [b.ada for b in self.blocks] + [self.final.ada, self.final.linear]
+        for lin in heads:
+            if zero_init:
+                nn.init.zeros_(lin.weight)
+            else:
+                nn.init.normal_(lin.weight, std=0.02 if lin is not self.final.linear else 0.2)
+            nn.init.zeros_(lin.bias)
+
+    # --- pieces shared by every forward --------------------------------------------
+
+    def embed(
+        self,
+        latents: torch.Tensor,          # (B, F, c, h, w) noisy (or clean) latents
+        t: torch.Tensor,                # (B, F) flow time, 1 = noise, 0 = clean
+        pose: torch.Tensor | None,      # (B, F, 16, P, P) pose maps, None for references
+        face: torch.Tensor,             # (B, F, 12)
+        presence: torch.Tensor,         # (B, F, 4)
+        is_reference: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> tokens (B, F*T, C), per-frame conditioning (B, F, C)."""
+        x = self.patch_embed(latents)
+        if pose is not None:
+            x = x + self.pose_encoder(pose.to(x.dtype))
+        c = self.t_embed(t) + self.motion_embed(face.to(x.dtype), presence.to(x.dtype))
+        if is_reference:
+            c = c + self.ref_embed
+        return x, c
+
+    def run_blocks(
+        self, x: torch.Tensor, c: torch.Tensor, attend: AttendFn, kv_only: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """All blocks -> (tokens, per-layer k, per-layer v). With kv_only the last
+        block stops after its keys/values (what a cache write needs)."""
+        ks, vs = [], []
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x, k, v = block(x, c, attend, i, kv_only=kv_only and i == last)
+            ks.append(k)
+            vs.append(v)
+        return x, ks, vs
+
+    def unpatchify(self, out: torch.Tensor, frames: int) -> torch.Tensor:
+        """(B, F*T, p*p*c) -> (B, F, c, h, w)."""
+        cfg = self.cfg
+        B = out.shape[0]
+        (gh, gw), p, ch = cfg.grid, cfg.patch, cfg.latent_channels
+        x = out.view(B, frames, gh, gw, p, p, ch).permute(0, 1, 6, 2, 4, 3, 5)
+        return x.reshape(B, frames, ch, gh * p, gw * p)
+
+    # --- streaming ----------------------------------------------------------------
+
+    def forward_chunk(
+        self,
+        latents: torch.Tensor,          # (B, K, c, h, w)
+        t: torch.Tensor,                # (B, K)
+        pose: torch.Tensor,             # (B, K, 16, P, P)
+        face: torch.Tensor,             # (B, K, 12)
+        presence: torch.Tensor,         # (B, K, 4)
+        cache: KVCache,
+        kv_only: bool = False,
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor], list[torch.Tensor]]:
+        """One chunk against the cache -> (velocity (B, K, c, h, w) or None with
+        kv_only, per-layer chunk keys, values (B, H, K*T, D)). Does not write the cache."""
+        layout = cache.layout
+
+        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: int) -> torch.Tensor:
+            kc, vc = cache.layer(i)
+            return chunk_attention(q, k, v, kc, vc, cache.sink_len, cache.ring_start,
+                                   cache.window_len, layout)
+
+        x, c = self.embed(latents, t, pose, face, presence)
+        x, ks, vs = self.run_blocks(x, c, attend, kv_only=kv_only)
+        if kv_only:
+            return None, ks, vs
+        return self.unpatchify(self.final(x, c), latents.shape[1]), ks, vs
+
+    def encode_reference(
+        self, ref_latents: torch.Tensor,    # (B, R, c, h, w) clean reference latents
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The identity sink: reference frames through the same blocks at t = 0,
+        attending (bidirectionally) only to each other, all at temporal position 0.
+        -> per-layer keys, values (B, H, R*T, D), un-rotated, for `KVCache.set_sink`."""
+        B, R = ref_latents.shape[:2]
+        pos = sink_positions(R, self.cfg.grid, ref_latents.device)
+
+        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: int) -> torch.Tensor:
+            return F.scaled_dot_product_attention(apply_rope_ref(q, pos), apply_rope_ref(k, pos), v)
+
+        zeros = ref_latents.new_zeros
+        x, c = self.embed(ref_latents, zeros(B, R), None, zeros(B, R, self.cfg.face_dim),
+                          zeros(B, R, self.cfg.n_parts), is_reference=True)
+        _, ks, vs = self.run_blocks(x, c, attend, kv_only=True)
+        return ks, vs
