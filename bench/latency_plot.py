@@ -1,0 +1,96 @@
+"""The latency run's figure: CDF, stacked per-stage medians, latency over time.
+
+Latency over time is the panel that proves there is no creep: per-second median and
+p95 of e2e latency over the whole run, with resident memory on a second axis for
+soak runs. Matplotlib with the Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+COLORS = {"model": "#d62728", "ae_decode": "#ff7f0e", "extraction": "#9467bd",
+          "network_up": "#1f77b4", "network_down": "#17becf", "queue": "#7f7f7f",
+          "encode": "#2ca02c", "receive": "#8c564b", "video_decode": "#bcbd22",
+          "motion": "#e377c2", "condition": "#aec7e8", "send": "#98df8a"}
+
+
+def _num(x: Any) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def write_plot(doc: dict[str, Any], path: str | Path) -> None:
+    """Write the three-panel (four with memory) PNG for every run in `doc`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = doc["runs"]
+    has_rss = any(r.get("rss_mb", {}).get("client") for r in runs)
+    ncols = 4 if has_rss else 3
+    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4.2))
+    ax_cdf, ax_bar, ax_time = axes[0], axes[1], axes[2]
+
+    for r in runs:
+        cdf = [_num(v) for v in r.get("cdf_ms", [])]
+        if cdf:
+            ax_cdf.plot(cdf, [i / 100 for i in range(len(cdf))], label=r["engine"])
+    ax_cdf.set_xlabel("glass-to-glass latency (ms)")
+    ax_cdf.set_ylabel("fraction of frames")
+    ax_cdf.set_title("latency CDF (after warm-up)")
+    ax_cdf.grid(alpha=0.3)
+    ax_cdf.legend()
+
+    names = [r["engine"] for r in runs]
+    bottoms = [0.0] * len(runs)
+    stages: list[str] = []
+    for r in runs:
+        stages += [s for s in r["stages_ms"] if s not in stages]
+    for s in stages:
+        vals = [max(_num(r["stages_ms"].get(s, 0.0)), 0.0) for r in runs]
+        vals = [0.0 if v != v else v for v in vals]          # NaN -> 0
+        ax_bar.bar(names, vals, bottom=bottoms, label=s, color=COLORS.get(s))
+        bottoms = [b + v for b, v in zip(bottoms, vals, strict=True)]
+    for i, r in enumerate(runs):
+        ax_bar.plot([i - 0.4, i + 0.4], [_num(r["e2e_ms"]["p50"])] * 2, "k--", lw=1)
+    ax_bar.set_ylabel("median ms per stage (dashed: e2e p50)")
+    ax_bar.set_title("where the milliseconds go")
+    ax_bar.legend(fontsize=7, loc="upper left")
+
+    for r in runs:
+        ser = r["series"]
+        t = ser["t_s"]
+        ax_time.plot(t, [_num(v) for v in ser["p50_ms"]], label=f"{r['engine']} p50")
+        ax_time.plot(t, [_num(v) for v in ser["p95_ms"]], ls=":", label=f"{r['engine']} p95")
+    ax_time.set_xlabel("time since connection start (s)")
+    ax_time.set_ylabel(f"latency per {runs[0]['series']['width_s'] if runs else 1:g} s (ms)")
+    ax_time.set_title("latency over time")
+    ax_time.set_ylim(bottom=0)
+    ax_time.grid(alpha=0.3)
+    ax_time.legend(fontsize=7)
+
+    if has_rss:
+        ax_mem = axes[3]
+        for r in runs:
+            for who in ("client", "server"):
+                pts = r["rss_mb"].get(who) or []
+                if pts:
+                    ax_mem.plot([p[0] for p in pts], [p[1] for p in pts],
+                                label=f"{r['engine']} {who}")
+        ax_mem.set_xlabel("time since connection start (s)")
+        ax_mem.set_ylabel("resident memory (MB)")
+        ax_mem.set_title("memory over time")
+        ax_mem.set_ylim(bottom=0)
+        ax_mem.grid(alpha=0.3)
+        ax_mem.legend(fontsize=7)
+
+    m = doc.get("machine", {})
+    fig.suptitle(f"marionette bench latency — {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
+                 f"{m.get('gpu') or 'no GPU'}, {doc.get('commit', '')[:12]}, {doc.get('date', '')}",
+                 fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

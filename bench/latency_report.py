@@ -1,0 +1,197 @@
+"""The latency run's outputs: machine description, JSON document, Markdown summary.
+
+The JSON schema is documented in bench/README.md ("JSON schema"); `SCHEMA` names
+its version and changes whenever a field changes meaning.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "marionette.bench.latency/1"
+REPO = Path(__file__).resolve().parents[1]
+
+# The issue's targets for the CPU preset at 30 fps input.
+GOAL_P95_MS = 150.0
+GOAL_FPS_OUT = 20.0
+GOAL_DRIFT_PCT = 10.0
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu() -> str | None:
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total",
+                                  "--format=csv,noheader"], capture_output=True, text=True,
+                                 timeout=10, check=True).stdout.strip()
+            return out.splitlines()[0] if out else None
+        except (OSError, subprocess.SubprocessError):
+            return None
+    return None
+
+
+def _memory_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, memory, GPU (None without one), OS and library versions."""
+    from importlib import metadata
+
+    versions = {}
+    for pkg in ("aiortc", "av", "torch", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gb": _memory_gb(),
+            "gpu": _gpu(), "os": platform.platform(), "python": platform.python_version(),
+            "versions": versions}
+
+
+def git_commit(repo: Path = REPO) -> str:
+    """HEAD's sha, with '-dirty' when tracked files differ from it; 'unknown' outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=repo,
+                               timeout=10).returncode != 0
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_document(runs: list[dict[str, Any]], config: dict[str, Any],
+                   notes: str = "") -> dict[str, Any]:
+    """The whole JSON document: provenance plus one entry per engine run."""
+    return {"schema": SCHEMA, "date": utc_now(), "commit": git_commit(),
+            "machine": machine_info(), "config": config, "notes": notes, "runs": runs}
+
+
+def _clean(obj: Any) -> Any:
+    """NaN/inf are not JSON: write them as null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json(doc: dict[str, Any], path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(_clean(doc), indent=1) + "\n")
+
+
+def headline(run: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers printed as the bench's final JSON line."""
+    keys = ("engine", "codec", "e2e_ms", "first_frame_ms", "fps_in", "fps_out", "jitter_ms")
+    out = {k: run.get(k) for k in keys}
+    out["e2e_ms"] = {k: run["e2e_ms"][k] for k in ("p50", "p95", "p99")}
+    out["dropped"] = run["dropped"]["total"]
+    return _clean(out)
+
+
+def _f(x: Any, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}f}"
+
+
+def markdown(doc: dict[str, Any], plot_name: str | None = None) -> str:
+    """A summary fit to paste into the README."""
+    m, cfg = doc["machine"], doc["config"]
+    gpu = m.get("gpu") or "no GPU"
+    lines = [
+        f"### Latency, {cfg.get('source', '?')} source at {cfg.get('fps')} fps, "
+        f"{cfg.get('client')} client, {cfg.get('seconds')} s",
+        "",
+        f"{m['cpu']}, {m['cores']} cores, {gpu}; commit `{doc['commit'][:12]}`, "
+        f"{doc['date']}. Warm-up {cfg.get('warmup_s')} s excluded from percentiles.",
+        "",
+        "| engine | preset | codec | in → out | e2e p50 | p95 | p99 | first frame | "
+        "fps in | fps out | jitter | dropped | drift |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in doc["runs"]:
+        res = r.get("resolution", {})
+        size = "×".join(map(str, res.get("input") or ["?"])) + " → " + \
+            "×".join(map(str, res.get("output") or ["?"]))
+        e = r["e2e_ms"]
+        lines.append(
+            f"| {r['engine']} | {r.get('preset') or '–'} | {r.get('codec') or '?'} | {size} | "
+            f"{_f(e['p50'])} | {_f(e['p95'])} | {_f(e['p99'])} | {_f(r['first_frame_ms'], 0)} | "
+            f"{_f(r['fps_in'])} | {_f(r['fps_out'])} | {_f(r['jitter_ms'])} | "
+            f"{r['dropped']['total']} | {_f(r['drift']['change_pct'])} % |")
+    lines += ["", "Median per stage (ms); the parts of each frame add up to its e2e latency:", ""]
+    stages: list[str] = []
+    for r in doc["runs"]:
+        stages += [s for s in r["stages_ms"] if s not in stages]
+    lines.append("| engine | " + " | ".join(stages) + " |")
+    lines.append("|---|" + "---:|" * len(stages))
+    for r in doc["runs"]:
+        lines.append(f"| {r['engine']} | "
+                     + " | ".join(_f(r["stages_ms"].get(s)) for s in stages) + " |")
+    lines += ["", "Drops by stage (server counters): " + "; ".join(
+        f"{r['engine']}: " + (", ".join(f"{k} {v}" for k, v in r["dropped"]["by_stage"].items())
+                              or "none reported")
+        for r in doc["runs"]) + "."]
+    lines += ["", "Goals (CPU preset, 30 fps in): e2e p95 ≤ "
+              f"{GOAL_P95_MS:.0f} ms, ≥ {GOAL_FPS_OUT:.0f} fps out, last-window median within "
+              f"{GOAL_DRIFT_PCT:.0f} % of the first:"]
+    for r in doc["runs"]:
+        p95, fps, drift = r["e2e_ms"]["p95"], r["fps_out"], r["drift"]["change_pct"]
+        ok = [p95 is not None and p95 <= GOAL_P95_MS, fps is not None and fps >= GOAL_FPS_OUT,
+              drift is not None and abs(drift) <= GOAL_DRIFT_PCT]
+        marks = ["met" if o else "NOT met" for o in ok]
+        lines.append(f"- {r['engine']}: p95 {_f(p95)} ms ({marks[0]}), {_f(fps)} fps out "
+                     f"({marks[1]}), drift {_f(drift)} % over {_f(r['drift']['window_s'], 0)} s "
+                     f"windows ({marks[2]}); dominant stage: {dominant_stage(r)}.")
+    if doc.get("notes"):
+        lines += ["", doc["notes"]]
+    if plot_name:
+        lines += ["", f"![latency]({plot_name})"]
+    lines += ["", f"Command: `{cfg.get('command', '')}`", ""]
+    return "\n".join(lines)
+
+
+def dominant_stage(run: dict[str, Any]) -> str:
+    """The stage with the largest median share of e2e latency."""
+    stages = {k: v for k, v in run["stages_ms"].items() if v is not None and math.isfinite(v)}
+    if not stages:
+        return "–"
+    name = max(stages, key=lambda k: stages[k])
+    return f"{name} ({stages[name]:.1f} ms)"
+
+
+def write_markdown(doc: dict[str, Any], path: str | Path, plot_name: str | None = None) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(markdown(_clean(doc), plot_name))
