@@ -32,18 +32,21 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# Server stage names (realtime.motion.types.Stamps), in pipeline order, and the label
-# each is reported under. Names the server adds later are reported under their own.
+# Server stage names (streaming/telemetry.py STAGE_ORDER), in pipeline order, and the
+# label each is reported under. Names the server adds later keep their own.
 SERVER_STAGES: dict[str, str] = {
-    "receive": "receive",
-    "video_decode": "video_decode",
-    "extract": "extraction",
-    "motion": "motion",
-    "condition": "condition",
-    "model": "model",
-    "decode": "ae_decode",
-    "encode": "encode",
-    "send": "send",
+    "decode": "video_decode",      # aiortc's video decoder
+    "receive": "receive",          # decoded frame handed over -> into the mailbox
+    "mailbox": "mailbox",          # waiting for the worker (1 slot)
+    "convert": "convert",          # VideoFrame -> RGB + barcode read
+    "extract": "extraction",       # MediaPipe
+    "motion": "motion",            # filtering, normalisation, retargeting
+    "condition": "condition",      # pose maps + face vector
+    "model": "model",              # DiT chunk (all steps)
+    "decode_ae": "ae_decode",      # tiny autoencoder decode
+    "output": "output",            # waiting in the paced output buffer
+    "encode": "encode",            # video encoder
+    "send": "send",                # encode end -> last packet handed to the transport
 }
 
 

@@ -21,7 +21,7 @@ def _num(x: Any) -> float:
 
 
 def write_plot(doc: dict[str, Any], path: str | Path) -> None:
-    """Write the three-panel (four with memory) PNG for every run in `doc`."""
+    """Write the 2x2 PNG (CDF, stages, latency over time, memory) for the runs in `doc`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,14 +29,15 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> None:
 
     runs = doc["runs"]
     has_rss = any(r.get("rss_mb", {}).get("client") for r in runs)
-    ncols = 4 if has_rss else 3
-    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4.2))
-    ax_cdf, ax_bar, ax_time = axes[0], axes[1], axes[2]
+    fig, grid = plt.subplots(2, 2, figsize=(12, 8.5))
+    ax_cdf, ax_bar, ax_time, ax_mem = grid[0, 0], grid[0, 1], grid[1, 0], grid[1, 1]
+    engine_color = {r["engine"]: f"C{i}" for i, r in enumerate(runs)}
 
     for r in runs:
         cdf = [_num(v) for v in r.get("cdf_ms", [])]
         if cdf:
-            ax_cdf.plot(cdf, [i / 100 for i in range(len(cdf))], label=r["engine"])
+            ax_cdf.plot(cdf, [i / 100 for i in range(len(cdf))], label=r["engine"],
+                        color=engine_color[r["engine"]])
     ax_cdf.set_xlabel("glass-to-glass latency (ms)")
     ax_cdf.set_ylabel("fraction of frames")
     ax_cdf.set_title("latency CDF (after warm-up)")
@@ -62,8 +63,10 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> None:
     for r in runs:
         ser = r["series"]
         t = ser["t_s"]
-        ax_time.plot(t, [_num(v) for v in ser["p50_ms"]], label=f"{r['engine']} p50")
-        ax_time.plot(t, [_num(v) for v in ser["p95_ms"]], ls=":", label=f"{r['engine']} p95")
+        c = engine_color[r["engine"]]
+        ax_time.plot(t, [_num(v) for v in ser["p50_ms"]], color=c, label=f"{r['engine']} p50")
+        ax_time.plot(t, [_num(v) for v in ser["p95_ms"]], color=c, ls=":",
+                     label=f"{r['engine']} p95")
     ax_time.set_xlabel("time since connection start (s)")
     ax_time.set_ylabel(f"latency per {runs[0]['series']['width_s'] if runs else 1:g} s (ms)")
     ax_time.set_title("latency over time")
@@ -72,19 +75,20 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> None:
     ax_time.legend(fontsize=7)
 
     if has_rss:
-        ax_mem = axes[3]
         for r in runs:
-            for who in ("client", "server"):
+            for who, ls in (("client", "-"), ("server", "--")):
                 pts = r["rss_mb"].get(who) or []
                 if pts:
-                    ax_mem.plot([p[0] for p in pts], [p[1] for p in pts],
-                                label=f"{r['engine']} {who}")
+                    ax_mem.plot([p[0] for p in pts], [p[1] for p in pts], ls=ls,
+                                color=engine_color[r["engine"]], label=f"{r['engine']} {who}")
         ax_mem.set_xlabel("time since connection start (s)")
         ax_mem.set_ylabel("resident memory (MB)")
         ax_mem.set_title("memory over time")
         ax_mem.set_ylim(bottom=0)
         ax_mem.grid(alpha=0.3)
         ax_mem.legend(fontsize=7)
+    else:
+        ax_mem.set_axis_off()
 
     m = doc.get("machine", {})
     fig.suptitle(f"marionette bench latency — {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "

@@ -18,8 +18,9 @@ from bench.latency_match import MatchCounts, Sample
 from bench.latency_stats import BoundedSeries, Quantiles, RunningStats, SecondSeries, TimeWindow
 
 # The order parts are reported (and stacked in the plot); others follow.
-PART_ORDER = ("network_up", "receive", "video_decode", "extraction", "motion", "condition",
-              "model", "ae_decode", "encode", "send", "queue", "network_down")
+PART_ORDER = ("network_up", "video_decode", "receive", "mailbox", "convert", "extraction",
+              "motion", "condition", "model", "ae_decode", "output", "encode", "send", "queue",
+              "network_down")
 
 
 class RunRecorder:

@@ -126,7 +126,7 @@ def test_live_expiry_bounds_memory_and_settles_drops() -> None:
 
 def test_stage_parts_add_up_to_e2e() -> None:
     parts = stage_parts(10.0, 10.1, {"receive": [10.02, 10.021], "model": [10.03, 10.06],
-                                     "decode": [10.06, 10.07], "encode": [10.07, 10.075]})
+                                     "decode_ae": [10.06, 10.07], "encode": [10.07, 10.075]})
     assert parts["network_up"] == pytest.approx(20)
     assert parts["model"] == pytest.approx(30) and parts["ae_decode"] == pytest.approx(10)
     assert parts["network_down"] == pytest.approx(25)

@@ -1,0 +1,249 @@
+"""`marionette bench latency`: glass-to-glass latency through a real WebRTC connection.
+
+Starts `marionette serve` on 127.0.0.1 in a subprocess (its own interpreter, so the
+server's GIL is not the client's; or targets `--server URL`), streams a synthetic or
+file source to it with the Python aiortc client or headless Chromium, and pairs every
+generated frame with the input it was made from (by the id in the input's barcode,
+see bench/latency_match.py). Reports e2e percentiles, first-frame latency, fps in and
+out, drops per stage, jitter, per-stage medians and latency over time; writes JSON,
+PNG and Markdown. The method and the JSON schema are in bench/README.md.
+
+    marionette bench latency --synthetic --engine both --seconds 20 \\
+        --json bench/results/latency.json --plot bench/results/latency.png \\
+        --report bench/results/latency.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--video", metavar="FILE", help="stream this video file (looped)")
+    src.add_argument("--synthetic", action="store_true",
+                     help="stream a generated moving pattern (the default source)")
+    parser.add_argument("--client", choices=("python", "browser"), default="python",
+                        help="aiortc client in this process, or headless Chromium (default python)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="streaming time per engine")
+    parser.add_argument("--fps", type=float, default=30.0, help="input frame rate")
+    parser.add_argument("--size", default="640x480", help="input WxH (default 640x480)")
+    parser.add_argument("--preset", default=None, help="model preset (default: the server's)")
+    parser.add_argument("--checkpoint", default=None, help="model checkpoint for --engine model")
+    parser.add_argument("--engine", choices=("model", "echo", "both"), default="model",
+                        help="'echo' replaces the model with a pass-through to isolate the "
+                             "transport; 'both' runs echo then model into one report")
+    parser.add_argument("--server", metavar="URL", default=None,
+                        help="use a running server instead of starting one")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds after the first generated frame left out of percentiles")
+    parser.add_argument("--json", dest="json_out", metavar="OUT.json", default=None)
+    parser.add_argument("--plot", metavar="OUT.png", default=None)
+    parser.add_argument("--report", metavar="OUT.md", default=None)
+    parser.add_argument("--notes", default="", help="free text carried into JSON and Markdown")
+
+
+# --- server ------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """`marionette serve` on 127.0.0.1 in a subprocess, up until `stop()`."""
+
+    def __init__(self, engine: str, preset: str | None, checkpoint: str | None,
+                 fps: float) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "realtime.cli", "serve", "--host", "127.0.0.1",
+               "--port", str(self.port), "--engine", engine]
+        if preset:
+            cmd += ["--preset", preset]
+        if checkpoint:
+            cmd += ["--checkpoint", checkpoint]
+        self._log = tempfile.NamedTemporaryFile("w+", prefix=f"marionette-serve-{engine}-",
+                                                suffix=".log", delete=False)
+        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONPATH": path}
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=env)
+        self.cmd = cmd
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server not healthy after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 30) -> str:
+        self._log.flush()
+        return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-n:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        Path(self._log.name).unlink(missing_ok=True)
+
+
+def rss_mb(pid: int | None = None) -> float | None:
+    """Resident set size of `pid` (default: this process) in MB, from /proc."""
+    try:
+        pages = int(Path(f"/proc/{pid or 'self'}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# --- one run -----------------------------------------------------------------------
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+async def _python_client_run(url: str, args: argparse.Namespace, server_pid: int | None,
+                             recorder_box: dict[str, Any]) -> Any:
+    """Run clients.pyclient.run_client while sampling memory once a second."""
+    import asyncio
+
+    from clients.pyclient import run_client
+
+    samples: list[tuple[float, float, float | None]] = []
+    done = asyncio.Event()
+
+    async def sample_rss() -> None:
+        while not done.is_set():
+            samples.append((time.monotonic(), rss_mb() or 0.0,
+                            rss_mb(server_pid) if server_pid else None))
+            try:
+                await asyncio.wait_for(done.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+    sampler = asyncio.create_task(sample_rss())
+    try:
+        result = await run_client(url, video=args.video, synthetic=not args.video,
+                                  seconds=args.seconds, fps=args.fps,
+                                  size=_parse_size(args.size))
+    finally:
+        done.set()
+        await sampler
+    recorder_box["rss"] = samples
+    return result
+
+
+def measure_python(url: str, engine: str, args: argparse.Namespace,
+                   server_pid: int | None) -> dict[str, Any]:
+    """One engine's run with the Python client; returns its `runs[]` entry."""
+    import asyncio
+
+    from bench.latency_match import FrameMatcher, feed_result
+    from bench.latency_summary import RunRecorder
+
+    box: dict[str, Any] = {}
+    result = asyncio.run(_python_client_run(url, args, server_pid, box))
+    if not result.sent:
+        raise RuntimeError("the client sent no frames")
+    recorder = RunRecorder(result.t_connect_start, warmup_s=args.warmup,
+                           window_s=min(60.0, args.seconds / 3))
+    matcher = FrameMatcher(recorder.add)
+    frames = [r for r in result.telemetry if r.get("type", "frame") == "frame"]
+    counts = feed_result(matcher, result.sent, result.received, frames)
+    for t, client, server in box.get("rss", []):
+        recorder.add_rss(t, client, server)
+    hello = next((r for r in result.telemetry if r.get("type") == "hello"), {})
+    run = recorder.summary(counts, matcher.drops_by_stage,
+                           t_send_start=min(result.sent.values()),
+                           t_send_end=max(result.sent.values()))
+    return {"engine": engine, "client": "python", "codec": getattr(result, "codec", None),
+            "preset": args.preset if engine == "model" else None,
+            "resolution": {"input": list(_parse_size(args.size)),
+                           "output": hello.get("resolution")},
+            **run}
+
+
+def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Start a server for `engine` (unless --server), run the chosen client, stop it."""
+    server = None
+    url = args.server
+    if url is None:
+        server = ServerProcess(engine, args.preset, args.checkpoint, args.fps)
+        server.wait_ready()
+        url = server.url
+    try:
+        if args.client == "browser":
+            from bench.latency_browser import measure_browser
+
+            return measure_browser(url, engine, args, server.pid if server else None)
+        return measure_python(url, engine, args, server.pid if server else None)
+    except Exception as exc:            # re-raised with the server's last words attached
+        if server is not None:
+            raise RuntimeError(f"{exc}\n--- server log ---\n{server.log_tail()}") from exc
+        raise
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.latency_plot import write_plot
+    from bench.latency_report import build_document, headline, write_json, write_markdown
+
+    engines = ["echo", "model"] if args.engine == "both" else [args.engine]
+    if args.server and len(engines) > 1:
+        print("--engine both needs a server per engine; drop --server", file=sys.stderr)
+        return 2
+    runs = [measure(engine, args) for engine in engines]
+    config = {"command": "marionette " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"]
+              else "marionette bench latency " + " ".join(sys.argv[1:]),
+              "source": f"file {args.video}" if args.video else "synthetic",
+              "client": args.client, "seconds": args.seconds, "fps": args.fps,
+              "size": args.size, "preset": args.preset, "checkpoint": args.checkpoint,
+              "warmup_s": args.warmup, "server": args.server or "spawned on 127.0.0.1"}
+    doc = build_document(runs, config, notes=args.notes)
+    if args.json_out:
+        write_json(doc, args.json_out)
+    if args.plot:
+        write_plot(doc, args.plot)
+    if args.report:
+        plot_name = os.path.relpath(args.plot, Path(args.report).parent) if args.plot else None
+        write_markdown(doc, args.report, plot_name)
+    for r in runs:
+        print(json.dumps(headline(r)))
+    return 0
