@@ -210,10 +210,11 @@ class MotionExtractor:
         left = _landmarks(res.left_hand_landmarks, N_HAND)
         right = _landmarks(res.right_hand_landmarks, N_HAND)
         conf = {
-            # Holistic reports no per-part scores: the body's is its mean visibility,
-            # the others are 1 when found (the tracker drops parts below
+            # Holistic reports no per-part scores: the body's is the mean visibility
+            # of the nose and shoulders (in view in every framing from webcam to full
+            # body), the others are 1 when found (the tracker drops parts below
             # min_tracking_confidence on its own).
-            "body": float(body[:, 3].mean()) if body is not None else 0.0,
+            "body": float(body[[0, 11, 12], 3].mean()) if body is not None else 0.0,
             "face": 1.0 if face is not None else 0.0,
             "left_hand": 1.0 if left is not None else 0.0,
             "right_hand": 1.0 if right is not None else 0.0,

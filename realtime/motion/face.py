@@ -63,7 +63,7 @@ _CANON_PTS = np.array([
 _RELATIVE: tuple[tuple[str, float], ...] = (
     ("diff", 1.0), ("diff", 1.0), ("diff", 1.0),      # yaw, pitch, roll (radians)
     ("ratio", 1.0), ("ratio", 1.0),                   # eye_open_l, eye_open_r
-    ("diff", 5.0), ("diff", 5.0),                     # gaze_x, gaze_y
+    ("diff", 3.0), ("diff", 3.0),                     # gaze_x, gaze_y
     ("ratio", 4.0), ("ratio", 4.0),                   # brow_l, brow_r
     ("diff", 2.0),                                    # mouth_open
     ("ratio", 3.0),                                   # mouth_width

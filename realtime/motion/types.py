@@ -144,6 +144,12 @@ class NormalizedMotion:
     face: np.ndarray                        # (FACE_DIM,) features, 0 = neutral
     presence: np.ndarray                    # (N_PARTS,) confidence in [0, 1]; 0 = absent
     stamps: Stamps = field(default_factory=dict)
+    # Added by the motion stage (optional; None when unknown):
+    body_visibility: np.ndarray | None = None  # (33,) per-landmark visibility in [0, 1]
+    hand_roots: np.ndarray | None = None    # (2, 3) left, right: wrist x, y (normalised
+                                            #   source image) and hand size (wrist ->
+                                            #   middle knuckle, source image heights);
+                                            #   NaN rows for absent hands
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,8 @@ class Pose:
     right_hand: np.ndarray | None
     face: np.ndarray                        # (FACE_DIM,)
     presence: np.ndarray                    # (N_PARTS,)
+    body_visibility: np.ndarray | None = None  # (33,) added by the motion stage: joints
+                                            #   below 0.5 (e.g. out of frame) are not drawn
 
 
 @dataclass

@@ -1,0 +1,158 @@
+"""Condition rendering: a `Pose` -> what the model consumes (ARCHITECTURE §3).
+
+Body and hand pose become POSE_CHANNELS maps, one channel per group (head, torso,
+each limb, each finger of each hand) so the model can tell an arm from a leg and
+each finger from the others, at any resolution. Strokes are antialiased lines
+drawn by OpenCV (LINE_AA, with 4 bits of sub-pixel precision), one uint8 plane per
+channel, then scaled to [0, 1] float32.
+
+Why OpenCV and not a numpy distance field: with ~60 short strokes, OpenCV touches
+only the pixels near each stroke, while a distance field evaluates every
+(stroke, pixel) pair: 60 x 256 x 256 = 4M distances per frame. Measured in
+bench/test_motion.py: rendering 64x64 and 256x256 stays well under a millisecond
+or a few, next to tens of milliseconds of extraction.
+
+A stroke's brightness is the part's presence (so a part that fades out while held
+fades in the maps too); an absent part (presence 0) draws nothing. Body bones with
+an endpoint less visible than `min_visibility` (off-frame legs MediaPipe guessed)
+are not drawn.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from realtime.motion.types import (
+    BODY_BONES,
+    FINGERS,
+    L_ANKLE,
+    L_ELBOW,
+    L_HIP,
+    L_KNEE,
+    L_SHOULDER,
+    L_WRIST,
+    MID_HIP,
+    MID_SHOULDER,
+    N_BODY,
+    N_POSE_CHANNELS,
+    NOSE,
+    POSE_CHANNELS,
+    R_ANKLE,
+    R_ELBOW,
+    R_HIP,
+    R_KNEE,
+    R_SHOULDER,
+    R_WRIST,
+    WRIST,
+    MotionCondition,
+    Pose,
+)
+
+_SHIFT = 4                      # sub-pixel bits for cv2.line
+_ONE = 1 << _SHIFT
+
+
+def _body_groups() -> dict[str, list[tuple[int, int]]]:
+    """Body strokes per channel: the bones of BODY_BONES plus torso outline lines."""
+    groups: dict[str, list[tuple[int, int]]] = {c: [] for c in POSE_CHANNELS[:6]}
+    left_arm = {L_SHOULDER, L_ELBOW, L_WRIST, 17, 19, 21}
+    right_arm = {R_SHOULDER, R_ELBOW, R_WRIST, 18, 20, 22}
+    left_leg = {L_HIP, L_KNEE, L_ANKLE, 29, 31}
+    right_leg = {R_HIP, R_KNEE, R_ANKLE, 30, 32}
+    for parent, child in BODY_BONES:
+        if child == NOSE or parent == NOSE:
+            groups["head"].append((parent, child))
+        elif parent in left_arm and child in left_arm:
+            groups["arm_l"].append((parent, child))
+        elif parent in right_arm and child in right_arm:
+            groups["arm_r"].append((parent, child))
+        elif parent in left_leg and child in left_leg:
+            groups["leg_l"].append((parent, child))
+        elif parent in right_leg and child in right_leg:
+            groups["leg_r"].append((parent, child))
+        else:  # spine, pelvis, shoulder girdle
+            groups["torso"].append((parent, child))
+    groups["torso"] += [(L_SHOULDER, L_HIP), (R_SHOULDER, R_HIP)]
+    groups["leg_l"].append((29, 31))
+    groups["leg_r"].append((30, 32))
+    return groups
+
+
+BODY_GROUPS = _body_groups()
+HAND_GROUPS: dict[str, list[tuple[int, int]]] = {
+    finger: list(zip((WRIST, *chain[:-1]), chain, strict=True))
+    for finger, chain in FINGERS.items()
+}
+_CHANNEL = {name: i for i, name in enumerate(POSE_CHANNELS)}
+
+
+def stroke_widths(height: int) -> tuple[int, int]:
+    """(body, finger) line thickness in pixels for a map of this height."""
+    return max(1, round(height / 48)), max(1, round(height / 128))
+
+
+def _to_pixels(points: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(N, >=2) canvas coordinates -> (N, 2) int32 fixed-point pixel coordinates."""
+    xy = points[:, :2] * np.array([w, h]) - 0.5        # pixel centres at +0.5
+    xy = np.clip(np.nan_to_num(xy, nan=-1e4), -4 * max(w, h), 5 * max(w, h))
+    return np.round(xy * _ONE).astype(np.int32)
+
+
+def _draw(plane: np.ndarray, px: np.ndarray, bones: list[tuple[int, int]],
+          value: int, thickness: int, ok: np.ndarray | None = None) -> None:
+    for a, b in bones:
+        if ok is not None and not (ok[a] and ok[b]):
+            continue
+        cv2.line(plane, (int(px[a, 0]), int(px[a, 1])), (int(px[b, 0]), int(px[b, 1])),
+                 (float(value),), thickness, cv2.LINE_AA, _SHIFT)
+
+
+def render_pose_maps(pose: Pose, size: int | tuple[int, int],
+                     min_visibility: float = 0.5) -> np.ndarray:
+    """(N_POSE_CHANNELS, H, W) float32 maps in [0, 1]. `size` is S or (W, H)."""
+    w, h = (size, size) if isinstance(size, int) else size
+    if w < 1 or h < 1:
+        raise ValueError(f"condition size must be positive, got {size}")
+    maps = np.zeros((N_POSE_CHANNELS, h, w), dtype=np.uint8)   # (C, H, W)
+    body_t, finger_t = stroke_widths(h)
+    presence = np.clip(np.nan_to_num(pose.presence), 0.0, 1.0)
+
+    if presence[0] > 0:
+        joints = np.empty((N_BODY + 2, 2), dtype=np.float64)
+        joints[:N_BODY] = pose.body[:, :2]
+        joints[MID_HIP] = 0.5 * (pose.body[L_HIP, :2] + pose.body[R_HIP, :2])
+        joints[MID_SHOULDER] = 0.5 * (pose.body[L_SHOULDER, :2] + pose.body[R_SHOULDER, :2])
+        ok = np.isfinite(joints).all(axis=1)
+        if pose.body_visibility is not None:
+            ok[:N_BODY] &= pose.body_visibility >= min_visibility
+        px = _to_pixels(joints, w, h)
+        value = round(255 * float(presence[0]))
+        for name, bones in BODY_GROUPS.items():
+            _draw(maps[_CHANNEL[name]], px, bones, value, body_t, ok)
+
+    for k, (hand, side) in enumerate(((pose.left_hand, "l"), (pose.right_hand, "r"))):
+        p = float(presence[2 + k])
+        if hand is None or p <= 0:
+            continue
+        px = _to_pixels(hand, w, h)
+        ok = np.isfinite(hand[:, :2]).all(axis=1)
+        for finger, bones in HAND_GROUPS.items():
+            _draw(maps[_CHANNEL[f"{finger}_{side}"]], px, bones, round(255 * p), finger_t, ok)
+
+    return maps.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def render_condition(pose: Pose, size: int | tuple[int, int], frame_id: int = 0,
+                     t_capture: float = 0.0) -> MotionCondition:
+    """Pose -> MotionCondition: pose maps at `size` (S or (W, H)), face vector,
+    presence flags. Face features of an absent face are zeroed here too."""
+    presence = np.clip(np.nan_to_num(np.asarray(pose.presence, dtype=np.float32)), 0, 1)
+    face = np.asarray(pose.face, dtype=np.float32) * np.float32(presence[1] > 0)
+    return MotionCondition(
+        frame_id=frame_id,
+        t_capture=t_capture,
+        pose_maps=render_pose_maps(pose, size),
+        face=face,
+        presence=presence,
+    )

@@ -1,0 +1,250 @@
+"""From raw landmarks to identity-agnostic motion, one frame at a time.
+
+`MotionProcessor.process(MotionFrame) -> NormalizedMotion`:
+1. Landmarks go to units of the source image height, (x * W/H, y, z * W/H), so
+   directions do not depend on the image's aspect ratio.
+2. One Euro filters (realtime/motion/filters.py) smooth every landmark coordinate
+   and every face feature; `set_filter_strength` scales them all at once.
+3. Body and hands become unit bone directions (BODY_BONES, HAND_BONES in types.py);
+   the body's root motion and scale are relative to the performer's calibrated
+   rest: the median mid-hip position and torso length over the first
+   `calibration_s` seconds of visible body (or after `reset_calibration()`).
+4. Face landmarks become FACE_FEATURES relative to the performer's neutral face
+   (realtime/motion/face.py).
+
+Missing parts: a part that disappears keeps its last value while its presence
+decays linearly from its last confidence to 0 over `hold_s` seconds; after that it
+is absent: presence exactly 0, hand directions None, face features 0 and body
+directions the canonical rest pose. Consumers must read `presence`, never the values
+alone, to know whether a part is there (absent is never passed off as real data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from realtime.motion.face import FaceCalibration, FaceCalibrationConfig, raw_face_measures
+from realtime.motion.filters import OneEuroConfig, OneEuroFilter
+from realtime.motion.retarget import (
+    HAND_SIZE_BONE,
+    bone_vectors,
+    rest_body_dirs,
+    to_height_units,
+    unit,
+    with_virtual_joints,
+)
+from realtime.motion.types import (
+    BODY_BONES,
+    FACE_DIM,
+    HAND_BONES,
+    MID_HIP,
+    MID_SHOULDER,
+    N_BODY,
+    N_PARTS,
+    MotionFrame,
+    NormalizedMotion,
+)
+
+
+@dataclass
+class ProcessorConfig:
+    """Filtering, hold and calibration settings (defaults: a 30 fps webcam)."""
+
+    body_filter: OneEuroConfig = field(default_factory=OneEuroConfig)
+    hand_filter: OneEuroConfig = field(default_factory=OneEuroConfig)
+    # Face features are angles (rad) and ratios, ~1 unit for a strong expression.
+    face_filter: OneEuroConfig = field(
+        default_factory=lambda: OneEuroConfig(min_cutoff=1.5, beta=0.5))
+    filter_strength: float = 1.0     # 0 none, 1 the configs above, > 1 smoother
+    hold_s: float = 0.5              # a lost part fades over this long, then is absent
+    calibration_s: float = 1.0       # neutral face and rest body: first second seen
+    min_calibration_frames: int = 5
+
+    @classmethod
+    def preset(cls, name: str) -> ProcessorConfig:
+        """'default'; 'raw' (no filtering, no hold); 'smooth' (twice the smoothing)."""
+        presets = {
+            "default": cls(),
+            "raw": cls(filter_strength=0.0, hold_s=0.0),
+            "smooth": cls(filter_strength=2.0),
+        }
+        if name not in presets:
+            raise ValueError(f"unknown processor preset {name!r}; choose from {sorted(presets)}")
+        return presets[name]
+
+
+class _Held:
+    """A part's last value, when it was seen, and with what confidence."""
+
+    def __init__(self) -> None:
+        self.value: np.ndarray | None = None
+        self.t: float = 0.0
+        self.conf: float = 0.0
+
+    def update(self, value: np.ndarray, t: float, conf: float) -> None:
+        self.value, self.t, self.conf = value, t, conf
+
+    def presence(self, t: float, hold_s: float) -> float:
+        """Decayed confidence at time t; 0 once older than hold_s (or never seen)."""
+        if self.value is None:
+            return 0.0
+        age = t - self.t
+        if age <= 0:
+            return self.conf
+        if age >= hold_s:
+            return 0.0
+        return self.conf * (1.0 - age / hold_s)
+
+
+class _BodyCalibration:
+    """The performer's rest mid-hip position and torso length (median of the first
+    `calibration_s` seconds of visible body)."""
+
+    def __init__(self, seconds: float, min_frames: int) -> None:
+        self.seconds, self.min_frames = seconds, min_frames
+        self.reset()
+
+    def reset(self) -> None:
+        self._samples: list[np.ndarray] = []
+        self._t0: float | None = None
+        self.rest: np.ndarray | None = None          # (4,): mid-hip x, y, z, torso length
+
+    def __call__(self, mid_hip: np.ndarray, torso: float, t: float) -> np.ndarray:
+        if self.rest is not None:
+            return self.rest
+        if self._t0 is None:
+            self._t0 = t
+        self._samples.append(np.append(mid_hip, torso))
+        base = np.median(np.stack(self._samples), axis=0)
+        if t - self._t0 >= self.seconds and len(self._samples) >= self.min_frames:
+            self.rest = base
+        return base
+
+
+class MotionProcessor:
+    """Per-stream state: filters, held parts and calibrations. One per performer."""
+
+    def __init__(self, config: ProcessorConfig | None = None) -> None:
+        self.config = config = config or ProcessorConfig()
+        self._filters: dict[str, OneEuroFilter] = {}
+        self.set_filter_strength(config.filter_strength)
+        self._held = {part: _Held() for part in ("body", "face", "left_hand", "right_hand")}
+        self._body_cal = _BodyCalibration(config.calibration_s, config.min_calibration_frames)
+        self._face_cal = FaceCalibration(
+            FaceCalibrationConfig(config.calibration_s, config.min_calibration_frames))
+        self._rest_dirs = rest_body_dirs()
+        self._last_root = np.zeros(3)
+        self._last_scale = 1.0
+        self._hand_roots = np.full((2, 3), np.nan)
+        self._visibility: np.ndarray | None = None
+
+    # --- control ------------------------------------------------------------------
+
+    def set_filter_strength(self, strength: float) -> None:
+        """0 disables filtering, 1 is the configured smoothing, > 1 smoother.
+        Filters restart from the next sample."""
+        cfg = self.config
+        self.config = replace(cfg, filter_strength=strength)
+        self._filters = {
+            "body": OneEuroFilter(cfg.body_filter.with_strength(strength)),
+            "left_hand": OneEuroFilter(cfg.hand_filter.with_strength(strength)),
+            "right_hand": OneEuroFilter(cfg.hand_filter.with_strength(strength)),
+            "face": OneEuroFilter(cfg.face_filter.with_strength(strength)),
+        }
+
+    def reset_calibration(self) -> None:
+        """Forget the neutral face and rest body; the next `calibration_s` seconds
+        calibrate again (e.g. a new performer, or they sat down)."""
+        self._body_cal.reset()
+        self._face_cal.reset()
+
+    @property
+    def calibrated(self) -> bool:
+        return self._body_cal.rest is not None and self._face_cal.calibrated
+
+    # --- per frame ----------------------------------------------------------------
+
+    def process(self, frame: MotionFrame) -> NormalizedMotion:
+        t = frame.t_capture
+        size = frame.image_size
+        hold = self.config.hold_s
+        conf = frame.confidence
+
+        # Body.
+        if frame.body is not None:
+            pts = self._filters["body"](to_height_units(frame.body[:, :3], size), t)
+            self._held["body"].update(pts, t, conf.get("body", 1.0))
+            self._visibility = frame.body[:, 3].astype(np.float32).copy() \
+                if frame.body.shape[1] > 3 else None
+            joints = with_virtual_joints(pts)
+            torso = float(np.linalg.norm(joints[MID_SHOULDER] - joints[MID_HIP]))
+            rest = self._body_cal(joints[MID_HIP], torso, t)
+            rest_torso = max(float(rest[3]), 1e-6)
+            self._last_root = (joints[MID_HIP] - rest[:3]) / rest_torso
+            self._last_root[2] = 0.0  # MediaPipe's body z is relative to the hips
+            self._last_scale = torso / rest_torso
+        body_presence = self._held["body"].presence(t, hold)
+        if body_presence > 0:
+            assert self._held["body"].value is not None
+            joints = with_virtual_joints(self._held["body"].value)
+            body_dirs = unit(bone_vectors(joints, BODY_BONES), self._rest_dirs)
+            root, scale = self._last_root.copy(), self._last_scale
+        else:
+            self._filters["body"].reset()
+            body_dirs, root, scale = self._rest_dirs.copy(), np.zeros(3), 1.0
+
+        # Hands.
+        hand_dirs: list[np.ndarray | None] = []
+        hand_presence = []
+        for k, part in enumerate(("left_hand", "right_hand")):
+            raw = getattr(frame, part)
+            held = self._held[part]
+            if raw is not None:
+                pts = self._filters[part](to_height_units(raw, size), t)
+                held.update(pts, t, conf.get(part, 1.0))
+                w, h = size
+                size_h = float(np.linalg.norm(bone_vectors(pts, HAND_BONES)[HAND_SIZE_BONE]))
+                self._hand_roots[k] = (pts[0, 0] * h / w, pts[0, 1], size_h)
+            p = held.presence(t, hold)
+            hand_presence.append(p)
+            if p > 0:
+                assert held.value is not None
+                hand_dirs.append(unit(bone_vectors(held.value, HAND_BONES)))
+            else:
+                self._filters[part].reset()
+                self._hand_roots[k] = np.nan
+                hand_dirs.append(None)
+
+        # Face.
+        held = self._held["face"]
+        if frame.face is not None:
+            feats = self._face_cal(raw_face_measures(frame.face, size), t)
+            held.update(self._filters["face"](feats, t), t, conf.get("face", 1.0))
+        face_presence = held.presence(t, hold)
+        if face_presence > 0:
+            assert held.value is not None
+            face = held.value.astype(np.float32)
+        else:
+            self._filters["face"].reset()
+            face = np.zeros(FACE_DIM, dtype=np.float32)
+
+        presence = np.array([body_presence, face_presence, *hand_presence], dtype=np.float32)
+        assert presence.shape == (N_PARTS,)
+        return NormalizedMotion(
+            frame_id=frame.frame_id,
+            t_capture=t,
+            root=root,
+            scale=scale,
+            body_dirs=body_dirs,
+            left_hand_dirs=hand_dirs[0],
+            right_hand_dirs=hand_dirs[1],
+            face=face,
+            presence=presence,
+            stamps=dict(frame.stamps),
+            body_visibility=self._visibility if body_presence > 0 and
+            self._visibility is not None and self._visibility.shape == (N_BODY,)
+            else None,
+            hand_roots=self._hand_roots.copy(),
+        )
