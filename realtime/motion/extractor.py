@@ -64,6 +64,7 @@ class ExtractorConfig:
     hands_fallback: bool = True
     hands_model_complexity: int = 1          # 0 (lite) and 1 (full) both ship in the wheel
     wrist_visibility: float = 0.5            # a wrist this visible "should" have a hand
+    hands_retry_every: int = 4               # frames between fallbacks that find nothing
     bgr: bool = False                        # input channel order; RGB unless set
 
     @classmethod
@@ -166,6 +167,7 @@ class MotionExtractor:
                 min_tracking_confidence=config.min_tracking_confidence,
             )
         self.hands_fallback_calls = 0
+        self._hands_wait = 0
 
     def close(self) -> None:
         """Release MediaPipe's graphs. Safe to call twice."""
@@ -241,8 +243,16 @@ class MotionExtractor:
                 hand is None and _wrist_in_view(body, idx, self.config.wrist_visibility)
                 for hand, idx in ((left, L_WRIST), (right, R_WRIST))
             )
-            if want:
+            # After a fallback that found nothing, wait `hands_retry_every` frames
+            # before trying again: Hands re-runs its palm detector on every call
+            # while it tracks fewer than two hands, which would double the cost of
+            # frames whose second hand is simply out of view.
+            if want and self._hands_wait > 0:
+                self._hands_wait -= 1
+            elif want:
                 found = self._run_hands(small, body if body_trusted else None, (left, right))
+                if not found:
+                    self._hands_wait = self.config.hands_retry_every - 1
                 if left is None and "left_hand" in found:
                     left, conf["left_hand"] = found["left_hand"]
                 if right is None and "right_hand" in found:
