@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 
-from kernels._dispatch import backend_for
+from kernels._dispatch import backend_for, kernel_module
 
 NormKind = Literal["layer", "rms"]
 
@@ -42,7 +42,6 @@ def adaln_norm(
 ) -> torch.Tensor:
     """Dispatching entry point; same arguments as `adaln_norm_ref`."""
     if backend_for(x) == "triton":
-        from kernels.triton_norm import adaln_norm_triton
-
-        return adaln_norm_triton(x, shift, scale, kind, eps)
+        mod = kernel_module("kernels.triton_norm", x.device)
+        return mod.adaln_norm_triton(x, shift, scale, kind, eps)
     return adaln_norm_ref(x, shift, scale, kind, eps)

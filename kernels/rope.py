@@ -44,3 +44,14 @@ def apply_rope_ref(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     xf = x.float()
     x1, x2 = xf[..., : D // 2], xf[..., D // 2 :]
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
+
+
+def rope_tables(head_dim: int, n_pos: int,
+                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor,
+                                                               torch.Tensor]:
+    """cos, sin (n_pos, D/2) fp32 for integer positions 0..n_pos-1, and axis (D/2,)
+    int32: pair i at integer position p on axis[i] rotates by cos/sin[p, i]. Same
+    fp32 angles as `rope_angles` (the kernels gather from these tables)."""
+    inv_freq, axis = rope_frequencies(head_dim, device)
+    ang = torch.arange(n_pos, device=device).float()[:, None] * inv_freq     # (P, D/2)
+    return ang.cos().contiguous(), ang.sin().contiguous(), axis.to(torch.int32)

@@ -29,7 +29,7 @@ import triton.language as tl
 
 from kernels._dispatch import interpreter_env, interpreting
 from kernels.layout import CacheLayout
-from kernels.rope import rope_frequencies
+from kernels.rope import rope_tables
 
 LOG2E = 1.4426950408889634
 INTERPRETED = interpreting()    # this copy's kernels run under Triton's interpreter
@@ -93,12 +93,12 @@ def _attend(q1, q2, k1, k2, v, valid, m_i, l_i, acc, qk_scale, IEEE: tl.constexp
 
 @triton.jit
 def _chunk_attn_fwd(
-    Q, K, V, KC, VC, O, COS, SIN, AXIS, SINK_LEN, RING_START, WINDOW_LEN,
+    Q, K, V, KC, VC, O, COS, SIN, AXIS, SINK_LEN, RING_START, WINDOW_LEN, VISITED,
     sqb, sqh, sql, skb, skh, skl, svb, svh, svl,
     scb, sch, scl, sdb, sdh, sdl,
     H, Lq, sink_tokens, T, grid_w, W, P, qk_scale,
     HALF: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    IEEE: tl.constexpr, INTERP: tl.constexpr,
+    IEEE: tl.constexpr, INTERP: tl.constexpr, COUNT: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -127,6 +127,7 @@ def _chunk_attn_fwd(
     q1 = _round(q1, dtype, INTERP)
     q2 = _round(q2, dtype, INTERP)
 
+    n_visited = 0                                        # key blocks read (COUNT)
     m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, 2 * HALF], dtype=tl.float32)
@@ -151,6 +152,7 @@ def _chunk_attn_fwd(
         k2 = _round(k2, dtype, INTERP)
         m_i, l_i, acc = _attend(q1, q2, k1, k2, v, valid, m_i, l_i, acc, qk_scale, IEEE,
                                 INTERP)
+        n_visited += 1
 
     # 2. window, oldest frame first, read in place from the ring
     n_win = window_len * T
@@ -172,6 +174,7 @@ def _chunk_attn_fwd(
         k2 = _round(k2, dtype, INTERP)
         m_i, l_i, acc = _attend(q1, q2, k1, k2, v, valid, m_i, l_i, acc, qk_scale, IEEE,
                                 INTERP)
+        n_visited += 1
 
     # 3. the chunk itself, bidirectional
     k_base = K + b64 * skb + h64 * skh
@@ -192,11 +195,14 @@ def _chunk_attn_fwd(
         k2 = _round(k2, dtype, INTERP)
         m_i, l_i, acc = _attend(q1, q2, k1, k2, v, valid, m_i, l_i, acc, qk_scale, IEEE,
                                 INTERP)
+        n_visited += 1
 
     out = acc / l_i[:, None]
     o_ptr = (O + (pid_bh.to(tl.int64) * Lq + offs_m[:, None].to(tl.int64)) * (2 * HALF)
              + offs_d[None, :])
     tl.store(o_ptr, _round(out, O.dtype.element_ty, INTERP), mask=m_mask[:, None])
+    if COUNT:
+        tl.store(VISITED + pid_bh * tl.num_programs(0) + pid_m, n_visited)
 
 
 if INTERPRETED:
@@ -214,12 +220,8 @@ else:  # compiled: pick tile sizes per shape on first use
 
 
 @functools.lru_cache(maxsize=64)
-def rope_tables(head_dim: int, n_pos: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """cos, sin (n_pos, D/2) fp32 for integer positions 0..n_pos-1 and axis (D/2,)
-    int32: pair i at position p rotates by cos/sin[p, i], exactly rope.py's angles."""
-    inv_freq, axis = rope_frequencies(head_dim, device)
-    ang = torch.arange(n_pos, device=device).float()[:, None] * inv_freq   # (P, D/2)
-    return ang.cos().contiguous(), ang.sin().contiguous(), axis.to(torch.int32).contiguous()
+def _tables(head_dim: int, n_pos: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    return rope_tables(head_dim, n_pos, device)
 
 
 def _rows_contiguous(t: torch.Tensor) -> torch.Tensor:
@@ -237,10 +239,13 @@ def chunk_attention_triton(
     window_len: torch.Tensor,   # (B,) int32
     layout: CacheLayout,
     out: torch.Tensor | None = None,            # (B, H, Lq, D) contiguous, q's dtype
-    block: tuple[int, int] | None = None,       # (BLOCK_M, BLOCK_N) for the interpreter
+    block: tuple[int, int] | None = None,       # (BLOCK_M, BLOCK_N), else tuned/default
+    visited: torch.Tensor | None = None,        # (B*H*n_qblocks,) int32, test hook
 ) -> torch.Tensor:              # (B, H, Lq, D), q's dtype
-    """Same semantics as `kernels.attention.chunk_attention_ref`; `out` (optional)
-    receives the result, `block` fixes the tile sizes when interpreting."""
+    """Same semantics as `kernels.attention.chunk_attention_ref`. `out` (optional)
+    receives the result; `block` fixes the tile sizes (the interpreter's default is
+    32 x 32, compiled code autotunes); `visited`, with `block`, receives the number
+    of key blocks each program read (program (b*H + h) * n_qblocks + m)."""
     B, H, Lq, D = q.shape
     if D not in (32, 64, 128):
         raise ValueError(f"head dim must be 32, 64 or 128, got {D}")
@@ -253,10 +258,10 @@ def chunk_attention_triton(
         out = torch.empty_like(q, memory_format=torch.contiguous_format)
     assert out.is_contiguous() and out.shape == q.shape and out.dtype == q.dtype
     n_pos = max(layout.window + layout.chunk + 1, *layout.grid)
-    cos, sin, axis = rope_tables(D, n_pos, q.device)
+    cos, sin, axis = _tables(D, n_pos, q.device)
     i32 = torch.int32
     args = (q, k, v, k_cache, v_cache, out, cos, sin, axis, sink_len.to(i32),
-            ring_start.to(i32), window_len.to(i32),
+            ring_start.to(i32), window_len.to(i32), out if visited is None else visited,
             q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
             v.stride(0), v.stride(1), v.stride(2),
             k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
@@ -267,12 +272,16 @@ def chunk_attention_triton(
     if INTERPRETED or block is not None:
         bm, bn = block or (32, 32)
         grid = (triton.cdiv(Lq, bm), B * H)
+        if visited is not None:
+            assert visited.dtype == i32 and visited.numel() == grid[0] * grid[1]
         with interpreter_env() if INTERPRETED else contextlib.nullcontext():
             _chunk_attn_fwd[grid](*args, HALF=D // 2, BLOCK_M=bm, BLOCK_N=bn, IEEE=ieee,
-                                  INTERP=INTERPRETED)
+                                  INTERP=INTERPRETED, COUNT=visited is not None)
     else:
         def grid(meta: dict) -> tuple[int, int]:
             return (triton.cdiv(Lq, meta["BLOCK_M"]), B * H)
 
-        _launch[grid](*args, HALF=D // 2, IEEE=ieee, INTERP=False)
+        if visited is not None:
+            raise ValueError("visited needs a fixed block")
+        _launch[grid](*args, HALF=D // 2, IEEE=ieee, INTERP=False, COUNT=False)
     return out
