@@ -1,0 +1,58 @@
+"""Access token for a server bound beyond loopback.
+
+Bound to 127.0.0.1 (the default) the server needs no token. Bound to anything
+else it refuses to start without one: `--token` or one generated here and
+printed. Requests carry it as `Authorization: Bearer T` or `?token=T` (the
+page link the server prints has it, and the page passes it on to its own
+requests). `/healthz` stays open for probes; it reveals nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def generate_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def request_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[len("Bearer "):].strip()
+    return request.query.get("token")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """aiohttp middleware: 401 unless the request carries `token`."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path not in OPEN_PATHS:
+            given = request_token(request)
+            if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+                raise web.HTTPUnauthorized(
+                    text="missing or wrong token: pass ?token=... or 'Authorization: Bearer ...'"
+                )
+        return await handler(request)
+
+    return check

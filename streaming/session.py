@@ -1,0 +1,385 @@
+"""One performer's session: a peer connection, a pipeline on a worker thread,
+the paced output track, the data channels, and WHEP viewers of its output.
+
+    aiortc track ─► receive coroutine ─► Mailbox (1 slot) ─► worker thread
+       (drain to newest)    (event loop)                       pipeline.process
+                                                                   │
+    telemetry ◄── OutputTrack.recv (paced, sender) ◄── push ◄──────┘ (call_soon_threadsafe)
+
+The pipeline is only ever touched from the worker thread (control changes are
+queued to it as commands). If it raises, the session closes with the reason on
+`control`; the server and the other sessions go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from realtime.frames import FramePipeline, GeneratedFrame
+from streaming import barcode, control
+from streaming.mailbox import Mailbox
+from streaming.metrics import Metrics
+from streaming.telemetry import SCHEMA_VERSION, FrameTrace, frame_record
+from streaming.tracks import OutputTrack
+
+log = logging.getLogger(__name__)
+
+MAX_TRACES = 512        # inputs awaiting their output; older ones are forgotten
+Command = Callable[[FramePipeline], dict[str, Any]]
+
+
+@dataclass
+class SessionConfig:
+    fps: float = 30.0
+    max_reference_bytes: int = control.MAX_REFERENCE_BYTES
+    max_reference_pixels: int = control.MAX_REFERENCE_PIXELS
+    demo_seed: int = 0
+
+
+@dataclass
+class _Input:
+    trace: FrameTrace
+    frame: av.VideoFrame | None          # None: a demo-performer tick
+
+
+class Session:
+    """Owns everything one connection holds; `close()` frees all of it."""
+
+    _ids = itertools.count(1)
+
+    def __init__(
+        self,
+        pc: RTCPeerConnection,
+        pipeline: FramePipeline,
+        config: SessionConfig,
+        metrics: Metrics,
+        characters: list[str] | None = None,
+    ) -> None:
+        self.id = f"s{next(self._ids)}-{int(time.time() * 1000) % 100000:05d}"
+        self.pc = pc
+        self.pipeline = pipeline
+        self.config = config
+        self.metrics = metrics
+        self.characters = characters or []
+        self.output = OutputTrack(config.fps, pipeline.resolution, self._on_sent)
+        self.viewers: set[RTCPeerConnection] = set()
+        self.closed = asyncio.Event()
+        self.close_reason: str | None = None
+        self.on_closed: Callable[[Session], None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._mailbox: Mailbox[_Input] = Mailbox()
+        self._commands: queue.SimpleQueue[tuple[str, Command]] = queue.SimpleQueue()
+        self._control: RTCDataChannel | None = None
+        self._telemetry: RTCDataChannel | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._frame_ids = itertools.count()
+        self._receive_drops = 0
+        self._demo_task: asyncio.Task[None] | None = None
+        self._reference = control.ReferenceAssembler(config.max_reference_bytes)
+        self._closing = False
+        self._worker = threading.Thread(target=self._work, name=f"pipeline-{self.id}",
+                                        daemon=True)
+        self._worker.start()
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_state)
+
+    # --- event loop side --------------------------------------------------------------
+
+    @property
+    def drops(self) -> dict[str, int]:
+        return {"receive": self._receive_drops, "mailbox": self._mailbox.dropped,
+                "output": self.output.dropped}
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            self._spawn(self._receive(track))
+
+    def _on_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            self._spawn(self.close(f"connection {self.pc.connectionState}"))
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label == "control":
+            self._control = channel
+            channel.on("message", self._on_control)
+            if channel.readyState == "open":
+                self._hello()
+            else:
+                channel.on("open", self._hello)
+        elif channel.label == "telemetry":
+            self._telemetry = channel
+
+    def _hello(self) -> None:
+        self.send_control({"type": "hello", "session": self.id, "fps": self.output.fps,
+                           "resolution": list(self.pipeline.resolution),
+                           "characters": self.characters, "schema": SCHEMA_VERSION})
+
+    def send_control(self, message: dict[str, Any]) -> None:
+        if self._control is not None and self._control.readyState == "open":
+            self._control.send(json.dumps(message))
+
+    async def _receive(self, track: MediaStreamTrack) -> None:
+        """Take frames from aiortc as they come, keep only the newest one."""
+        pending: asyncio.Queue[Any] | None = getattr(track, "_queue", None)
+        while not self._closing:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            start = time.monotonic()
+            # aiortc's remote-track queue is unbounded (aiortc #1192): skip to the newest
+            while pending is not None and not pending.empty():
+                newer = pending.get_nowait()
+                if newer is None:               # end of track: let the next recv() see it
+                    pending.put_nowait(None)
+                    break
+                frame = newer
+                self._receive_drops += 1
+                self.metrics.inc("dropped_frames_total", label="receive")
+            self.metrics.inc("frames_in_total", help="video frames received from clients")
+            if self._demo_task is not None:
+                continue
+            trace = FrameTrace(next(self._frame_ids), None, start)
+            opaque = frame.opaque if isinstance(frame.opaque, dict) else {}
+            if "decode" in opaque:
+                trace.stamps["decode"] = opaque["decode"]
+            trace.stamps["receive"] = (start, time.monotonic())
+            assert isinstance(frame, av.VideoFrame)
+            if self._mailbox.put(_Input(trace, frame)):
+                self.metrics.inc("dropped_frames_total", label="mailbox",
+                                 help="frames dropped, by stage")
+
+    def _on_control(self, text: str | bytes) -> None:
+        try:
+            msg = control.parse(text)
+            self._handle_control(msg)
+        except control.ControlError as exc:
+            self.send_control({"type": "error", "for": exc.kind, "message": str(exc)})
+
+    def _handle_control(self, msg: control.ControlMessage) -> None:
+        body = msg.body
+        if msg.type == "ping":
+            self.send_control({"type": "pong", "t": body.get("t"),
+                               "server_time": time.monotonic()})
+        elif msg.type == "fps":
+            self.output.fps = float(body["value"])
+            self.send_control({"type": "ack", "for": "fps", "value": self.output.fps})
+        elif msg.type == "demo":
+            self._set_demo(bool(body["on"]))
+        elif msg.type == "character":
+            name = body["name"]
+
+            def set_character(p: FramePipeline) -> dict[str, Any]:
+                try:
+                    p.set_character(name)
+                except KeyError:
+                    raise control.ControlError("character",
+                                               f"unknown character {name!r}") from None
+                return {"name": name}
+
+            self._command("character", set_character)
+        elif msg.type == "reference":
+            data = self._reference.add(body)
+            if data is not None:
+                self._command("reference", self._reference_command(data))
+        elif msg.type == "steps":
+            steps = int(body["value"])
+
+            def set_steps(p: FramePipeline) -> dict[str, Any]:
+                p.set_steps(steps)
+                return {"value": steps}
+
+            self._command("steps", set_steps)
+        elif msg.type == "filter":
+            strength = float(body["value"])
+
+            def set_filter(p: FramePipeline) -> dict[str, Any]:
+                p.set_filter_strength(strength)
+                return {"value": strength}
+
+            self._command("filter", set_filter)
+        elif msg.type == "reset_calibration":
+
+            def reset(p: FramePipeline) -> dict[str, Any]:
+                p.reset_calibration()
+                return {}
+
+            self._command("reset_calibration", reset)
+
+    def _reference_command(self, data: bytes) -> Command:
+        max_pixels = self.config.max_reference_pixels
+
+        def set_reference(p: FramePipeline) -> dict[str, Any]:
+            image = control.decode_reference(data, max_pixels)      # (H, W, 3) uint8
+            try:
+                p.set_reference_image(image)
+            except ValueError as exc:
+                raise control.ControlError("reference", f"unusable reference: {exc}") from None
+            return {"size": [image.shape[1], image.shape[0]]}
+
+        return set_reference
+
+    def _command(self, kind: str, command: Command) -> None:
+        self._commands.put((kind, command))
+        self._mailbox.wake()
+
+    def _set_demo(self, on: bool) -> None:
+        if on and self._demo_task is None:
+            self._demo_task = asyncio.ensure_future(self._demo_ticks())
+        elif not on and self._demo_task is not None:
+            self._demo_task.cancel()
+            self._demo_task = None
+        self.send_control({"type": "ack", "for": "demo", "on": on})
+
+    async def _demo_ticks(self) -> None:
+        """Drive the pipeline with the built-in performer at the session fps."""
+        while not self._closing:
+            now = time.monotonic()
+            trace = FrameTrace(next(self._frame_ids), None, now, {"receive": (now, now)})
+            self._mailbox.put(_Input(trace, None))
+            await asyncio.sleep(1.0 / self.output.fps)
+
+    def _deliver(self, frames: list[tuple[av.VideoFrame, FrameTrace]]) -> None:
+        if not self._closing:
+            self.output.push(frames)
+
+    def _on_sent(self, trace: FrameTrace, out_pts: int, t_sent: float) -> None:
+        record = frame_record(self.id, trace, out_pts, t_sent, self.drops, self.output.repeats)
+        self.metrics.inc("frames_out_total", help="generated frames sent to clients")
+        for stage, (start, end) in trace.stamps.items():
+            self.metrics.observe("stage_seconds", stage, max(0.0, end - start),
+                                 help="time spent per stage, per frame")
+        self.metrics.observe("stage_seconds", "total", t_sent - trace.t_capture)
+        if self._telemetry is not None and self._telemetry.readyState == "open":
+            self._telemetry.send(json.dumps(record))
+
+    def _fail(self, reason: str) -> None:
+        self._spawn(self.close(reason, failed=True))
+
+    async def close(self, reason: str = "closed", failed: bool = False) -> None:
+        """Free everything: idempotent, safe to call from any state."""
+        if self._closing:
+            await self.closed.wait()
+            return
+        self._closing = True
+        self.close_reason = reason
+        if failed:
+            self.metrics.inc("session_failures_total", help="sessions ended by a pipeline error")
+            self.send_control({"type": "closed", "reason": reason})
+            await asyncio.sleep(0.05)          # let the reason leave before the transport closes
+        if self._demo_task is not None:
+            self._demo_task.cancel()
+        self._mailbox.close()
+        self.output.stop()
+        for viewer in list(self.viewers):
+            await viewer.close()
+        self.viewers.clear()
+        await self.pc.close()
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+        await asyncio.to_thread(self._worker.join)
+        self.closed.set()
+        if self.on_closed is not None:
+            self.on_closed(self)
+
+    # --- worker thread side -------------------------------------------------------------
+
+    def _work(self) -> None:
+        """Worker thread: run control commands and process the newest input."""
+        traces: dict[int, FrameTrace] = {}
+        performer: Iterator[Any] | None = None
+        try:
+            while not self._mailbox.closed:
+                self._run_commands()
+                item = self._mailbox.get(timeout=0.5)
+                if item is None:
+                    continue
+                trace = item.trace
+                taken = time.monotonic()
+                trace.stamps["mailbox"] = (trace.stamps["receive"][1], taken)
+                if item.frame is None:
+                    if performer is None:
+                        performer = self._demo_performer()
+                        if performer is None:
+                            continue
+                    outputs = self.pipeline.process_motion(next(performer), trace.frame_id,
+                                                           trace.t_capture)
+                else:
+                    image = item.frame.to_ndarray(format="rgb24")       # (H, W, 3)
+                    trace.input_id = barcode.decode(image)
+                    trace.stamps["convert"] = (taken, time.monotonic())
+                    outputs = self.pipeline.process(image, trace.frame_id, trace.t_capture)
+                traces[trace.frame_id] = trace
+                if len(traces) > MAX_TRACES:
+                    for old in sorted(traces)[: len(traces) - MAX_TRACES]:
+                        del traces[old]
+                if outputs:
+                    ready = [self._to_video(out, traces) for out in outputs]
+                    self._loop.call_soon_threadsafe(self._deliver, ready)
+        except Exception as exc:  # the pipeline died: end this session, keep the server
+            log.exception("session %s: pipeline failed", self.id)
+            reason = f"pipeline error: {type(exc).__name__}: {exc}"
+            self._loop.call_soon_threadsafe(self._fail, reason)
+        finally:
+            try:
+                self.pipeline.close()
+            except Exception:
+                log.exception("session %s: pipeline.close() failed", self.id)
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                kind, command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                reply = {"type": "ack", "for": kind, **command(self.pipeline)}
+            except control.ControlError as exc:
+                reply = {"type": "error", "for": kind, "message": str(exc)}
+            except ValueError as exc:
+                reply = {"type": "error", "for": kind, "message": f"{kind}: {exc}"}
+            self._loop.call_soon_threadsafe(self.send_control, reply)
+
+    def _demo_performer(self) -> Iterator[Any] | None:
+        try:
+            from realtime.avatars.motion import demo_performer
+        except ImportError as exc:
+            self._loop.call_soon_threadsafe(self.send_control, {
+                "type": "error", "for": "demo",
+                "message": f"the built-in demo motion is not available: {exc}"})
+            self._loop.call_soon_threadsafe(self._set_demo, False)
+            return None
+        performer: Iterator[Any] = iter(demo_performer(self.config.demo_seed))
+        return performer
+
+    @staticmethod
+    def _to_video(
+        out: GeneratedFrame, traces: dict[int, FrameTrace]
+    ) -> tuple[av.VideoFrame, FrameTrace]:
+        trace = traces.pop(out.frame_id, None) or FrameTrace(out.frame_id, None, out.t_capture)
+        trace.stamps.update(out.stamps)
+        image = np.ascontiguousarray(out.image)                       # (H, W, 3) uint8
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame.opaque = {}
+        return frame, trace
