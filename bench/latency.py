@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "transport; 'both' runs echo then model into one report")
     parser.add_argument("--server", metavar="URL", default=None,
                         help="use a running server instead of starting one")
+    parser.add_argument("--transport", choices=("tuned", "stock"), default="tuned",
+                        help="server transport: tuned, or aiortc's defaults (before/after)")
+    parser.add_argument("--codec-order", default=None,
+                        help="server codec preference, e.g. 'VP8,H264' (default: the server's)")
     parser.add_argument("--warmup", type=float, default=2.0,
                         help="seconds after the first generated frame left out of percentiles")
     parser.add_argument("--json", dest="json_out", metavar="OUT.json", default=None)
@@ -68,16 +72,18 @@ def _free_port() -> int:
 class ServerProcess:
     """`marionette serve` on 127.0.0.1 in a subprocess, up until `stop()`."""
 
-    def __init__(self, engine: str, preset: str | None, checkpoint: str | None,
-                 fps: float) -> None:
+    def __init__(self, engine: str, args: argparse.Namespace) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "realtime.cli", "serve", "--host", "127.0.0.1",
-               "--port", str(self.port), "--engine", engine]
-        if preset:
-            cmd += ["--preset", preset]
-        if checkpoint:
-            cmd += ["--checkpoint", checkpoint]
+               "--port", str(self.port), "--engine", engine, "--fps", str(args.fps),
+               "--transport", args.transport]
+        if args.preset:
+            cmd += ["--preset", args.preset]
+        if args.checkpoint:
+            cmd += ["--checkpoint", args.checkpoint]
+        if args.codec_order:
+            cmd += ["--codec-order", args.codec_order]
         self._log = tempfile.NamedTemporaryFile("w+", prefix=f"marionette-serve-{engine}-",
                                                 suffix=".log", delete=False)
         path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
@@ -203,7 +209,7 @@ def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
     server = None
     url = args.server
     if url is None:
-        server = ServerProcess(engine, args.preset, args.checkpoint, args.fps)
+        server = ServerProcess(engine, args)
         server.wait_ready()
         url = server.url
     try:
@@ -235,7 +241,9 @@ def run(args: argparse.Namespace) -> int:
               "source": f"file {args.video}" if args.video else "synthetic",
               "client": args.client, "seconds": args.seconds, "fps": args.fps,
               "size": args.size, "preset": args.preset, "checkpoint": args.checkpoint,
-              "warmup_s": args.warmup, "server": args.server or "spawned on 127.0.0.1"}
+              "warmup_s": args.warmup, "transport": args.transport,
+              "codec_order": args.codec_order,
+              "server": args.server or "spawned on 127.0.0.1"}
     doc = build_document(runs, config, notes=args.notes)
     if args.json_out:
         write_json(doc, args.json_out)
