@@ -1,0 +1,62 @@
+"""Which path an entry point runs: PyTorch for CPU tensors by default, Triton when
+forced or when TRITON_INTERPRET=1, and the test hook overriding both."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels import _dispatch
+from kernels._dispatch import backend_for, force_backend, kernel_module
+from kernels.attention import chunk_attention, chunk_attention_ref
+from kernels.layout import CacheLayout
+from kernels.norm import adaln_norm, adaln_norm_ref
+
+
+def test_cpu_defaults_to_torch_and_hook_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    t = torch.zeros(1)
+    assert backend_for(t) == "torch"
+    with force_backend("triton"):
+        assert backend_for(t) == "triton"
+        with force_backend("torch"):
+            assert backend_for(t) == "torch"
+        assert backend_for(t) == "triton"
+    assert backend_for(t) == "torch"
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert backend_for(t) == "triton"
+
+
+def test_interpreted_copy_is_separate_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    a = kernel_module("kernels.triton_norm", torch.device("cpu"))
+    assert a.INTERPRETED and a is kernel_module("kernels.triton_norm", torch.device("cpu"))
+    assert "kernels.triton_norm__interpreted" in _dispatch.sys.modules
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_entry_points_agree_with_reference(backend: str, gen: torch.Generator,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    calls: list[str] = []
+    for name, fn in (("kernels.triton_attention", "chunk_attention_triton"),
+                     ("kernels.triton_norm", "adaln_norm_triton")):
+        mod = kernel_module(name, torch.device("cpu"))
+        real = getattr(mod, fn)
+        monkeypatch.setattr(mod, fn, lambda *a, _r=real, _n=fn, **kw: (calls.append(_n),
+                                                                       _r(*a, **kw))[1])
+    layout = CacheLayout(sink_frames=1, window=2, chunk=1, grid=(3, 3))
+    B, H, D = 2, 2, 32
+    q, k, v = (torch.randn(B, H, layout.chunk_tokens, D, generator=gen) for _ in range(3))
+    kc, vc = (torch.randn(B, H, layout.capacity, D, generator=gen) for _ in range(2))
+    state = (torch.tensor([9, 4], dtype=torch.int32), torch.tensor([1, 0], dtype=torch.int32),
+             torch.tensor([2, 1], dtype=torch.int32))
+    x = torch.randn(B, 9, 48, generator=gen)
+    sh, sc = torch.randn(B, 1, 48, generator=gen), torch.randn(B, 1, 48, generator=gen)
+    with force_backend(backend):  # type: ignore[arg-type]
+        o = chunk_attention(q, k, v, kc, vc, *state, layout)
+        n = adaln_norm(x, sh, sc, "rms")
+    assert calls == ([] if backend == "torch" else ["chunk_attention_triton",
+                                                    "adaln_norm_triton"])
+    assert (o - chunk_attention_ref(q, k, v, kc, vc, *state, layout)).abs().max() < 1e-5
+    assert (n - adaln_norm_ref(x, sh, sc, "rms")).abs().max() < 1e-5
