@@ -1,0 +1,508 @@
+"""Procedural motion: a performer acting out idle sway, nods, head turns, talking,
+blinks, waves, pointing, finger counting, clapping, covering the face and dance
+loops, with changing expressions — as NormalizedMotion, the form the model sees.
+
+A performance is a timeline of actions. Each action is a smooth function of its
+local time that returns offsets of a small set of controls (segment angles, finger
+curls, head angles, face features) from the rest pose; consecutive actions
+cross-fade with a smoothstep over `blend_s`, and idle sway, blinks and
+expression changes are layered on top, so every trajectory is C1-smooth.
+
+Controls become bone directions directly (a limb segment is given by two angles,
+`_seg`), so the output is identity-agnostic by construction; the performer's own
+proportions only enter through its face, foot and hand rest directions and its
+root offset in torso lengths.
+
+    gen = ProceduralMotion(seed=3)          # endless, deterministic for a seed
+    gen.frame(i)  -> NormalizedMotion       # frame i at cfg.fps
+    demo_performer(seed)                    # iterator the server uses without a camera
+    pose_to_motion(pose, skeleton)          # any Pose -> NormalizedMotion (its inverse
+                                            #   is realtime.motion.retarget.retarget)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from realtime.avatars.character import Character, hand_template, make_character
+from realtime.avatars.head import head_rotation
+from realtime.motion.types import (
+    BODY_BONES,
+    FACE_DIM,
+    FACE_FEATURES,
+    FINGERS,
+    HAND_BONES,
+    L_ANKLE,
+    L_ELBOW,
+    L_HIP,
+    L_KNEE,
+    L_SHOULDER,
+    L_WRIST,
+    MID_HIP,
+    MID_SHOULDER,
+    N_BODY,
+    N_BODY_EXT,
+    N_PARTS,
+    NOSE,
+    R_ANKLE,
+    R_ELBOW,
+    R_HIP,
+    R_KNEE,
+    R_SHOULDER,
+    R_WRIST,
+    NormalizedMotion,
+    Pose,
+    Skeleton,
+)
+
+ACTIONS: tuple[str, ...] = (
+    "idle", "nod", "turn", "talk", "wave", "point", "count", "clap", "cover_face", "dance",
+)
+FI = {name: i for i, name in enumerate(FACE_FEATURES)}
+_BONE = {bone: i for i, bone in enumerate(BODY_BONES)}
+REST_ARM = np.deg2rad(12.0)
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    fps: float = 30.0
+    min_action_s: float = 1.6
+    max_action_s: float = 4.0
+    blend_s: float = 0.6                 # cross-fade between consecutive actions
+    sway: float = 1.0                    # idle sway amplitude multiplier
+    actions: tuple[str, ...] = ACTIONS   # what the timeline draws from
+
+    @classmethod
+    def preset(cls, name: str) -> MotionConfig:
+        presets = {"default": cls(), "calm": cls(sway=0.5, actions=("idle", "nod", "turn", "talk")),
+                   "lively": cls(min_action_s=1.2, max_action_s=2.8, blend_s=0.45)}
+        if name not in presets:
+            raise KeyError(f"unknown motion preset {name!r}; choose from {sorted(presets)}")
+        return presets[name]
+
+
+# --- controls -------------------------------------------------------------------------
+
+# Every control is an offset from rest; missing keys are 0. Arm/leg segment angles:
+# `a` swings the segment in the image plane (0 = straight down, +pi/2 out to the side,
+# pi = up, negative = across the body), `f` tilts it towards the camera.
+Controls = dict[str, float]
+
+
+def _curls(prefix: str, values: tuple[float, float, float, float, float]) -> Controls:
+    return {f"{prefix}curl_{f}": v for f, v in zip(FINGERS, values, strict=True)}
+
+
+def _arm(side: str, ua: float, uf: float, fa: float, ff: float, roll: float = 0.0) -> Controls:
+    """Absolute arm angles as offsets from the rest A-pose."""
+    return {f"{side}ua": ua - REST_ARM, f"{side}uf": uf, f"{side}fa": fa - REST_ARM,
+            f"{side}ff": ff, f"{side}roll": roll}
+
+
+def _smooth(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+Action = Callable[[float, np.random.Generator], Controls]
+
+
+def _wave(t: float, side: str) -> Controls:
+    c = _arm(side, 2.0, 0.15, 2.9 + 0.35 * np.sin(2 * np.pi * 2.0 * t), 0.1)
+    c.update({"mouth_width": 0.8, "eye_open_l": -0.2, "eye_open_r": -0.2, "brow_l": 0.2,
+              "brow_r": 0.2})
+    return c
+
+
+def _point(t: float, side: str) -> Controls:
+    c = _arm(side, 1.2, 0.7, 1.35, 1.1, roll=0.4)
+    c.update(_curls(f"{side}", (1.0, 0.0, 1.5, 1.5, 1.5)))
+    c.update({"yaw": 0.35 if side == "l" else -0.35, "gaze_x": 0.6 if side == "l" else -0.6})
+    return c
+
+
+def _count(t: float, side: str) -> Controls:
+    n = int(t / 0.55) % 6                      # 0..5 fingers up, then again
+    c = _arm(side, 0.35, 0.5, -2.75, 0.55)
+    order = ("index", "middle", "ring", "pinky", "thumb")
+    c.update({f"{side}curl_{f}": 0.0 if k < n else 1.5 for k, f in enumerate(order)})
+    c.update({"pitch": -0.15, "gaze_y": 0.5})
+    return c
+
+
+def _clap(t: float) -> Controls:
+    close = 0.5 + 0.5 * np.cos(2 * np.pi * 2.2 * t)       # 1 = hands together
+    c: Controls = {}
+    for side in ("l", "r"):
+        c.update(_arm(side, 0.3, 0.55, -1.05 - 0.45 * close, 0.75,
+                      roll=1.4 if side == "l" else -1.4))
+    c.update({"mouth_width": 1.0, "mouth_open": 0.3})
+    return c
+
+
+def _cover(t: float) -> Controls:
+    c: Controls = {}
+    for side in ("l", "r"):
+        c.update(_arm(side, 0.25, 1.0, -2.85, 0.8))
+    c.update({"pitch": -0.2, "eye_open_l": -1.0, "eye_open_r": -1.0})
+    return c
+
+
+def _dance(t: float) -> Controls:
+    beat = 2 * np.pi * 1.8 * t
+    up = 0.5 + 0.5 * np.sin(beat)
+    c: Controls = {"root_y": 0.06 * np.abs(np.sin(beat)), "lean": 0.12 * np.sin(beat / 2),
+                   "body_yaw": 0.25 * np.sin(beat / 4), "roll": 0.12 * np.sin(beat / 2),
+                   "mouth_width": 0.9, "mouth_open": 0.2}
+    c.update(_arm("l", 0.6 + 1.6 * up, 0.2, 1.2 + 1.7 * up, 0.2))
+    c.update(_arm("r", 2.2 - 1.6 * up, 0.2, 2.9 - 1.7 * up, 0.2))
+    bend = 0.35 * np.abs(np.sin(beat))
+    for side in ("l", "r"):
+        c[f"{side}ta"] = 0.0
+        c[f"{side}tf"] = bend
+        c[f"{side}sf"] = -bend
+    return c
+
+
+def _action(name: str, side: str) -> Callable[[float], Controls]:
+    table: dict[str, Callable[[float], Controls]] = {
+        "idle": lambda t: {},
+        "nod": lambda t: {"pitch": -0.28 * np.sin(np.pi * 1.4 * t) ** 2},
+        "turn": lambda t: {"yaw": (0.7 if side == "l" else -0.7) * _smooth(t / 0.8),
+                           "gaze_x": (0.5 if side == "l" else -0.5) * _smooth(t / 0.5)},
+        "talk": lambda t: {
+            "mouth_open": max(0.0, 0.55 * np.sin(2 * np.pi * 3.1 * t) + 0.25 * np.sin(
+                2 * np.pi * 4.7 * t + 1.0) + 0.15),
+            "jaw": max(0.0, 0.3 * np.sin(2 * np.pi * 3.1 * t)),
+            "brow_l": 0.25 * np.sin(2 * np.pi * 0.7 * t), "brow_r": 0.25 * np.sin(
+                2 * np.pi * 0.7 * t),
+            **_arm(side, 0.3, 0.6, -0.9 + 0.25 * np.sin(2 * np.pi * 0.9 * t), 0.9, roll=0.8)},
+        "wave": lambda t: _wave(t, side),
+        "point": lambda t: _point(t, side),
+        "count": lambda t: _count(t, side),
+        "clap": _clap,
+        "cover_face": _cover,
+        "dance": _dance,
+    }
+    return table[name]
+
+
+# expression targets layered over any action
+EXPRESSIONS: dict[str, Controls] = {
+    "neutral": {},
+    "happy": {"mouth_width": 0.7, "eye_open_l": -0.15, "eye_open_r": -0.15, "brow_l": 0.15,
+              "brow_r": 0.15},
+    "surprised": {"brow_l": 0.9, "brow_r": 0.9, "eye_open_l": 0.45, "eye_open_r": 0.45,
+                  "mouth_open": 0.45, "jaw": 0.3},
+    "sad": {"brow_l": -0.3, "brow_r": -0.3, "mouth_width": -0.4, "pitch": -0.1},
+    "angry": {"brow_l": -0.7, "brow_r": -0.7, "mouth_width": -0.3, "eye_open_l": -0.1,
+              "eye_open_r": -0.1},
+}
+
+
+@dataclass
+class _Segment:
+    start: float
+    end: float
+    fn: Callable[[float], Controls]
+    expression: Controls
+    name: str
+
+
+@dataclass
+class ProceduralMotion:
+    """An endless, deterministic performance by a procedural performer."""
+
+    seed: int
+    config: MotionConfig = field(default_factory=MotionConfig)
+    performer: Character | None = None      # default: a random character from the seed
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng([self.seed, 7])
+        if self.performer is None:
+            self.performer = make_character(int(self._rng.integers(2**31)))
+        self._segments: list[_Segment] = []
+        self._blinks: list[float] = []
+        self._phase = self._rng.uniform(0, 2 * np.pi, 8)
+        self._rest = _rest_dirs(self.performer)
+
+    # --- timeline ---------------------------------------------------------------
+
+    def _extend(self, t: float) -> None:
+        cfg = self.config
+        while not self._segments or self._segments[-1].end < t + cfg.blend_s:
+            start = self._segments[-1].end - cfg.blend_s if self._segments else -cfg.blend_s
+            name = cfg.actions[int(self._rng.integers(len(cfg.actions)))]
+            side = "l" if self._rng.random() < 0.5 else "r"
+            dur = float(self._rng.uniform(cfg.min_action_s, cfg.max_action_s))
+            expr = list(EXPRESSIONS)[int(self._rng.integers(len(EXPRESSIONS)))]
+            self._segments.append(_Segment(start, start + dur, _action(name, side),
+                                            EXPRESSIONS[expr], name))
+        while not self._blinks or self._blinks[-1] < t + 1.0:
+            last = self._blinks[-1] if self._blinks else 0.0
+            self._blinks.append(last + float(self._rng.uniform(1.8, 5.0)))
+
+    def action_at(self, t: float) -> str:
+        """The name of the action dominating at time t (seconds)."""
+        self._extend(t)
+        live = [s for s in self._segments if s.start <= t < s.end]
+        return live[-1].name if live else "idle"
+
+    def controls(self, t: float) -> Controls:
+        self._extend(t)
+        cfg = self.config
+        out: Controls = {}
+
+        def add(c: Controls, w: float) -> None:
+            for k, v in c.items():
+                out[k] = out.get(k, 0.0) + w * float(v)
+
+        for seg in self._segments:
+            if seg.end <= t or seg.start > t:
+                continue
+            w = _smooth((t - seg.start) / cfg.blend_s) * _smooth((seg.end - t) / cfg.blend_s)
+            add(seg.fn(t - seg.start), w)
+            add(seg.expression, w)
+        # idle layer: sway, breathing, small head drift, gaze drift
+        ph, k = self._phase, cfg.sway
+        add({"root_x": 0.03 * np.sin(2 * np.pi * 0.23 * t + ph[0]),
+             "lean": 0.03 * np.sin(2 * np.pi * 0.23 * t + ph[0]),
+             "root_y": 0.006 * np.sin(2 * np.pi * 0.3 * t + ph[1]),
+             "yaw": 0.08 * np.sin(2 * np.pi * 0.17 * t + ph[2]),
+             "pitch": 0.05 * np.sin(2 * np.pi * 0.21 * t + ph[3]),
+             "roll": 0.04 * np.sin(2 * np.pi * 0.13 * t + ph[4]),
+             "gaze_x": 0.2 * np.sin(2 * np.pi * 0.11 * t + ph[5]),
+             "gaze_y": 0.1 * np.sin(2 * np.pi * 0.09 * t + ph[6]),
+             "lua": 0.04 * np.sin(2 * np.pi * 0.25 * t + ph[7]),
+             "rua": 0.04 * np.sin(2 * np.pi * 0.25 * t + ph[7] + 1.0)}, k)
+        # blinks: a 0.2 s close-open that adds to whatever the eyes do
+        for b in self._blinks:
+            if abs(t - b) < 0.1:
+                close = 1.0 - abs(t - b) / 0.1
+                add({"eye_open_l": -2.0 * close, "eye_open_r": -2.0 * close}, 1.0)
+        return out
+
+    # --- controls -> NormalizedMotion -----------------------------------------
+
+    def frame(self, i: int, t_capture: float | None = None) -> NormalizedMotion:
+        t = i / self.config.fps
+        return controls_to_motion(self.controls(t), self._rest, i,
+                                  t if t_capture is None else t_capture)
+
+    def clip(self, n_frames: int, start: int = 0) -> list[NormalizedMotion]:
+        return [self.frame(start + i) for i in range(n_frames)]
+
+
+def demo_performer(seed: int = 0, config: MotionConfig | None = None) -> Iterator[NormalizedMotion]:
+    """Endless NormalizedMotion at 30 fps (the server's built-in demo motion). Frame ids
+    count from 0; t_capture is time.monotonic() at the start plus i / fps."""
+    gen = ProceduralMotion(seed, config or MotionConfig())
+    t0 = time.monotonic()
+    i = 0
+    while True:
+        yield gen.frame(i, t0 + i / gen.config.fps)
+        i += 1
+
+
+# --- kinematics -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RestDirs:
+    body: np.ndarray          # (len(BODY_BONES), 3)
+    hands: dict[str, np.ndarray]   # side -> (21, 3) rest hand relative to the wrist, unit hand
+
+
+def _rest_dirs(c: Character) -> _RestDirs:
+    b = c.rest_body
+    d = np.array([b[ch] - b[p] for p, ch in BODY_BONES])
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    hands = {s: hand_template(c, s) / c.hand_len for s in ("left", "right")}
+    return _RestDirs(d, hands)
+
+
+def _rot_y(a: float) -> np.ndarray:
+    ca, sa = np.cos(a), np.sin(a)
+    return np.array([[ca, 0, -sa], [0, 1, 0], [sa, 0, ca]])
+
+
+def _rot_z(a: float) -> np.ndarray:
+    ca, sa = np.cos(a), np.sin(a)
+    return np.array([[ca, -sa, 0], [sa, ca, 0], [0, 0, 1]])
+
+
+def _rot_axis(axis: np.ndarray, a: float) -> np.ndarray:
+    """Rodrigues' rotation about a unit axis."""
+    k = axis / np.linalg.norm(axis)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(a) * kx + (1 - np.cos(a)) * kx @ kx
+
+
+def _seg(sgn: float, a: float, f: float) -> np.ndarray:
+    """Unit segment direction: swing `a` in the image plane (outward for sgn=+1 on the
+    performer's left), tilt `f` towards the camera (-z)."""
+    return np.array([sgn * np.sin(a) * np.cos(f), np.cos(a) * np.cos(f), -np.sin(f)])
+
+
+def _hand_frame(forearm: np.ndarray, roll: float) -> np.ndarray:
+    """(3, 3) columns x, y, z of a hand continuing `forearm`, palm to the camera at
+    roll 0 (its back, local +z, faces away)."""
+    y = forearm / np.linalg.norm(forearm)
+    ref = np.array([0.0, 0.0, 1.0]) if abs(y[2]) < 0.95 else np.array([0.0, -1.0, 0.0])
+    z = ref - y * (ref @ y)
+    z /= np.linalg.norm(z)
+    z = _rot_axis(y, roll) @ z
+    x = np.cross(y, z)
+    return np.stack([x, y, z], axis=1)
+
+
+def _hand_points(rest: np.ndarray, c: Controls, side: str, frame: np.ndarray) -> np.ndarray:
+    """(21, 3) hand joints (unit hand length) relative to the wrist, curled and posed."""
+    pts = rest.copy()
+    sgn = 1.0 if side == "l" else -1.0
+    for finger, chain in FINGERS.items():
+        curl = c.get(f"{side}curl_{finger}", 0.0)
+        if curl == 0.0:
+            continue
+        base = pts[chain[0]]
+        if finger == "thumb":
+            tdir = pts[chain[-1]] - base
+            axis = np.array([tdir[1], -tdir[0], 0.0]) * sgn
+            per_joint = (0.35, 0.45, 0.45)
+        else:
+            axis = np.array([1.0, 0.0, 0.0])
+            per_joint = (0.9, 1.1, 0.7)
+        # bend joint by joint, from the knuckle out, towards the palm (-z)
+        for j, k in enumerate(per_joint):
+            rot = _rot_axis(axis, -curl * k)
+            pivot = pts[chain[j]]
+            pts[list(chain[j + 1:])] = (pts[list(chain[j + 1:])] - pivot) @ rot.T + pivot
+    return pts @ frame.T
+
+
+def controls_to_motion(c: Controls, rest: _RestDirs, frame_id: int, t: float) -> NormalizedMotion:
+    g = c.get
+    dirs = rest.body.copy()
+    body_yaw = _rot_y(g("body_yaw", 0.0))
+    lean = _rot_z(-g("lean", 0.0))
+    spine_rot = body_yaw @ lean
+    dirs[_BONE[(MID_HIP, MID_SHOULDER)]] = spine_rot @ rest.body[_BONE[(MID_HIP, MID_SHOULDER)]]
+    for bone in ((MID_HIP, L_HIP), (MID_HIP, R_HIP)):
+        dirs[_BONE[bone]] = body_yaw @ rest.body[_BONE[bone]]
+    for bone in ((MID_SHOULDER, L_SHOULDER), (MID_SHOULDER, R_SHOULDER)):
+        dirs[_BONE[bone]] = spine_rot @ rest.body[_BONE[bone]]
+    # head: the face features' yaw/pitch/roll (plus the body's yaw) turn the neck + face
+    yaw = g("yaw", 0.0) + g("body_yaw", 0.0)
+    head = head_rotation(yaw, g("pitch", 0.0), g("roll", 0.0))
+    for i, (parent, _child) in enumerate(BODY_BONES):
+        if parent == NOSE:
+            dirs[i] = head @ rest.body[i]
+    neck = _BONE[(MID_SHOULDER, NOSE)]
+    dirs[neck] = lean @ head @ rest.body[neck]
+    hands: dict[str, np.ndarray] = {}
+    for side, sgn, sh, el, wr, hand_side in (("l", 1.0, L_SHOULDER, L_ELBOW, L_WRIST, "left"),
+                                             ("r", -1.0, R_SHOULDER, R_ELBOW, R_WRIST, "right")):
+        upper = body_yaw @ _seg(sgn, REST_ARM + g(f"{side}ua", 0.0), g(f"{side}uf", 0.0))
+        fore = body_yaw @ _seg(sgn, REST_ARM + g(f"{side}fa", 0.0), g(f"{side}ff", 0.0))
+        dirs[_BONE[(sh, el)]] = upper
+        dirs[_BONE[(el, wr)]] = fore
+        frame = _hand_frame(fore, sgn * g(f"{side}roll", 0.0))
+        # the rest template hangs with fingers along +y: express it in the hand frame
+        hp = _hand_points(rest.hands[hand_side], c, side, frame)
+        hands[side] = hp
+        for k, landmark in ((17, wr + 2), (5, wr + 4), (2, wr + 6)):
+            v = hp[k] / np.linalg.norm(hp[k])
+            dirs[_BONE[(wr, landmark)]] = v
+    for side, sgn, hip, knee, ankle in (("l", 1.0, L_HIP, L_KNEE, L_ANKLE),
+                                        ("r", -1.0, R_HIP, R_KNEE, R_ANKLE)):
+        rest_thigh = rest.body[_BONE[(hip, knee)]]
+        a0 = np.arctan2(sgn * rest_thigh[0], rest_thigh[1])
+        dirs[_BONE[(hip, knee)]] = body_yaw @ _seg(sgn, a0 + g(f"{side}ta", 0.0),
+                                                   g(f"{side}tf", 0.0))
+        dirs[_BONE[(knee, ankle)]] = body_yaw @ _seg(sgn, g(f"{side}sa", 0.0),
+                                                     g(f"{side}sf", 0.0))
+        for i, (parent, _child) in enumerate(BODY_BONES):
+            if parent == ankle:
+                dirs[i] = body_yaw @ rest.body[i]
+    hand_dirs = {s: _dirs(hands[s], HAND_BONES) for s in ("l", "r")}
+    face = np.zeros(FACE_DIM)
+    for name, i in FI.items():
+        face[i] = g(name, 0.0)
+    face[FI["yaw"]] = yaw
+    return NormalizedMotion(
+        frame_id=frame_id, t_capture=t,
+        root=np.array([g("root_x", 0.0), -g("root_y", 0.0), 0.0]),
+        scale=1.0 + g("scale", 0.0),
+        body_dirs=dirs.astype(np.float32),
+        left_hand_dirs=hand_dirs["l"].astype(np.float32),
+        right_hand_dirs=hand_dirs["r"].astype(np.float32),
+        face=face.astype(np.float32),
+        presence=np.ones(N_PARTS, np.float32),
+    )
+
+
+def _dirs(joints: np.ndarray, bones: tuple[tuple[int, int], ...]) -> np.ndarray:
+    idx = np.asarray(bones)
+    v = joints[idx[:, 1]] - joints[idx[:, 0]]
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
+
+
+def pose_to_motion(pose: Pose, skeleton: Skeleton, frame_id: int = 0,
+                   t: float = 0.0) -> NormalizedMotion:
+    """Normalise a pose: bone directions, root offset in torso lengths, scale from the
+    torso (the inverse of retargeting onto `skeleton`)."""
+    ext = np.empty((N_BODY_EXT, 3))
+    ext[:N_BODY] = pose.body[:, :3]
+    ext[MID_HIP] = (ext[L_HIP] + ext[R_HIP]) / 2
+    ext[MID_SHOULDER] = (ext[L_SHOULDER] + ext[R_SHOULDER]) / 2
+    torso = float(np.linalg.norm(ext[MID_SHOULDER] - ext[MID_HIP]))
+    scale = torso / skeleton.torso
+    root = ext[MID_HIP] - np.array([*skeleton.rest_root, 0.0])
+    return NormalizedMotion(
+        frame_id=frame_id, t_capture=t, root=root / skeleton.torso, scale=scale,
+        body_dirs=_dirs(ext, BODY_BONES).astype(np.float32),
+        left_hand_dirs=None if pose.left_hand is None else _dirs(pose.left_hand, HAND_BONES),
+        right_hand_dirs=None if pose.right_hand is None else _dirs(pose.right_hand, HAND_BONES),
+        face=np.asarray(pose.face, np.float32).copy(),
+        presence=np.asarray(pose.presence, np.float32).copy(),
+    )
+
+
+def fk(motion: NormalizedMotion, skeleton: Skeleton) -> Pose:
+    """Forward kinematics: `skeleton`'s lengths (x motion.scale) along the motion's bone
+    directions from its root. Same rule as realtime.motion.retarget.retarget on a
+    square canvas with the body present; kept here so the studio does not depend on
+    the motion stage being importable."""
+    joints = np.empty((N_BODY_EXT, 3))
+    joints[MID_HIP] = (skeleton.rest_root[0] + motion.root[0] * skeleton.torso,
+                       skeleton.rest_root[1] + motion.root[1] * skeleton.torso,
+                       motion.root[2] * skeleton.torso)
+    for (parent, child), d, length in zip(BODY_BONES, motion.body_dirs,
+                                          skeleton.body * motion.scale, strict=True):
+        joints[child] = joints[parent] + length * d
+    hands: list[np.ndarray | None] = []
+    for dirs, wrist in ((motion.left_hand_dirs, L_WRIST), (motion.right_hand_dirs, R_WRIST)):
+        if dirs is None:
+            hands.append(None)
+            continue
+        h = np.empty((21, 3))
+        h[0] = joints[wrist]
+        for (parent, child), d, length in zip(HAND_BONES, dirs,
+                                              skeleton.hand * motion.scale, strict=True):
+            h[child] = h[parent] + length * d
+        hands.append(h)
+    return Pose(body=joints[:N_BODY].copy(), left_hand=hands[0], right_hand=hands[1],
+                face=np.asarray(motion.face).copy(), presence=np.asarray(motion.presence).copy())
+
+
+def to_pose(motion: NormalizedMotion, skeleton: Skeleton) -> Pose:
+    """The motion stage's retarget when it is importable, else `fk` (same rule)."""
+    try:
+        from realtime.motion.retarget import retarget
+    except ImportError:
+        return fk(motion, skeleton)
+    return retarget(motion, skeleton)
