@@ -142,8 +142,9 @@ class StreamingEngine:
             pose = F.interpolate(pose, size=(P, P), mode="area")
         face = torch.from_numpy(np.stack([c.face for c in conds]).astype(np.float32))
         pres = torch.from_numpy(np.stack([c.presence for c in conds]).astype(np.float32))
-        to = {"device": self.device, "dtype": self.dtype}
-        return pose[None].to(**to), face[None].to(**to), pres[None].to(**to)
+        dev, dt = self.device, self.dtype
+        return (pose[None].to(device=dev, dtype=dt), face[None].to(device=dev, dtype=dt),
+                pres[None].to(device=dev, dtype=dt))
 
     def _run_chunk(self, conds: list[MotionCondition]) -> list[GeneratedFrame]:
         cfg = self.cfg

@@ -73,6 +73,19 @@ class TinyAutoencoder(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Variance-preserving (He) init, zero biases, residual branches scaled down:
+        even untrained, encode/decode carry the input's variation through every
+        stage instead of washing it out (PyTorch's default conv init shrinks it
+        layer by layer), so a random-init checkpoint still shows its inputs."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)  # type: ignore[arg-type]
+            if isinstance(m, ResBlock):
+                m.conv2.weight.data.mul_(0.5)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images)

@@ -35,9 +35,9 @@ class ModelConfig:
     ae_widths: tuple[int, ...] = (16, 32, 64)   # encoder stage widths; each halves H, W
     # transformer
     patch: int = 2                          # latent pixels per token side
-    width: int = 256                        # C
+    width: int = 192                        # C
     depth: int = 4
-    heads: int = 4                          # head_dim = width // heads (multiple of 16)
+    heads: int = 3                          # head_dim = width // heads (multiple of 16)
     mlp_ratio: float = 3.0
     pose_hidden: int = 32                   # light pose-map encoder width
     # streaming

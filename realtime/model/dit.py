@@ -100,11 +100,12 @@ class TimestepEmbedder(nn.Module):
     def __init__(self, width: int, freq_dim: int = 256) -> None:
         super().__init__()
         self.freq_dim = freq_dim
-        self.mlp = nn.Sequential(nn.Linear(freq_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.fc1 = nn.Linear(freq_dim, width)
+        self.fc2 = nn.Linear(width, width)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        emb = timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype)
-        return self.mlp(emb)
+        emb = timestep_embedding(t, self.freq_dim).to(self.fc1.weight.dtype)
+        return self.fc2(F.silu(self.fc1(emb)))
 
 
 class MotionEmbedder(nn.Module):
@@ -223,16 +224,17 @@ class StudentDiT(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
         self.apply(_init)
-        nn.init.normal_(self.t_embed.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embed.mlp[2].weight, std=0.02)
+        nn.init.normal_(self.t_embed.fc1.weight, std=0.02)
+        nn.init.normal_(self.t_embed.fc2.weight, std=0.02)
         nn.init.normal_(self.ref_embed, std=0.02)
         nn.init.normal_(self.motion_embed.null_face, std=0.02)
-        heads = [b.ada for b in self.blocks] + [self.final.ada, self.final.linear]
+        heads: list[nn.Linear] = [b.ada for b in self.blocks]      # type: ignore[misc]
+        heads += [self.final.ada, self.final.linear]
         for lin in heads:
             if zero_init:
                 nn.init.zeros_(lin.weight)
-            else:
-                nn.init.normal_(lin.weight, std=0.02 if lin is not self.final.linear else 0.2)
+            else:       # O(1) gates: every path's effect shows in decoded pixels
+                nn.init.normal_(lin.weight, std=self.cfg.width ** -0.5)
             nn.init.zeros_(lin.bias)
 
     # --- pieces shared by every forward --------------------------------------------

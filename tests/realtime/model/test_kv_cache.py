@@ -1,0 +1,88 @@
+"""The KV cache: fixed memory, bounded positions, the ring buffer's order, the sink."""
+
+from __future__ import annotations
+
+import torch
+
+from realtime.model.cache import KVCache
+from realtime.model.config import get_preset
+
+CFG = get_preset("tiny")
+LAYOUT = CFG.layout()
+
+
+def _cache() -> KVCache:
+    return KVCache(LAYOUT, CFG.depth, CFG.heads, CFG.head_dim).setup()
+
+
+def _chunk_kv(frame0: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Keys whose every element is the id of the frame they belong to."""
+    T, K = LAYOUT.tokens_per_frame, LAYOUT.chunk
+    ids = (frame0 + torch.arange(K * T) // T).float()
+    k = ids[None, None, :, None].expand(1, CFG.heads, K * T, CFG.head_dim).clone()
+    return [k] * CFG.depth, [k + 0.5] * CFG.depth
+
+
+def _window_frames(cache: KVCache) -> list[int]:
+    """Frame ids in the window, oldest first, read through the layout's positions."""
+    pos, valid = LAYOUT.cache_positions(cache.ring_start, cache.window_len)
+    T = LAYOUT.tokens_per_frame
+    frames = []
+    for s in range(LAYOUT.sink_tokens, LAYOUT.capacity, T):
+        if valid[0, s]:
+            frames.append((int(pos[0, s, 0]), int(cache.k[0, 0, 0, s, 0])))
+    return [f for _, f in sorted(frames)]
+
+
+def test_memory_and_positions_do_not_grow_with_the_stream() -> None:
+    cache = _cache()
+    k_ptr, nbytes = cache.k.data_ptr(), cache.nbytes
+    K, W = LAYOUT.chunk, LAYOUT.window
+    max_t = LAYOUT.chunk_positions()[:, 0].max()
+    snapshots = {}
+    for c in range(10_000 // K):
+        cache.write_chunk(*_chunk_kv(c * K))
+        frames = (c + 1) * K
+        if frames in (10, 10_000):
+            pos, valid = LAYOUT.cache_positions(cache.ring_start, cache.window_len)
+            snapshots[frames] = (cache.nbytes, cache.k.data_ptr(), pos[valid][:, 0].max())
+            assert _window_frames(cache) == list(range(frames - W, frames))
+    assert snapshots[10][:2] == snapshots[10_000][:2] == (nbytes, k_ptr)
+    # window times stay in [1, W] and below the chunk's, whatever the stream's age
+    assert snapshots[10][2] == snapshots[10_000][2] == W < max_t
+    assert int(cache.window_len[0]) == W
+
+
+def test_window_fills_in_order_before_the_ring_turns() -> None:
+    cache = _cache()
+    cache.write_chunk(*_chunk_kv(0))
+    assert _window_frames(cache) == [0, 1]
+    assert int(cache.ring_start[0]) == 0 and int(cache.window_len[0]) == 2
+
+
+def test_sink_is_pinned_and_swappable_without_losing_the_window() -> None:
+    cache = _cache()
+    n = LAYOUT.sink_tokens
+    sink = [torch.full((1, CFG.heads, n, CFG.head_dim), -7.0)] * CFG.depth
+    cache.set_sink(sink, sink)
+    for c in range(7):
+        cache.write_chunk(*_chunk_kv(c * LAYOUT.chunk))
+    assert bool((cache.k[:, :, :, :n] == -7.0).all())           # never overwritten
+    window_before = _window_frames(cache)
+    new = [torch.full((1, CFG.heads, n, CFG.head_dim), 3.0)] * CFG.depth
+    cache.set_sink(new, new)
+    assert bool((cache.k[:, :, :, :n] == 3.0).all())
+    assert _window_frames(cache) == window_before
+    assert int(cache.sink_len[0]) == n
+
+
+def test_reset_empties_the_window_and_keeps_the_sink() -> None:
+    cache = _cache()
+    n = LAYOUT.sink_tokens
+    sink = [torch.ones(1, CFG.heads, n, CFG.head_dim)] * CFG.depth
+    cache.set_sink(sink, sink)
+    cache.write_chunk(*_chunk_kv(0))
+    cache.reset()
+    assert int(cache.window_len[0]) == 0 and int(cache.sink_len[0]) == n
+    cache.write_chunk(*_chunk_kv(100))
+    assert _window_frames(cache) == [100, 101]

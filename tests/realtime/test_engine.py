@@ -1,0 +1,134 @@
+"""StreamingEngine: chunked output with ids and stamps, determinism, reference swap,
+presence flags, bounded state. Synthetic MotionConditions, tiny preset, random weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from realtime.engine import StreamingEngine
+from realtime.model.bundle import AnimationModel
+from realtime.model.config import get_preset
+from realtime.motion.types import FACE_DIM, N_POSE_CHANNELS, MotionCondition
+
+CFG = get_preset("tiny")
+MODEL = AnimationModel.random(CFG, seed=0)
+
+
+def _conditions(n: int, seed: int = 0, face_present: float = 1.0,
+                size: int = CFG.pose_size) -> list[MotionCondition]:
+    rng = np.random.default_rng(seed)
+    presence = np.array([1.0, face_present, 1.0, 0.0], np.float32)
+    return [MotionCondition(frame_id=100 + i, t_capture=10.0 + i / 30,
+                            pose_maps=rng.random((N_POSE_CHANNELS, size, size), np.float32),
+                            face=rng.standard_normal(FACE_DIM).astype(np.float32),
+                            presence=presence, stamps={"extract": (1.0, 2.0)})
+            for i in range(n)]
+
+
+def _reference(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
+
+
+def _engine(seed: int = 0, ref_seed: int = 0, **kw: object) -> StreamingEngine:
+    e = StreamingEngine(MODEL, seed=seed, **kw)  # type: ignore[arg-type]
+    e.set_reference([_reference(ref_seed)])
+    return e
+
+
+def _run(e: StreamingEngine, conds: list[MotionCondition]) -> np.ndarray:
+    frames = [f for c in conds for f in e.push([c])]
+    return np.stack([f.image for f in frames])
+
+
+def test_frames_arrive_per_chunk_with_their_inputs_ids_and_stamps() -> None:
+    e = _engine()
+    conds = _conditions(3)
+    assert e.push(conds[:1]) == []                       # chunk of K=2 still filling
+    out = e.push(conds[1:])
+    assert [f.frame_id for f in out] == [100, 101]
+    assert [f.t_capture for f in out] == [c.t_capture for c in conds[:2]]
+    for f in out:
+        assert f.image.shape == (CFG.resolution, CFG.resolution, 3)
+        assert f.image.dtype == np.uint8
+        assert f.stamps["extract"] == (1.0, 2.0)
+        m0, m1 = f.stamps["model"]
+        d0, d1 = f.stamps["decode"]
+        assert m0 <= m1 <= d0 <= d1
+    assert e.resolution == (CFG.resolution, CFG.resolution)
+
+
+@pytest.mark.parametrize("mode", ["clean", "last_step"])
+def test_deterministic_per_seed_and_reset_replays_the_stream(mode: str) -> None:
+    conds = _conditions(6)
+    a = _run(_engine(seed=1, cache_write=mode), conds)
+    e = _engine(seed=1, cache_write=mode)
+    b = _run(e, conds)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, _run(_engine(seed=2, cache_write=mode), conds))
+    e.reset()
+    assert np.array_equal(_run(e, conds), a)
+
+
+def test_cache_write_modes_give_different_histories() -> None:
+    conds = _conditions(6)
+    a = _run(_engine(cache_write="clean"), conds)
+    b = _run(_engine(cache_write="last_step"), conds)
+    assert np.array_equal(a[:2], b[:2])                  # the first chunk sees no history
+    assert not np.array_equal(a[2:], b[2:])
+
+
+def test_swapping_the_reference_changes_the_output_and_the_session_goes_on() -> None:
+    conds = _conditions(8)
+    same = _engine(ref_seed=0)
+    swapped = _engine(ref_seed=0)
+    assert np.array_equal(_run(same, conds[:4]), _run(swapped, conds[:4]))
+    swapped.set_reference([_reference(5)])
+    after_same, after_swap = _run(same, conds[4:]), _run(swapped, conds[4:])
+    assert after_swap.shape == after_same.shape == (4, CFG.resolution, CFG.resolution, 3)
+    assert np.abs(after_swap.astype(int) - after_same.astype(int)).mean() > 0.5
+    with pytest.raises(ValueError, match="reference image 0"):
+        swapped.set_reference([np.zeros((4, 4), np.uint8)])
+    assert len(swapped.push(_conditions(2, seed=9))) == 2   # still running
+
+
+def test_motion_changes_the_output() -> None:
+    a = _run(_engine(), _conditions(4, seed=0))
+    b = _run(_engine(), _conditions(4, seed=1))
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 0.5
+
+
+def test_an_absent_face_is_unknown_whatever_its_feature_values() -> None:
+    absent_a = _conditions(4, seed=0, face_present=0.0)
+    absent_b = _conditions(4, seed=0, face_present=0.0)
+    present_b = _conditions(4, seed=0, face_present=1.0)
+    for c, d in zip(absent_b, present_b, strict=True):
+        c.face = c.face + 3.0
+        d.face = d.face + 3.0
+    ref = _run(_engine(), absent_a)
+    assert np.array_equal(ref, _run(_engine(), absent_b))
+    assert not np.array_equal(_run(_engine(), _conditions(4, seed=0)), _run(_engine(), present_b))
+
+
+def test_pose_maps_at_another_size_are_resized() -> None:
+    out = _run(_engine(), _conditions(2, size=CFG.pose_size * 3))
+    assert out.shape == (2, CFG.resolution, CFG.resolution, 3)
+
+
+def test_state_is_the_same_size_after_a_long_stream() -> None:
+    e = _engine(steps=1, cache_write="last_step")
+    _run(e, _conditions(10))
+    ptr, nbytes = e.cache.k.data_ptr(), e.cache.nbytes
+    _run(e, _conditions(60, seed=3))
+    assert (e.cache.k.data_ptr(), e.cache.nbytes) == (ptr, nbytes)
+    assert int(e.cache.window_len[0]) == CFG.window
+    assert e.frames_out == 70
+
+
+def test_steps_are_validated() -> None:
+    e = _engine()
+    e.set_steps(4)
+    assert e.steps == 4
+    with pytest.raises(ValueError):
+        e.set_steps(0)
