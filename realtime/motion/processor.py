@@ -93,7 +93,7 @@ class _Held:
         age = t - self.t
         if age <= 0:
             return self.conf
-        if age >= hold_s:
+        if age >= hold_s - 1e-6:  # (timestamps are floats: 0.5 s may read 0.4999..)
             return 0.0
         return self.conf * (1.0 - age / hold_s)
 
