@@ -143,65 +143,41 @@ def _parse_size(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
-async def _python_client_run(url: str, args: argparse.Namespace, server_pid: int | None,
-                             recorder_box: dict[str, Any]) -> Any:
-    """Run clients.pyclient.run_client while sampling memory once a second."""
-    import asyncio
-
-    from clients.pyclient import run_client
-
-    samples: list[tuple[float, float, float | None]] = []
-    done = asyncio.Event()
-
-    async def sample_rss() -> None:
-        while not done.is_set():
-            samples.append((time.monotonic(), rss_mb() or 0.0,
-                            rss_mb(server_pid) if server_pid else None))
-            try:
-                await asyncio.wait_for(done.wait(), 1.0)
-            except TimeoutError:
-                pass
-
-    sampler = asyncio.create_task(sample_rss())
-    try:
-        result = await run_client(url, video=args.video, synthetic=not args.video,
-                                  seconds=args.seconds, fps=args.fps,
-                                  size=_parse_size(args.size))
-    finally:
-        done.set()
-        await sampler
-    recorder_box["rss"] = samples
-    return result
-
-
 def measure_python(url: str, engine: str, args: argparse.Namespace,
                    server_pid: int | None) -> dict[str, Any]:
     """One engine's run with the Python client; returns its `runs[]` entry."""
     import asyncio
 
-    from bench.latency_match import FrameMatcher, feed_result
+    from bench.latency_live import stream_live
+    from bench.latency_match import FrameMatcher
     from bench.latency_summary import RunRecorder
 
-    box: dict[str, Any] = {}
-    result = asyncio.run(_python_client_run(url, args, server_pid, box))
-    if not result.sent:
-        raise RuntimeError("the client sent no frames")
-    recorder = RunRecorder(result.t_connect_start, warmup_s=args.warmup,
+    recorder = RunRecorder(time.monotonic(), warmup_s=args.warmup,
                            window_s=min(60.0, args.seconds / 3))
-    matcher = FrameMatcher(recorder.add)
-    frames = [r for r in result.telemetry if r.get("type", "frame") == "frame"]
-    counts = feed_result(matcher, result.sent, result.received, frames)
-    for t, client, server in box.get("rss", []):
-        recorder.add_rss(t, client, server)
-    hello = next((r for r in result.telemetry if r.get("type") == "hello"), {})
-    run = recorder.summary(counts, matcher.drops_by_stage,
-                           t_send_start=min(result.sent.values()),
-                           t_send_end=max(result.sent.values()))
-    return {"engine": engine, "client": "python", "codec": getattr(result, "codec", None),
-            "preset": args.preset if engine == "model" else None,
+    matcher = FrameMatcher(recorder.add, horizon_s=10.0, reorder_s=1.0)
+
+    def set_start(t: float) -> None:
+        recorder.t0 = t                     # times are relative to the connection start
+
+    def sample_rss(now: float) -> None:
+        recorder.add_rss(now, rss_mb() or 0.0, rss_mb(server_pid) if server_pid else None)
+
+    order = tuple(c.strip().upper() for c in args.codec_order.split(",")) \
+        if args.codec_order else None
+    live = asyncio.run(stream_live(url, matcher, seconds=args.seconds, fps=args.fps,
+                                   size=_parse_size(args.size), video=args.video,
+                                   codec_order=order, on_start=set_start,
+                                   on_tick=sample_rss))
+    counts = matcher.finish()
+    if live.t_send_start is None or live.t_send_end is None:
+        raise RuntimeError("the client sent no frames")
+    summary = recorder.summary(counts, matcher.drops_by_stage, t_send_start=live.t_send_start,
+                               t_send_end=live.t_send_end)
+    return {"engine": engine, "client": "python", "codec": live.codec,
+            "preset": args.preset or live.hello.get("preset") if engine == "model" else None,
             "resolution": {"input": list(_parse_size(args.size)),
-                           "output": hello.get("resolution")},
-            **run}
+                           "output": live.hello.get("resolution")},
+            **summary}
 
 
 def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:

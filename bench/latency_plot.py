@@ -10,10 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-COLORS = {"model": "#d62728", "ae_decode": "#ff7f0e", "extraction": "#9467bd",
-          "network_up": "#1f77b4", "network_down": "#17becf", "queue": "#7f7f7f",
-          "encode": "#2ca02c", "receive": "#8c564b", "video_decode": "#bcbd22",
-          "motion": "#e377c2", "condition": "#aec7e8", "send": "#98df8a"}
+# One fixed colour per part, in pipeline order (tab20), so runs and figures compare.
+_PARTS = ("network_up", "video_decode", "receive", "mailbox", "convert", "extraction", "motion",
+          "condition", "model", "ae_decode", "output", "encode", "send", "queue", "network_down")
+COLORS = {name: f"tab20:{i}" for i, name in enumerate(_PARTS)}
+
+
+def _color(name: str) -> object:
+    import matplotlib
+
+    spec = COLORS.get(name)
+    if spec is None:
+        return None
+    cmap, i = spec.split(":")
+    return matplotlib.colormaps[cmap](int(i))
 
 
 def _num(x: Any) -> float:
@@ -52,13 +62,14 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> None:
     for s in stages:
         vals = [max(_num(r["stages_ms"].get(s, 0.0)), 0.0) for r in runs]
         vals = [0.0 if v != v else v for v in vals]          # NaN -> 0
-        ax_bar.bar(names, vals, bottom=bottoms, label=s, color=COLORS.get(s))
+        ax_bar.bar(names, vals, bottom=bottoms, label=s, color=_color(s))
         bottoms = [b + v for b, v in zip(bottoms, vals, strict=True)]
     for i, r in enumerate(runs):
         ax_bar.plot([i - 0.4, i + 0.4], [_num(r["e2e_ms"]["p50"])] * 2, "k--", lw=1)
     ax_bar.set_ylabel("median ms per stage (dashed: e2e p50)")
     ax_bar.set_title("where the milliseconds go")
-    ax_bar.legend(fontsize=7, loc="upper left")
+    handles, labels = ax_bar.get_legend_handles_labels()      # top of the stack first
+    ax_bar.legend(handles[::-1], labels[::-1], fontsize=7, loc="upper left")
 
     for r in runs:
         ser = r["series"]
