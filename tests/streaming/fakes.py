@@ -1,0 +1,71 @@
+"""Small FramePipeline fakes for the server tests (the real model is too slow
+for most tests on 2 cores)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from realtime.frames import EchoPipeline, GeneratedFrame
+
+
+class SlowPipeline(EchoPipeline):
+    """Echo, but taking `seconds` per frame: slower than a 30 fps camera."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
+        time.sleep(self.seconds)
+        return super().process(image, frame_id, t_capture)
+
+
+class FailingPipeline(EchoPipeline):
+    """Echo for `after` frames, then raises, like a model that runs out of memory."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+        self.calls = 0
+        self.failed_at: float | None = None
+
+    def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
+        self.calls += 1
+        if self.calls > self.after:
+            self.failed_at = time.monotonic()
+            raise RuntimeError("simulated CUDA out of memory")
+        return super().process(image, frame_id, t_capture)
+
+
+class RecordingPipeline(EchoPipeline):
+    """Echo that remembers which character/reference it was given, and on which thread."""
+
+    CHARACTERS = ("robot", "fox")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.character: str | None = None
+        self.reference: np.ndarray | None = None
+        self.steps: int | None = None
+        self.threads: set[str] = set()
+        self.closed = False
+
+    def set_character(self, name: str) -> None:
+        self.threads.add(threading.current_thread().name)
+        if name not in self.CHARACTERS:
+            raise KeyError(name)
+        self.character, self.reference = name, None
+
+    def set_reference_image(self, image: np.ndarray) -> None:
+        self.threads.add(threading.current_thread().name)
+        self.reference, self.character = image, None
+
+    def set_steps(self, steps: int) -> None:
+        self.threads.add(threading.current_thread().name)
+        self.steps = steps
+
+    def close(self) -> None:
+        self.closed = True
