@@ -1,0 +1,158 @@
+"""`AnimationPipeline`: one session's camera-frame-to-character-frame pipeline.
+
+    image ─► MotionExtractor ─► MotionProcessor ─► retarget(character skeleton)
+          ─► render_condition ─► StreamingEngine (DiT + KV cache + decode) ─► frames
+
+It implements `realtime.frames.FramePipeline`, the interface the streaming server
+drives from one worker thread per session. `create_pipeline_factory` loads the
+weights once and returns a factory of per-session pipelines sharing them: only the
+extractor, the motion filters and the engine's cache are per session.
+
+Motion, avatars and MediaPipe are imported when first needed, so the model side
+(and the GPU machine, which has no MediaPipe) can import this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from realtime.engine import StreamingEngine, configure_torch_threads
+from realtime.frames import FramePipeline, GeneratedFrame
+from realtime.model.bundle import AnimationModel
+from realtime.motion.types import MotionCondition, NormalizedMotion, Skeleton
+
+if TYPE_CHECKING:
+    from realtime.motion.extractor import MotionExtractor
+
+log = logging.getLogger(__name__)
+
+
+class AnimationPipeline:
+    def __init__(
+        self,
+        model: AnimationModel,
+        *,
+        character: str | None = None,
+        steps: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        from realtime.motion.processor import MotionProcessor, ProcessorConfig
+
+        self.engine = StreamingEngine(model, seed=seed, steps=steps)
+        self.processor = MotionProcessor(ProcessorConfig())
+        self._extractor: MotionExtractor | None = None
+        self.skeleton: Skeleton = _default_skeleton()
+        self.character: str | None = None
+        if character is None:
+            from realtime.avatars import gallery
+
+            character = gallery.names()[0]
+        self.set_character(character)
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return self.engine.resolution
+
+    # --- frames in ----------------------------------------------------------------------
+
+    def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
+        t0 = time.monotonic()
+        frame = self.extractor.process(image, frame_id, t_capture)
+        frame.stamps.setdefault("extract", (t0, time.monotonic()))
+        t1 = time.monotonic()
+        motion = self.processor.process(frame)
+        motion.stamps = {**frame.stamps, **motion.stamps}
+        motion.stamps.setdefault("motion", (t1, time.monotonic()))
+        return self.process_motion(motion, frame_id, t_capture)
+
+    def process_motion(
+        self, motion: NormalizedMotion, frame_id: int, t_capture: float
+    ) -> list[GeneratedFrame]:
+        return self.engine.push([self.condition(motion, frame_id, t_capture)])
+
+    def condition(self, motion: NormalizedMotion, frame_id: int,
+                  t_capture: float) -> MotionCondition:
+        """Retarget to the current character and render the model's condition."""
+        from realtime.motion.condition import render_condition
+        from realtime.motion.retarget import retarget
+
+        t0 = time.monotonic()
+        pose = retarget(motion, self.skeleton)
+        cond = render_condition(pose, self.engine.cfg.pose_size, frame_id, t_capture)
+        cond.stamps = {**motion.stamps, **cond.stamps, "condition": (t0, time.monotonic())}
+        return cond
+
+    @property
+    def extractor(self) -> MotionExtractor:
+        """MediaPipe starts on the first camera frame, not for motion-only sessions."""
+        if self._extractor is None:
+            from realtime.motion.extractor import ExtractorConfig, MotionExtractor
+
+            self._extractor = MotionExtractor(ExtractorConfig())
+        return self._extractor
+
+    # --- controls -----------------------------------------------------------------------
+
+    def set_character(self, name: str) -> None:
+        """Built-in character: its rendered reference into the identity sink, its
+        skeleton for retargeting. KeyError for an unknown name."""
+        from realtime.avatars import gallery
+        from realtime.avatars.render import render_reference
+
+        character = gallery.get(name)
+        self.engine.set_reference([render_reference(character, self.engine.cfg.resolution)])
+        self.skeleton = character.skeleton
+        self.character = name
+
+    def set_reference_image(self, image: np.ndarray) -> None:
+        """An uploaded RGB image as the identity; retargets to the default skeleton.
+        ValueError if the image is unusable."""
+        self.engine.set_reference([image])
+        self.skeleton = _default_skeleton()
+        self.character = None
+
+    def set_steps(self, steps: int) -> None:
+        self.engine.set_steps(steps)
+
+    def set_filter_strength(self, strength: float) -> None:
+        self.processor.set_filter_strength(strength)
+
+    def reset_calibration(self) -> None:
+        self.processor.reset_calibration()
+
+    def close(self) -> None:
+        if self._extractor is not None:
+            self._extractor.close()
+            self._extractor = None
+
+
+def _default_skeleton() -> Skeleton:
+    from realtime.motion.retarget import default_skeleton
+
+    return default_skeleton()
+
+
+def create_pipeline_factory(
+    checkpoint: str | None = None,
+    preset: str | None = None,
+    device: Any = None,
+    **pipeline_kw: Any,
+) -> Callable[[], FramePipeline]:
+    """Load the weights once; return a factory making per-session pipelines that
+    share them (what the streaming server calls once at start-up)."""
+    from realtime.model.checkpoint import load_model
+
+    configure_torch_threads()
+    model = load_model(checkpoint, preset, device)
+    log.info("model ready: %s on %s, %d frames/chunk, window %d", model.cfg.resolution,
+             model.device, model.cfg.chunk, model.cfg.window)
+
+    def factory() -> FramePipeline:
+        return AnimationPipeline(model, **pipeline_kw)
+
+    return factory

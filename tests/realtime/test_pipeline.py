@@ -1,0 +1,81 @@
+"""AnimationPipeline: motion -> retarget -> condition -> engine, per session, with
+weights shared between sessions. Tiny preset, random weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from realtime.model.checkpoint import init_checkpoint
+from realtime.pipeline import AnimationPipeline, create_pipeline_factory
+
+
+@pytest.fixture(scope="module")
+def factory(tmp_path_factory: pytest.TempPathFactory):
+    ckpt = init_checkpoint("tiny", tmp_path_factory.mktemp("ckpt") / "tiny")
+    return create_pipeline_factory(str(ckpt), "tiny", "cpu")
+
+
+def _motions(n: int, seed: int = 0):
+    from realtime.avatars.motion import ProceduralMotion
+
+    gen = ProceduralMotion(seed=seed)
+    return [gen.frame(i) for i in range(n)]
+
+
+def _run(p, motions) -> np.ndarray:
+    frames = [f for i, m in enumerate(motions) for f in p.process_motion(m, i, float(i))]
+    return np.stack([f.image for f in frames])
+
+
+def test_sessions_share_weights_but_not_state(factory) -> None:
+    a, b = factory(), factory()
+    assert isinstance(a, AnimationPipeline) and isinstance(b, AnimationPipeline)
+    assert a.engine.model is b.engine.model
+    assert a.engine.cache.k.data_ptr() != b.engine.cache.k.data_ptr()
+    motions = _motions(4)
+    out_a = _run(a, motions)
+    assert out_a.shape == (4, *a.resolution[::-1], 3)
+    assert np.array_equal(out_a, _run(b, motions))     # same seed, same motion
+
+
+def test_frames_carry_ids_and_every_stage(factory) -> None:
+    p = factory()
+    motions = _motions(2)
+    assert p.process_motion(motions[0], 7, 1.5) == []
+    out = p.process_motion(motions[1], 8, 1.6)
+    assert [(f.frame_id, f.t_capture) for f in out] == [(7, 1.5), (8, 1.6)]
+    for f in out:
+        assert {"condition", "model", "decode"} <= set(f.stamps)
+
+
+def test_character_and_reference_switch_mid_session(factory) -> None:
+    from realtime.avatars import gallery
+
+    names = gallery.names()
+    p, q = factory(), factory()
+    motions = _motions(6)
+    _run(p, motions[:2]), _run(q, motions[:2])
+    q.set_character(names[1])
+    assert q.character == names[1]
+    assert not np.array_equal(_run(p, motions[2:4]), _run(q, motions[2:4]))
+    with pytest.raises(KeyError):
+        q.set_character("no-such-character")
+    with pytest.raises(ValueError):
+        q.set_reference_image(np.zeros((3, 3, 3), np.uint8))
+    q.set_reference_image(np.full((64, 48, 3), 200, np.uint8))
+    assert q.character is None
+    assert _run(q, motions[4:]).shape[0] == 2           # the session goes on
+
+
+@pytest.mark.slow
+def test_camera_frames_without_a_person_still_produce_frames(factory) -> None:
+    pytest.importorskip("mediapipe")
+    p = factory()
+    try:
+        grey = np.full((120, 160, 3), 90, np.uint8)
+        out = p.process(grey, 0, 0.0) + p.process(grey, 1, 0.03)
+        assert [f.frame_id for f in out] == [0, 1]
+        assert "extract" in out[0].stamps
+    finally:
+        p.close()
