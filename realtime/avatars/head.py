@@ -131,7 +131,30 @@ def draw_head(p: Painter, g: HeadGeometry) -> None:
     canvas.restore()
 
     _front_hair(p, g, yaw, pitch, roll)
+    _brows(p, g)      # over the fringe, as cartoons do, so they always read
     _head_accessories(p, g)
+
+
+def _brows(p: Painter, g: HeadGeometry) -> None:
+    c, canvas, f = p.c, p.canvas, g.face
+    eye_v = 0.12 if c.build == "chibi" else 0.0
+    big = {"big": 1.45, "round": 1.0, "almond": 1.0}[c.eye_style]
+    tall = {"big": 1.2, "round": 1.0, "almond": 0.6}[c.eye_style]
+    w = 0.2 * big
+    for sgn, side in ((1.0, "l"), (-1.0, "r")):
+        xy, a, facing = g.surface((0.42 * sgn, eye_v, -0.9))
+        if facing < 0.05:
+            continue
+        canvas.save()
+        _local(canvas, xy, a)
+        brow = float(f[F[f"brow_{side}"]])
+        by = -0.3 * big * tall - 0.05 - 0.16 * brow
+        b = skia.Path()
+        inner = -sgn * 0.05 * brow          # raised brows arch at the inner end too
+        b.moveTo(-sgn * w * 1.05, by + 0.03 + inner)
+        b.quadTo(0.0, by - 0.07, sgn * w * 1.05, by + 0.04)
+        canvas.drawPath(b, stroke(shade(c.hair, -0.3), 0.065))
+        canvas.restore()
 
 
 def _features(p: Painter, g: HeadGeometry) -> None:
@@ -174,13 +197,6 @@ def _features(p: Painter, g: HeadGeometry) -> None:
             upper.moveTo(-w * 1.1, 0.0)
             upper.cubicTo(-w * 0.6, -h * 1.35, w * 0.6, -h * 1.35, w * 1.1, 0.0)
             canvas.drawPath(upper, stroke(line, 0.05))
-        brow = float(f[F[f"brow_{side}"]])
-        by = -0.3 * big * tall - 0.05 - 0.16 * brow
-        b = skia.Path()
-        inner = -sgn * 0.05 * brow          # raised brows arch at the inner end too
-        b.moveTo(-sgn * w * 1.05, by + 0.03 + inner)
-        b.quadTo(0.0, by - 0.07, sgn * w * 1.05, by + 0.04)
-        canvas.drawPath(b, stroke(shade(c.hair, -0.3), 0.065))
         if "glasses" in c.accessories:
             canvas.drawCircle(0.0, 0.0, 0.3 * max(big, 1.0), stroke((35, 35, 45), 0.05))
         canvas.restore()

@@ -228,7 +228,7 @@ class ProceduralMotion:
         self._segments: list[_Segment] = []
         self._blinks: list[float] = []
         self._phase = self._rng.uniform(0, 2 * np.pi, 8)
-        self._rest = _rest_dirs(self.performer)
+        self._rest = rest_directions(self.performer)
 
     # --- timeline ---------------------------------------------------------------
 
@@ -312,17 +312,18 @@ def demo_performer(seed: int = 0, config: MotionConfig | None = None) -> Iterato
 
 
 @dataclass(frozen=True)
-class _RestDirs:
+class RestDirections:
     body: np.ndarray          # (len(BODY_BONES), 3)
     hands: dict[str, np.ndarray]   # side -> (21, 3) rest hand relative to the wrist, unit hand
 
 
-def _rest_dirs(c: Character) -> _RestDirs:
+def rest_directions(c: Character) -> RestDirections:
+    """A performer's rest bone directions and unit-length rest hands."""
     b = c.rest_body
     d = np.array([b[ch] - b[p] for p, ch in BODY_BONES])
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     hands = {s: hand_template(c, s) / c.hand_len for s in ("left", "right")}
-    return _RestDirs(d, hands)
+    return RestDirections(d, hands)
 
 
 def _rot_y(a: float) -> np.ndarray:
@@ -384,7 +385,10 @@ def _hand_points(rest: np.ndarray, c: Controls, side: str, frame: np.ndarray) ->
     return pts @ frame.T
 
 
-def controls_to_motion(c: Controls, rest: _RestDirs, frame_id: int, t: float) -> NormalizedMotion:
+def controls_to_motion(
+    c: Controls, rest: RestDirections, frame_id: int, t: float
+) -> NormalizedMotion:
+    """Bone directions, root, face features and presence for one set of controls."""
     g = c.get
     dirs = rest.body.copy()
     body_yaw = _rot_y(g("body_yaw", 0.0))
