@@ -243,15 +243,17 @@ class MotionExtractor:
                 hand is None and _wrist_in_view(body, idx, self.config.wrist_visibility)
                 for hand, idx in ((left, L_WRIST), (right, R_WRIST))
             )
-            # After a fallback that found nothing, wait `hands_retry_every` frames
-            # before trying again: Hands re-runs its palm detector on every call
-            # while it tracks fewer than two hands, which would double the cost of
-            # frames whose second hand is simply out of view.
-            if want and self._hands_wait > 0:
+            # With a trusted body, after a fallback that saw no hand at all, wait
+            # `hands_retry_every` frames before trying again: Hands re-runs its palm
+            # detector on every call while it tracks fewer than two hands, which would
+            # double the cost of frames whose hand is just out of view. Without a
+            # body (a hand close-up) it runs on every frame.
+            if want and body_trusted and self._hands_wait > 0:
                 self._hands_wait -= 1
             elif want:
-                found = self._run_hands(small, body if body_trusted else None, (left, right))
-                if not found:
+                found, seen = self._run_hands(small, body if body_trusted else None,
+                                              (left, right))
+                if not seen:
                     self._hands_wait = self.config.hands_retry_every - 1
                 if left is None and "left_hand" in found:
                     left, conf["left_hand"] = found["left_hand"]
@@ -275,8 +277,9 @@ class MotionExtractor:
         rgb: np.ndarray,
         body: np.ndarray | None,
         known: tuple[np.ndarray | None, np.ndarray | None],
-    ) -> dict[str, tuple[np.ndarray, float]]:
-        """Standalone Hands on the frame -> {'left_hand'|'right_hand': (landmarks, score)}.
+    ) -> tuple[dict[str, tuple[np.ndarray, float]], int]:
+        """Standalone Hands on the frame -> ({'left_hand'|'right_hand': (landmarks,
+        score)}, number of hands the model saw before de-duplication).
 
         Hands within `_SAME_HAND` of a hand Holistic already found are dropped.
         Which hand is which: with a trusted body, each hand goes to the nearer body
@@ -288,7 +291,7 @@ class MotionExtractor:
         self.hands_fallback_calls += 1
         res = self._hands.process(rgb)
         if not res.multi_hand_landmarks:
-            return {}
+            return {}, 0
         found: dict[str, tuple[np.ndarray, float]] = {}
         for lms, handed in zip(res.multi_hand_landmarks, res.multi_handedness, strict=False):
             pts = _landmarks(lms, N_HAND)
@@ -305,4 +308,4 @@ class MotionExtractor:
                 part = "right_hand" if cls.label == "Left" else "left_hand"
             if part not in found or cls.score > found[part][1]:
                 found[part] = (pts, float(cls.score))
-        return found
+        return found, len(res.multi_hand_landmarks)
