@@ -18,7 +18,10 @@ once, at its first arrival; a telemetry record seen twice counts once.
 
 A sent frame that no generated frame came from is *dropped* if a later input did
 make it through (the pipeline chose a newer frame over it), and *in flight* if it
-was captured after the last input that made it through (the run ended first).
+was captured after the last input that made it through (the run ended first). One
+whose generated frame never arrived (or, in the browser, was never shown) is a
+*lost input*, with the record counted in `lost_outputs`. So every input is exactly
+one of: matched, dropped, lost, in flight.
 
 Same machine, so client and server share one CLOCK_MONOTONIC: server stamps and client
 times subtract directly.
@@ -103,6 +106,7 @@ class MatchCounts:
     duplicate_telemetry: int = 0
     repeats: int = 0                   # arrivals no telemetry names (pacer repeats)
     lost_outputs: int = 0              # generated, never arrived
+    lost_inputs: int = 0               # inputs whose generated frame never arrived
     unidentified: int = 0              # telemetry whose input_id was unreadable/unknown
     dropped: int = 0                   # inputs skipped while a later one got through
     in_flight: int = 0                 # inputs captured after the last one matched
@@ -128,6 +132,7 @@ class FrameMatcher:
         self._arrivals: dict[int, tuple[float, bool]] = {} # pts -> (t_arrival, claimed)
         self._telemetry: dict[int, tuple[float, dict[str, Any]]] = {}  # out_pts -> (t, rec)
         self._seen_frames: dict[int, float] = {}           # frame_id -> t seen (dedupe)
+        self._generated_from: dict[int, float] = {}        # input idx -> t (a record names it)
         self._max_matched_input = -1
         self._heap: list[tuple[float, int, Sample]] = []
         self._latest_arrival = -math.inf
@@ -169,6 +174,7 @@ class FrameMatcher:
         if input_id is None or int(input_id) < 0 or out_pts is None:
             self.counts.unidentified += 1
             return
+        self._generated_from[int(input_id)] = t_seen
         self._telemetry[int(out_pts)] = (t_seen, dict(record))
         self._complete(int(out_pts))
         self._emit_ready()
@@ -214,7 +220,9 @@ class FrameMatcher:
         _, matched = self._sent.pop(index)
         if matched:
             return
-        if index < self._max_matched_input or not final:
+        if index in self._generated_from:       # made it through; its output did not
+            self.counts.lost_inputs += 1
+        elif index < self._max_matched_input or not final:
             self.counts.dropped += 1
         else:
             self.counts.in_flight += 1
@@ -233,6 +241,8 @@ class FrameMatcher:
             self._settle_record(self._telemetry.pop(pts)[1])
         for fid in [f for f, t in self._seen_frames.items() if t < cutoff]:
             del self._seen_frames[fid]
+        for idx in [i for i, t in self._generated_from.items() if t < cutoff - self.horizon_s]:
+            del self._generated_from[idx]
         self._emit_ready()
 
     @staticmethod
@@ -255,6 +265,7 @@ class FrameMatcher:
         self.counts.repeats += sum(1 for _, claimed in self._arrivals.values() if not claimed)
         self._arrivals.clear()
         self._seen_frames.clear()
+        self._generated_from.clear()
         self._emit_ready(flush=True)
         return self.counts
 

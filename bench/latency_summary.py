@@ -105,6 +105,7 @@ class RunRecorder:
             "dropped": {"total": counts.dropped, "in_flight_at_end": counts.in_flight,
                         "by_stage": dict(sorted(drops_by_stage.items())),
                         "lost_outputs": counts.lost_outputs,
+                        "lost_inputs": counts.lost_inputs,
                         "unidentified": counts.unidentified},
             "counts": asdict(counts),
             "stages_ms": {p: self.parts[p].percentile(50) for p in ordered},

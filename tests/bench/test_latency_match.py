@@ -78,6 +78,15 @@ def test_a_dropped_frame_is_counted_not_mismatched() -> None:
         assert s.e2e_ms == pytest.approx(truth[s.input_id] * 1e3)
 
 
+def test_a_generated_frame_that_never_arrives_is_lost_not_dropped() -> None:
+    sent, received, telemetry, _ = _run(n=30)
+    missing = telemetry[10]["out_pts"]
+    samples, counts = _match(sent, [x for x in received if x[0] != missing], telemetry)
+    assert counts.lost_outputs == 1 and counts.lost_inputs == 1 and counts.dropped == 0
+    assert 10 not in {s.input_id for s in samples}
+    assert counts.sent == counts.matched_inputs + counts.lost_inputs
+
+
 def test_frames_still_in_flight_at_the_end_are_not_drops() -> None:
     sent, received, telemetry, _ = _run(n=30)
     cut = [r for r in telemetry if r["input_id"] < 27]
