@@ -47,7 +47,7 @@ def images_to_tensor(images: list[np.ndarray], size: int, device: torch.device,
             shape = getattr(img, "shape", None)
             raise ValueError(f"reference image {i}: need an RGB uint8 (H, W, 3) array of at "
                              f"least 8x8, got {shape} {getattr(img, 'dtype', type(img))}")
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float()
         x = F.interpolate(x, size=(size, size), mode="area")
         out.append(x / 127.5 - 1.0)
     return torch.cat(out).to(device=device, dtype=dtype)
@@ -88,6 +88,11 @@ class StreamingEngine:
     def resolution(self) -> tuple[int, int]:
         """(width, height) of the frames it produces."""
         return (self.cfg.resolution, self.cfg.resolution)
+
+    @property
+    def pending(self) -> list[MotionCondition]:
+        """Conditions of the chunk being filled (fewer than K)."""
+        return list(self._pending)
 
     @property
     def has_reference(self) -> bool:

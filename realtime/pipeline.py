@@ -24,7 +24,7 @@ import numpy as np
 from realtime.engine import StreamingEngine, configure_torch_threads
 from realtime.frames import FramePipeline, GeneratedFrame
 from realtime.model.bundle import AnimationModel
-from realtime.motion.types import MotionCondition, NormalizedMotion, Skeleton
+from realtime.motion.types import MotionCondition, MotionFrame, NormalizedMotion, Skeleton
 
 if TYPE_CHECKING:
     from realtime.motion.extractor import MotionExtractor
@@ -64,11 +64,15 @@ class AnimationPipeline:
         t0 = time.monotonic()
         frame = self.extractor.process(image, frame_id, t_capture)
         frame.stamps.setdefault("extract", (t0, time.monotonic()))
-        t1 = time.monotonic()
+        return self.process_frame(frame)
+
+    def process_frame(self, frame: MotionFrame) -> list[GeneratedFrame]:
+        """Extracted landmarks in (a camera frame or a recorded track's frame)."""
+        t0 = time.monotonic()
         motion = self.processor.process(frame)
         motion.stamps = {**frame.stamps, **motion.stamps}
-        motion.stamps.setdefault("motion", (t1, time.monotonic()))
-        return self.process_motion(motion, frame_id, t_capture)
+        motion.stamps.setdefault("motion", (t0, time.monotonic()))
+        return self.process_motion(motion, frame.frame_id, frame.t_capture)
 
     def process_motion(
         self, motion: NormalizedMotion, frame_id: int, t_capture: float

@@ -1,0 +1,74 @@
+"""`marionette animate`: a motion track in, a video and a JSON summary out; clear
+exit-2 errors for bad inputs. Tiny random-init checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realtime.cli import main
+from realtime.model.checkpoint import init_checkpoint
+from realtime.motion.track import save_track
+from realtime.motion.types import MotionFrame
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("animate")
+    ckpt = init_checkpoint("tiny", d / "tiny")
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(7):                                   # odd: ends mid-chunk
+        body = np.zeros((33, 4), np.float32)
+        body[:, :2] = 0.5 + 0.1 * rng.standard_normal((33, 2))
+        body[:, 3] = 1.0
+        frames.append(MotionFrame(i, i / 25, (320, 240), body, None, None, None,
+                                  confidence={"body": 1.0}))
+    track = d / "track.npz"
+    save_track(track, frames, meta={"fps": 25.0})
+    ref = d / "ref.png"
+    from PIL import Image
+
+    Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(ref)
+    return {"ckpt": ckpt, "track": track, "ref": ref, "dir": d}
+
+
+def _animate(inputs: dict[str, Path], *extra: str) -> int:
+    return main(["animate", "--driving", str(inputs["track"]), "--checkpoint",
+                 str(inputs["ckpt"]), "--quiet", *extra])
+
+
+def test_track_to_video_and_summary(inputs: dict[str, Path]) -> None:
+    import av
+
+    out, js = inputs["dir"] / "out.mp4", inputs["dir"] / "out.json"
+    assert _animate(inputs, "--reference", str(inputs["ref"]), "--out", str(out),
+                    "--json", str(js), "--steps", "1") == 0
+    summary = json.loads(js.read_text())
+    assert summary["frames"] == 7 and summary["fps"] == 25.0 and summary["steps"] == 1
+    for stage in ("motion", "condition", "model", "decode", "total"):
+        p = summary["ms_per_frame"][stage]
+        assert 0 <= p["p50"] <= p["p95"]
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 7 and frames[0].shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["--driving", "/nonexistent.mp4"], "driving input not found"),
+    (["--reference", "/nonexistent.png"], "cannot read reference image"),
+    (["--character", "no-such-character"], "unknown character"),
+    (["--steps", "9"], "--steps must be in 1..4"),
+    (["--checkpoint", "/nonexistent-ckpt"], "not a checkpoint"),
+])
+def test_bad_inputs_exit_2_with_one_line(inputs: dict[str, Path], args: list[str], reason: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(inputs["dir"] / "bad.mp4")
+    rc = main(["animate", "--driving", str(inputs["track"]), "--checkpoint",
+               str(inputs["ckpt"]), "--out", out, "--quiet", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert reason in err[-1] and err[-1].startswith("marionette animate:")
