@@ -67,3 +67,50 @@ def read_frames(path: Path, every: int = 1, count: int = 30, start: int = 0) -> 
     return out
 
 
+
+
+def synthetic_face(eye_aperture: float = 0.006, mouth_gap: float = 0.0,
+                   mouth_half_width: float = 0.025, yaw: float = 0.0, roll: float = 0.0,
+                   center: tuple[float, float] = (0.5, 0.4), size: float = 1.0,
+                   image_size: tuple[int, int] = (W, H)) -> np.ndarray:
+    """(478, 3) a schematic face: only the landmarks the face features read are
+    placed (the rest sit at the nose bridge). Built in metres-like units (0.01 = 1 cm)
+    in pixel-proportional space, optionally turned by `yaw` (nose towards the image
+    right when > 0) and `roll` (clockwise on the image when > 0), then normalised."""
+    from realtime.motion import face as F
+
+    p = np.zeros((478, 3))
+
+    def eye(outer: int, inner: int, lids: tuple, iris: int, sign: float) -> None:
+        xo, xi = sign * 0.045, sign * 0.015
+        p[outer], p[inner] = (xo, 0.003, 0.02), (xi, 0.004, 0.012)
+        for k, (up, low) in enumerate(lids):
+            x = xo + (xi - xo) * (k + 1) / 4
+            p[up] = (x, 0.0035 - eye_aperture / 2, 0.012)
+            p[low] = (x, 0.0035 + eye_aperture / 2, 0.012)
+        p[iris] = ((xo + xi) / 2, 0.0035, 0.012)
+
+    eye(F.R_EYE_OUT, F.R_EYE_IN, F.R_LIDS, F.R_IRIS, -1.0)
+    eye(F.L_EYE_OUT, F.L_EYE_IN, F.L_LIDS, F.L_IRIS, 1.0)
+    for idx, sign in ((F.R_BROW, -1.0), (F.L_BROW, 1.0)):
+        for k, i in enumerate(idx):
+            p[i] = (sign * (0.05 - 0.008 * k), -0.025, 0.01)
+    p[F.LIP_UPPER] = (0.0, 0.065 - mouth_gap / 2, -0.005)
+    p[F.LIP_LOWER] = (0.0, 0.065 + mouth_gap / 2, -0.005)
+    p[F.MOUTH_R], p[F.MOUTH_L] = (-mouth_half_width, 0.065, 0.0), (mouth_half_width, 0.065, 0.0)
+    p[F.NOSE_TIP] = (0.0, 0.045, -0.02)
+    p[F.FOREHEAD] = (0.0, -0.055, 0.01)
+    p[F.CHIN] = (0.0, 0.115, 0.01)
+    p[F.CHEEK_R], p[F.CHEEK_L] = (-0.07, 0.025, 0.06), (0.07, 0.025, 0.06)
+    # yaw about the vertical axis: the nose (-z) turns towards +x when yaw > 0
+    cy, sy = np.cos(yaw), np.sin(yaw)
+    p = p @ np.array([[cy, 0, -sy], [0, 1, 0], [sy, 0, cy]]).T
+    cr, sr = np.cos(roll), np.sin(roll)
+    p = p @ np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]]).T
+    w, h = image_size
+    p *= size * 2.0                                   # face ~ 25 % of the image height
+    out = np.empty_like(p)
+    out[:, 0] = center[0] + p[:, 0] * h / w
+    out[:, 1] = center[1] + p[:, 1]
+    out[:, 2] = p[:, 2] * h / w
+    return out.astype(np.float32)

@@ -68,6 +68,12 @@ def test_mirroring_flips_yaw_and_swaps_eyes(extract_clip: Callable) -> None:
     assert turned.sum() >= 10
     assert np.mean(np.sign(yaw_a[turned]) != np.sign(yaw_b[turned])) >= 0.9
     assert np.corrcoef(yaw_a, yaw_b)[0, 1] < -0.9
+    # And the sign is the documented one: yaw > 0 when the nose tip (landmark 1) moves
+    # towards the image right of the cheeks' midpoint (landmarks 234, 454).
+    faces = [f.face for f in extract_clip(TALKING, every=3, count=60)]
+    assert all(f is not None for f in faces)
+    nose = np.array([f[1, 0] - 0.5 * (f[234, 0] + f[454, 0]) for f in faces])
+    assert np.corrcoef(yaw_a, nose)[0, 1] > 0.9
     # The performer's left eye in the mirror is the original's right eye.
     el, er = F["eye_open_l"], F["eye_open_r"]
     swapped = np.abs(a[:, el] - b[:, er]).mean() + np.abs(a[:, er] - b[:, el]).mean()
