@@ -72,7 +72,7 @@ class MotionConfig:
     fps: float = 30.0
     min_action_s: float = 1.6
     max_action_s: float = 4.0
-    blend_s: float = 0.6                 # cross-fade between consecutive actions
+    blend_s: float = 0.8                 # cross-fade between consecutive actions
     sway: float = 1.0                    # idle sway amplitude multiplier
     actions: tuple[str, ...] = ACTIONS   # what the timeline draws from
 
@@ -126,10 +126,12 @@ def _point(t: float, side: str) -> Controls:
 
 
 def _count(t: float, side: str) -> Controls:
-    n = int(t / 0.55) % 6                      # 0..5 fingers up, then again
+    p = (t / 0.8) % 6.0                        # 0..5 fingers up, one every 0.8 s, again
+    fold = _smooth((6.0 - p) / 0.6)            # all fold back at the end of a count
     c = _arm(side, 0.35, 0.5, -2.75, 0.55)
     order = ("index", "middle", "ring", "pinky", "thumb")
-    c.update({f"{side}curl_{f}": 0.0 if k < n else 1.5 for k, f in enumerate(order)})
+    c.update({f"{side}curl_{f}": 1.3 * (1.0 - _smooth((p - k - 0.4) / 0.6) * fold)
+              for k, f in enumerate(order)})
     c.update({"pitch": -0.15, "gaze_y": 0.5})
     return c
 
@@ -153,7 +155,7 @@ def _cover(t: float) -> Controls:
 
 
 def _dance(t: float) -> Controls:
-    beat = 2 * np.pi * 1.8 * t
+    beat = 2 * np.pi * 1.2 * t
     up = 0.5 + 0.5 * np.sin(beat)
     c: Controls = {"root_y": 0.06 * np.abs(np.sin(beat)), "lean": 0.12 * np.sin(beat / 2),
                    "body_yaw": 0.25 * np.sin(beat / 4), "roll": 0.12 * np.sin(beat / 2),
@@ -239,6 +241,7 @@ class ProceduralMotion:
             name = cfg.actions[int(self._rng.integers(len(cfg.actions)))]
             side = "l" if self._rng.random() < 0.5 else "r"
             dur = float(self._rng.uniform(cfg.min_action_s, cfg.max_action_s))
+            dur = max(dur, 2 * cfg.blend_s)         # room to fade in and out
             expr = list(EXPRESSIONS)[int(self._rng.integers(len(EXPRESSIONS)))]
             self._segments.append(_Segment(start, start + dur, _action(name, side),
                                             EXPRESSIONS[expr], name))
@@ -349,16 +352,16 @@ def _seg(sgn: float, a: float, f: float) -> np.ndarray:
     return np.array([sgn * np.sin(a) * np.cos(f), np.cos(a) * np.cos(f), -np.sin(f)])
 
 
-def _hand_frame(forearm: np.ndarray, roll: float) -> np.ndarray:
-    """(3, 3) columns x, y, z of a hand continuing `forearm`, palm to the camera at
-    roll 0 (its back, local +z, faces away)."""
-    y = forearm / np.linalg.norm(forearm)
-    ref = np.array([0.0, 0.0, 1.0]) if abs(y[2]) < 0.95 else np.array([0.0, -1.0, 0.0])
-    z = ref - y * (ref @ y)
-    z /= np.linalg.norm(z)
-    z = _rot_axis(y, roll) @ z
-    x = np.cross(y, z)
-    return np.stack([x, y, z], axis=1)
+def _hand_frame(sgn: float, a: float, f: float, roll: float) -> np.ndarray:
+    """(3, 3) columns x, y, z of a hand continuing the forearm `_seg(sgn, a, f)`: the
+    rest hand (fingers +y, palm to the camera) swung by `a` in the image plane, then
+    tilted by `f` towards the camera, after `roll` about its own finger axis. Built
+    from the angles, not from the direction, so it stays continuous everywhere (a
+    frame found from the direction alone must flip somewhere)."""
+    swing = _rot_z(-sgn * a)                           # (0, 1, 0) -> (sgn sin a, cos a, 0)
+    in_plane = swing @ np.array([0.0, 1.0, 0.0])
+    tilt = _rot_axis(np.cross(in_plane, [0.0, 0.0, -1.0]), f)
+    return tilt @ swing @ _rot_axis(np.array([0.0, 1.0, 0.0]), roll)
 
 
 def _hand_points(rest: np.ndarray, c: Controls, side: str, frame: np.ndarray) -> np.ndarray:
@@ -411,10 +414,10 @@ def controls_to_motion(
     for side, sgn, sh, el, wr, hand_side in (("l", 1.0, L_SHOULDER, L_ELBOW, L_WRIST, "left"),
                                              ("r", -1.0, R_SHOULDER, R_ELBOW, R_WRIST, "right")):
         upper = body_yaw @ _seg(sgn, REST_ARM + g(f"{side}ua", 0.0), g(f"{side}uf", 0.0))
-        fore = body_yaw @ _seg(sgn, REST_ARM + g(f"{side}fa", 0.0), g(f"{side}ff", 0.0))
+        fore_a, fore_f = REST_ARM + g(f"{side}fa", 0.0), g(f"{side}ff", 0.0)
         dirs[_BONE[(sh, el)]] = upper
-        dirs[_BONE[(el, wr)]] = fore
-        frame = _hand_frame(fore, sgn * g(f"{side}roll", 0.0))
+        dirs[_BONE[(el, wr)]] = body_yaw @ _seg(sgn, fore_a, fore_f)
+        frame = body_yaw @ _hand_frame(sgn, fore_a, fore_f, sgn * g(f"{side}roll", 0.0))
         # the rest template hangs with fingers along +y: express it in the hand frame
         hp = _hand_points(rest.hands[hand_side], c, side, frame)
         hands[side] = hp
