@@ -1,0 +1,450 @@
+"""`marionette bench kernels`: the Triton kernels against PyTorch on the model's shapes.
+
+One entry per kernel x shape x backend: kernel, shape, backend, dtype, ms (median),
+p20/p80 ms, tflops (attention, matmul) or gbps (norm, copy), and max_err_ratio: the
+backend's max abs error against the fp32 reference divided by PyTorch's own error at
+the same precision (the tests' pass rule is <= 2).
+
+GPU (CUDA): `triton.testing.do_bench` medians for the cpu/gpu presets' real shapes
+and larger streams (chunk 1-4 frames vs window 4-32 frames at 256^2 and 512^2
+frames: 256 and 1024 tokens per frame), comparing
+  triton            kernels.triton_attention (ring read in place, RoPE on load)
+  sdpa_flash_gather a user's version: gather sink + window in age order into a
+                    contiguous cache, cat the chunk, RoPE, SDPA flash backend
+                    (gather, RoPE and cat included in the time)
+  flex              FlexAttention over the rotated, concatenated cache with the
+                    equivalent block mask (RoPE and cat included; mask built once)
+  torch             the entry point's PyTorch path (kernels.torch_attention)
+plus a measured dense bf16 matmul rate and copy bandwidth as ceilings.
+CPU: the PyTorch path's and the fp32 reference's timings, and the Triton kernels'
+correctness under the interpreter (their "ms" is the interpreter's, meaningless).
+
+    marionette bench kernels --json bench/results/kernels-cpu.json
+    PYTHONPATH=. python -m realtime.cli bench kernels --json bench/results/kernels-h100.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+FP32_FLOOR = 1e-5
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", dest="json_out", metavar="OUT.json", default=None,
+                        help="write all entries with device, commit and date here")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--quick", action="store_true",
+                        help="GPU: presets + the smallest and largest streams only")
+    parser.add_argument("--no-interpreter", action="store_true",
+                        help="CPU: skip the Triton-interpreter correctness entries")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="CPU: run the GPU comparison (all backends, the stream shapes "
+                             "shrunk to 4x6-token frames, 2 heads) to check its logic")
+
+
+# --- shapes -------------------------------------------------------------------------
+
+def attention_shapes(device: str, quick: bool, dry_run: bool = False) -> list[dict[str, Any]]:
+    """Attention problems: name, layout fields, sessions B, heads H, head dim D.
+    dry_run: the GPU list, shrunk to run on a CPU."""
+    from realtime.model.config import PRESETS
+
+    if dry_run:
+        return [dict(s, grid=(4, 6), H=2, B=min(s["B"], 2))
+                for s in attention_shapes("cuda", quick=True)]
+    shapes = []
+    names = ("tiny", "cpu") if device == "cpu" else ("cpu", "gpu")
+    for name in names:
+        c = PRESETS[name]
+        shapes.append(dict(name=f"preset-{name}", sink=c.ref_frames, window=c.window,
+                           chunk=c.chunk, grid=c.grid, B=1, H=c.heads, D=c.head_dim))
+    if device == "cuda":
+        for side, grid in ((256, (16, 16)), (512, (32, 32))):
+            for chunk in (1, 2, 4):
+                for window in (4, 8, 16, 32):
+                    if quick and (chunk, window) not in ((1, 4), (4, 32)):
+                        continue
+                    shapes.append(dict(name=f"{side}px-k{chunk}-w{window}", sink=2,
+                                       window=window, chunk=chunk, grid=grid, B=1, H=12,
+                                       D=64))
+        shapes.append(dict(name="256px-k4-w12-8sessions", sink=2, window=12, chunk=4,
+                           grid=(16, 16), B=8, H=12, D=64))
+    return shapes
+
+
+def norm_shapes(device: str) -> list[dict[str, Any]]:
+    from realtime.model.config import PRESETS
+
+    out = []
+    for name in ("tiny", "cpu", "gpu"):
+        c = PRESETS[name]
+        out.append(dict(name=f"preset-{name}", B=1, L=c.chunk * c.tokens_per_frame,
+                        C=c.width, G=c.chunk))
+    if device == "cuda":
+        out += [dict(name="512px-k4-8sessions", B=8, L=4 * 1024, C=768, G=4),
+                dict(name="256px-k4-8sessions-C1024", B=8, L=4 * 256, C=1024, G=4)]
+    return out
+
+
+# --- timing -------------------------------------------------------------------------
+
+def time_cpu(fn: Callable[[], Any], budget_s: float = 1.0, min_reps: int = 5,
+             warmup: int = 2) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    ts: list[float] = []
+    start = time.perf_counter()
+    while len(ts) < min_reps or (time.perf_counter() - start < budget_s and len(ts) < 200):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    ts.sort()
+
+    def q(p: float) -> float:
+        return ts[min(len(ts) - 1, int(p * len(ts)))]
+
+    return {"ms": q(0.5), "p20_ms": q(0.2), "p80_ms": q(0.8), "reps": len(ts)}
+
+
+def time_gpu(fn: Callable[[], Any]) -> dict[str, float]:
+    from triton.testing import do_bench
+
+    p50, p20, p80 = do_bench(fn, quantiles=[0.5, 0.2, 0.8], warmup=25, rep=100)
+    return {"ms": p50, "p20_ms": p20, "p80_ms": p80}
+
+
+# --- attention problems and the PyTorch baselines ---------------------------------------
+
+def make_attention(shape: dict[str, Any], dtype: Any, device: str) -> dict[str, Any]:
+    """Random inputs, every session full (steady state) with its ring wrapped."""
+    import torch
+
+    from kernels.layout import CacheLayout
+
+    layout = CacheLayout(shape["sink"], shape["window"], shape["chunk"], tuple(shape["grid"]))
+    B, H, D = shape["B"], shape["H"], shape["D"]
+    g = torch.Generator(device=device).manual_seed(0)
+
+    def rnd(*s: int) -> torch.Tensor:
+        return torch.randn(*s, generator=g, device=device).to(dtype)
+
+    i32 = torch.int32
+    state = (torch.full((B,), layout.sink_tokens, dtype=i32, device=device),
+             torch.full((B,), layout.window // 2 + 1, dtype=i32, device=device) % layout.window,
+             torch.full((B,), layout.window, dtype=i32, device=device))
+    Lq, S = layout.chunk_tokens, layout.capacity
+    return dict(layout=layout, q=rnd(B, H, Lq, D), k=rnd(B, H, Lq, D), v=rnd(B, H, Lq, D),
+                kc=rnd(B, H, S, D), vc=rnd(B, H, S, D), state=state)
+
+
+def gathered_rotated(p: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """What a PyTorch user does: gather the valid cache in age order (contiguous),
+    append the chunk, rotate q and k. Full sessions: same lengths for all."""
+    import torch
+
+    from kernels.rope import apply_rope_ref
+
+    lay, ring_start = p["layout"], p["state"][1]
+    T, W = lay.tokens_per_frame, lay.window
+    dev = p["q"].device
+    rank = torch.arange(W * T, device=dev) // T
+    win = lay.sink_tokens + ((ring_start[0] + rank) % W) * T + torch.arange(W * T, device=dev) % T
+    idx = torch.cat((torch.arange(lay.sink_tokens, device=dev), win))
+    pos = torch.cat((torch.zeros(lay.sink_tokens, device=dev), W - W + 1 + rank.float()))
+    p_in = torch.arange(idx.numel(), device=dev) % T
+    cache_pos = torch.stack((pos, (p_in // lay.grid[1]).float(), (p_in % lay.grid[1]).float()),
+                            -1)
+    chunk_pos = lay.chunk_positions(dev)
+    kr = torch.cat((apply_rope_ref(p["kc"].index_select(2, idx), cache_pos),
+                    apply_rope_ref(p["k"], chunk_pos)), dim=2)
+    vv = torch.cat((p["vc"].index_select(2, idx), p["v"]), dim=2)
+    return apply_rope_ref(p["q"], chunk_pos), kr, vv, idx
+
+
+def sdpa_flash_gather(p: dict[str, Any]) -> Any:
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v, _ = gathered_rotated(p)
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+def flex_runner(p: dict[str, Any], compiled: bool = True) -> Callable[[], Any]:
+    """FlexAttention over [rotated cache (every slot) ; rotated chunk] with a block
+    mask of the valid slots; the mask is built once (it changes per chunk in a
+    stream, so this flatters Flex slightly)."""
+    import torch
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    from kernels.rope import apply_rope_ref
+
+    lay, (sink_len, ring_start, window_len) = p["layout"], p["state"]
+    dev = p["q"].device
+    cache_pos, wvalid = lay.cache_positions(ring_start, window_len)
+    S = lay.capacity
+    valid = wvalid | (torch.arange(S, device=dev)[None] < sink_len[:, None].long())
+    keep = torch.cat((valid, valid.new_ones(valid.shape[0], lay.chunk_tokens)), 1)
+
+    def mask_mod(b, h, q_idx, kv_idx):  # noqa: ANN001, ANN202
+        return keep[b, kv_idx]
+
+    B, H, Lq, _ = p["q"].shape
+    bm = create_block_mask(mask_mod, B, None, Lq, S + Lq, device=dev)
+    flex = torch.compile(flex_attention, dynamic=False) if compiled else flex_attention
+    chunk_pos = lay.chunk_positions(dev)
+
+    def run() -> Any:
+        kr = torch.cat((apply_rope_ref(p["kc"], cache_pos[:, None]),
+                        apply_rope_ref(p["k"], chunk_pos)), 2)
+        vv = torch.cat((p["vc"], p["v"]), 2)
+        return flex(apply_rope_ref(p["q"], chunk_pos), kr, vv, block_mask=bm)
+
+    return run
+
+
+def attention_flops(p: dict[str, Any]) -> float:
+    lay, (sink_len, _, window_len) = p["layout"], p["state"]
+    B, H, Lq, D = p["q"].shape
+    keys = (sink_len.sum() + window_len.sum() * lay.tokens_per_frame).item() / B + Lq
+    return 4.0 * B * H * Lq * keys * D
+
+
+def attention_errors(p: dict[str, Any], outs: dict[str, Any], heads: int = 2) -> dict[str, float]:
+    """max_err_ratio per backend on the first `heads` heads (bounds the fp32 ref's memory)."""
+    import torch.nn.functional as F
+
+    from kernels.attention import chunk_attention_ref
+
+    h = slice(0, heads)
+    sub = {n: p[n][:, h] for n in ("q", "k", "v", "kc", "vc")}
+    ref = chunk_attention_ref(*(sub[n].float() for n in ("q", "k", "v", "kc", "vc")),
+                              *p["state"], p["layout"])
+    q, k, v, _ = gathered_rotated({**p, **sub})
+    base = (F.scaled_dot_product_attention(q, k, v).float() - ref).abs().max().item()
+    floor = FP32_FLOOR / 2 if p["q"].dtype.is_floating_point and p["q"].element_size() == 4 \
+        else 1e-7
+    return {n: (o[:, h].float() - ref).abs().max().item() / max(base, floor)
+            for n, o in outs.items()}
+
+
+# --- runs -----------------------------------------------------------------------------
+
+def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool = False
+                    ) -> list[dict[str, Any]]:
+    import torch
+
+    from kernels._dispatch import kernel_module
+    from kernels.attention import chunk_attention_ref
+    from kernels.torch_attention import chunk_attention_torch
+
+    entries = []
+    dtype = torch.bfloat16 if device == "cuda" or dry_run else torch.float32
+    for shape in attention_shapes(device, quick, dry_run):
+        p = make_attention(shape, dtype, device)
+        args = (p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"], p["layout"])
+        runs: dict[str, Callable[[], Any]] = {
+            "torch": lambda a=args: chunk_attention_torch(*a)}
+        if device == "cuda" or dry_run:
+            tri = kernel_module("kernels.triton_attention", p["q"].device)
+            runs = {"triton": lambda a=args, tri=tri: tri.chunk_attention_triton(*a),
+                    "sdpa_flash_gather": lambda p=p: sdpa_flash_gather(p),
+                    "flex": flex_runner(p, compiled=not dry_run), **runs}
+        else:
+            runs["torch_ref"] = lambda a=args: chunk_attention_ref(*a)
+        outs = {name: fn() for name, fn in runs.items()}
+        errs = attention_errors(p, outs)
+        flops = attention_flops(p)
+        for name, fn in runs.items():
+            if device == "cuda":
+                t = time_gpu(fn)
+            elif dry_run:                       # logic check: one call each
+                t = time_cpu(fn, budget_s=0.0, min_reps=1, warmup=0)
+            else:
+                t = time_cpu(fn)
+            entries.append(dict(kernel="chunk_attention", shape=shape, backend=name,
+                                dtype=str(dtype).removeprefix("torch."), **t,
+                                tflops=flops / t["ms"] / 1e9, max_err_ratio=errs[name]))
+        if device == "cpu" and interpreter and not dry_run:
+            entries += interpreted_attention(shape)
+        del p, outs
+    return entries
+
+
+def interpreted_attention(shape: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Triton kernel under the interpreter, fp32 and bf16: correctness only."""
+    import torch
+
+    from kernels._dispatch import kernel_module
+
+    mod = kernel_module("kernels.triton_attention", torch.device("cpu"))
+    entries = []
+    for dtype in (torch.float32, torch.bfloat16):
+        p = make_attention(shape, dtype, "cpu")
+        args = (p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"], p["layout"])
+        t0 = time.perf_counter()
+        out = mod.chunk_attention_triton(*args)
+        ms = (time.perf_counter() - t0) * 1e3
+        entries.append(dict(kernel="chunk_attention", shape=shape, backend="triton-interpreter",
+                            dtype=str(dtype).removeprefix("torch."), ms=ms, tflops=None,
+                            max_err_ratio=attention_errors(p, {"t": out})["t"],
+                            note="interpreter time, not a kernel speed"))
+    return entries
+
+
+def bench_norm(device: str, interpreter: bool) -> list[dict[str, Any]]:
+    import torch
+
+    from kernels._dispatch import kernel_module
+    from kernels.norm import adaln_norm_ref
+
+    entries = []
+    dtypes = (torch.bfloat16,) if device == "cuda" else (torch.float32, torch.bfloat16)
+    for shape in norm_shapes(device):
+        for dtype in dtypes:
+            B, L, C, G = shape["B"], shape["L"], shape["C"], shape["G"]
+            g = torch.Generator(device=device).manual_seed(0)
+            x = (torch.randn(B, L, C, generator=g, device=device) * 2 + 1).to(dtype)
+            mod = torch.randn(B, G, 2 * C, generator=g, device=device).to(dtype)
+            shift, scale = mod.chunk(2, dim=-1)
+            ref = adaln_norm_ref(x.float(), shift.float(), scale.float())
+            base = (torch.nn.functional.layer_norm(x, (C,), eps=1e-6).view(B, G, L // G, C)
+                    * (1 + scale[:, :, None]) + shift[:, :, None]).view(B, L, C)
+            floor = FP32_FLOOR / 2 if dtype == torch.float32 else 1e-7
+            base_err = max((base.float() - ref).abs().max().item(), floor)
+            nbytes = (2 * B * L * C + 2 * B * G * C) * x.element_size()
+            xs = (x, shift, scale)
+            runs: dict[str, Callable[[], Any]] = {"torch": lambda xs=xs: adaln_norm_ref(*xs)}
+            if device == "cuda" or (interpreter and L * C <= 1 << 17):
+                tn = kernel_module("kernels.triton_norm", x.device)
+                runs["triton" if device == "cuda" else "triton-interpreter"] = (
+                    lambda tn=tn, xs=xs: tn.adaln_norm_triton(*xs))
+            for name, fn in runs.items():
+                err = (fn().float() - ref).abs().max().item() / base_err
+                if name == "triton-interpreter":
+                    t0 = time.perf_counter()
+                    fn()
+                    t = {"ms": (time.perf_counter() - t0) * 1e3}
+                else:
+                    t = time_gpu(fn) if device == "cuda" else time_cpu(fn, budget_s=0.5)
+                entries.append(dict(kernel="adaln_norm", shape=shape, backend=name,
+                                    dtype=str(dtype).removeprefix("torch."), **t,
+                                    gbps=nbytes / t["ms"] / 1e6, max_err_ratio=err))
+    return entries
+
+
+def ceilings(device: str) -> list[dict[str, Any]]:
+    """Measured dense bf16 matmul rate and copy bandwidth (GPU) or fp32 (CPU)."""
+    import torch
+
+    n = 8192 if device == "cuda" else 1024
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    t = time_gpu(lambda: a @ b) if device == "cuda" else time_cpu(lambda: a @ b)
+    out = [dict(kernel="matmul", shape={"M": n, "N": n, "K": n}, backend="torch",
+                dtype=str(dtype).removeprefix("torch."), **t, tflops=2 * n**3 / t["ms"] / 1e9,
+                max_err_ratio=None)]
+    numel = (1 << 29 if device == "cuda" else 1 << 24)
+    src = torch.empty(numel, device=device, dtype=dtype).normal_()
+    dst = torch.empty_like(src)
+    t = time_gpu(lambda: dst.copy_(src)) if device == "cuda" else time_cpu(lambda: dst.copy_(src))
+    out.append(dict(kernel="copy", shape={"bytes": numel * src.element_size()}, backend="torch",
+                    dtype=str(dtype).removeprefix("torch."), **t,
+                    gbps=2 * numel * src.element_size() / t["ms"] / 1e6, max_err_ratio=None))
+    return out
+
+
+# --- environment and output ---------------------------------------------------------------
+
+def describe_device(device: str) -> dict[str, Any]:
+    import torch
+    import triton
+
+    info: dict[str, Any] = {"kind": device, "torch": torch.__version__,
+                            "triton": triton.__version__, "python": platform.python_version()}
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+        try:
+            info["driver"] = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            info["driver"] = "unknown"
+        info["cuda"] = torch.version.cuda
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info.update(cpu=cpu, cores=len(os.sched_getaffinity(0)), threads=torch.get_num_threads())
+    return info
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def print_table(entries: list[dict[str, Any]]) -> None:
+    print(f"{'kernel':16} {'shape':28} {'backend':19} {'dtype':9} {'ms':>10} "
+          f"{'TFLOP/s':>8} {'GB/s':>8} {'err/pt':>7}")
+    for e in entries:
+        name = e["shape"].get("name", ",".join(f"{k}={v}" for k, v in e["shape"].items()))
+
+        def f(v: Any, spec: str) -> str:
+            return "-" if v is None else format(v, spec)
+
+        print(f"{e['kernel']:16} {name:28} {e['backend']:19} {e['dtype']:9} "
+              f"{f(e['ms'], '10.3f')} {f(e.get('tflops'), '8.3f')} {f(e.get('gbps'), '8.1f')} "
+              f"{f(e['max_err_ratio'], '7.2f')}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.dry_run:
+        if device != "cpu":
+            raise SystemExit("--dry-run is the CPU check of the GPU comparison")
+        entries = bench_attention("cpu", True, True, dry_run=True)
+        print_table(entries)
+        print(json.dumps({"bench": "kernels", "dry_run": True, "entries": len(entries)}))
+        return 0
+    interpreter = device == "cpu" and not args.no_interpreter
+    entries = ceilings(device)
+    entries += bench_norm(device, interpreter)
+    entries += bench_attention(device, args.quick, interpreter)
+    print_table(entries)
+    doc = {"device": describe_device(device), "commit": git_commit(),
+           "date": datetime.now(UTC).isoformat(timespec="seconds"),
+           "command": "marionette bench kernels", "entries": entries,
+           "notes": ("CPU: shared with other work; ms is a median over repeated calls. "
+                     "triton-interpreter rows check correctness only."
+                     if device == "cpu" else "GPU: triton.testing.do_bench medians.")}
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(doc, indent=1) + "\n")
+    worst = max((e["max_err_ratio"] for e in entries if e["max_err_ratio"] is not None),
+                default=None)
+    print(json.dumps({"bench": "kernels", "device": device, "entries": len(entries),
+                      "worst_max_err_ratio": worst, "json": args.json_out}))
+    return 0
