@@ -177,7 +177,7 @@ def measure_python(url: str, engine: str, args: argparse.Namespace,
             "preset": args.preset or live.hello.get("preset") if engine == "model" else None,
             "resolution": {"input": list(_parse_size(args.size)),
                            "output": live.hello.get("resolution")},
-            **summary}
+            "pts_offset": live.pts_offset, **summary}
 
 
 def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -83,32 +83,13 @@ def unwrap_captures(captures: list[tuple[int, float]], period: int) -> list[tupl
     return out
 
 
-def rtp_offset(displays: list[tuple[int, float]], sent: list[tuple[float, int]]) -> int | None:
-    """The constant (rtpTimestamp - out_pts) mod 2^32 of the output stream.
-
-    The sender's RTP clock starts at a random origin, so displayed frames' RTP
-    timestamps and the telemetry's `out_pts` differ by a constant. For each displayed
-    frame, pair it with the record sent last before it was shown; the most common
-    difference over the run is that constant. displays: (rtp, t_shown); sent:
-    (t_sent, out_pts), sorted; all times on one clock."""
-    if not displays or not sent:
-        return None
-    times = [t for t, _ in sent]
-    votes: collections.Counter[int] = collections.Counter()
-    for rtp, t in displays:
-        i = bisect.bisect_right(times, t) - 1
-        if i >= 0:
-            votes[(rtp - sent[i][1]) % 2**32] += 1
-    return votes.most_common(1)[0][0] if votes else None
-
-
 def measure_browser(url: str, engine: str, args: argparse.Namespace,
                     server_pid: int | None) -> dict[str, Any]:
     """One engine's run with headless Chromium; returns its `runs[]` entry."""
     from playwright.sync_api import sync_playwright
 
     from bench.latency import _parse_size, rss_mb
-    from bench.latency_match import FrameMatcher, feed_result
+    from bench.latency_match import FrameMatcher, estimate_pts_offset, feed_result
     from bench.latency_summary import RunRecorder
 
     size = _parse_size(args.size)
@@ -164,7 +145,8 @@ def measure_browser(url: str, engine: str, args: argparse.Namespace,
         telemetry.append({**r, "input_id": run_wide_id(r.get("input_id"), first)})
     displays = [d for d in events["displays"] if d.get("rtp") is not None]
     sent = sorted((float(r["t_sent"]), int(r["out_pts"])) for r in telemetry if "t_sent" in r)
-    shift = rtp_offset([(int(d["rtp"]), mono(d["t"])) for d in displays], sent) or 0
+    # displays carry raw RTP timestamps: subtract the sender's random origin once
+    shift = estimate_pts_offset([(int(d["rtp"]), mono(d["t"])) for d in displays], sent) or 0
     received = [((int(d["rtp"]) - shift) % 2**32, mono(d["t"])) for d in displays]
 
     recorder = RunRecorder(t0, warmup_s=args.warmup, window_s=min(60.0, args.seconds / 3))
@@ -181,5 +163,5 @@ def measure_browser(url: str, engine: str, args: argparse.Namespace,
             "resolution": {"input": list(size), "output": hello.get("resolution")},
             "browser": {"clock_offset_uncertainty_ms": uncertainty * 1e3,
                         "capture_time_from_metadata": bool(info.get("captureTimeSeen")),
-                        "barcode_period_frames": period},
+                        "barcode_period_frames": period, "rtp_origin": shift},
             **summary}

@@ -18,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.latency_match import FrameMatcher
+from bench.latency_match import FrameMatcher, estimate_pts_offset
+
+CALIBRATION_S = 2.0         # arrivals and records held back to find the pts offset
 
 
 @dataclass
@@ -30,6 +32,7 @@ class LiveRun:
     t_send_end: float | None = None
     codec: str | None = None
     hello: dict[str, Any] = field(default_factory=dict)
+    pts_offset: int | None = None    # received pts - out_pts (0 unless frames were lost)
 
 
 async def stream_live(url: str, matcher: FrameMatcher, *, seconds: float, fps: float,
@@ -64,6 +67,21 @@ async def stream_live(url: str, matcher: FrameMatcher, *, seconds: float, fps: f
     telemetry = pc.createDataChannel("telemetry")
     first_frame = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
+    # Until the pts offset is known, arrivals and records wait here (a few seconds'
+    # worth); afterwards they go straight to the matcher.
+    held_arrivals: list[tuple[int, float]] = []
+    held_records: list[tuple[dict[str, Any], float]] = []
+
+    def calibrate() -> None:
+        sent = [(float(r["t_sent"]), int(r["out_pts"])) for r, _ in held_records
+                if "t_sent" in r and r.get("out_pts") is not None]
+        run.pts_offset = estimate_pts_offset(held_arrivals, sent) or 0
+        for record, now in held_records:
+            matcher.on_telemetry(record, now=now)
+        for pts, t in held_arrivals:
+            matcher.on_received((pts - run.pts_offset) % 2**32, t)
+        held_arrivals.clear()
+        held_records.clear()
 
     def drain_sent() -> None:
         # StampedSource.sent grows by one entry per frame: move them into the matcher.
@@ -78,7 +96,10 @@ async def stream_live(url: str, matcher: FrameMatcher, *, seconds: float, fps: f
         record = json.loads(message)
         if record.get("type") == "frame":
             drain_sent()
-            matcher.on_telemetry(record, now=time.monotonic())
+            if run.pts_offset is None:
+                held_records.append((record, time.monotonic()))
+            else:
+                matcher.on_telemetry(record, now=time.monotonic())
 
     @control.on("message")
     def _on_control(message: str | bytes) -> None:
@@ -94,7 +115,10 @@ async def stream_live(url: str, matcher: FrameMatcher, *, seconds: float, fps: f
                 return
             now = time.monotonic()
             drain_sent()
-            matcher.on_received(int(frame.pts), now)
+            if run.pts_offset is None:
+                held_arrivals.append((int(frame.pts), now))
+            else:
+                matcher.on_received((int(frame.pts) - run.pts_offset) % 2**32, now)
             first_frame.set()
 
     @pc.on("track")
@@ -115,9 +139,12 @@ async def stream_live(url: str, matcher: FrameMatcher, *, seconds: float, fps: f
         run.codec = negotiated[0].mimeType.split("/")[-1] if negotiated else None
         await asyncio.wait_for(first_frame.wait(), connect_timeout)
         end = time.monotonic() + seconds
+        calibrate_at = time.monotonic() + min(CALIBRATION_S, seconds / 2)
         while (now := time.monotonic()) < end:
             await asyncio.sleep(min(1.0, end - now))
             drain_sent()
+            if run.pts_offset is None and time.monotonic() >= calibrate_at:
+                calibrate()
             matcher.expire(time.monotonic())
             if on_tick is not None:
                 on_tick(time.monotonic())
@@ -126,6 +153,8 @@ async def stream_live(url: str, matcher: FrameMatcher, *, seconds: float, fps: f
         # let the frames already in flight arrive before counting them
         await asyncio.sleep(0.3)
         drain_sent()
+        if run.pts_offset is None:
+            calibrate()
         await pc.close()
         for task in tasks:
             task.cancel()

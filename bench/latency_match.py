@@ -29,6 +29,8 @@ times subtract directly.
 
 from __future__ import annotations
 
+import bisect
+import collections
 import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -281,3 +283,27 @@ def feed_result(matcher: FrameMatcher, sent: Mapping[int, float],
     for rec in telemetry:
         matcher.on_telemetry(rec)
     return matcher.finish()
+
+
+def estimate_pts_offset(arrivals: list[tuple[int, float]],
+                        sent: list[tuple[float, int]]) -> int | None:
+    """The constant (received pts - out_pts) mod 2^32 of the output stream.
+
+    A receiver counts pts from the first frame it decoded (the Python client) or sees
+    raw RTP timestamps from a random origin (the browser), while the telemetry's
+    `out_pts` counts from the first frame the server sent: the two differ by one
+    constant. Each record votes with the first frame that arrived at or after its
+    `t_sent` (its own frame, unless that one was lost); the most common difference
+    wins. Pacer repeats never vote: no record precedes them more closely than their
+    own frame. arrivals: (pts, t); sent: (t_sent, out_pts); one clock.
+    """
+    if not arrivals or not sent:
+        return None
+    arrivals = sorted(arrivals, key=lambda a: a[1])
+    times = [t for _, t in arrivals]
+    votes: collections.Counter[int] = collections.Counter()
+    for t_sent, out_pts in sent:
+        i = bisect.bisect_left(times, t_sent)
+        if i < len(arrivals):
+            votes[(arrivals[i][0] - out_pts) % 2**32] += 1
+    return votes.most_common(1)[0][0] if votes else None

@@ -6,7 +6,13 @@ import random
 
 import pytest
 
-from bench.latency_match import FrameMatcher, Sample, feed_result, stage_parts
+from bench.latency_match import (
+    FrameMatcher,
+    Sample,
+    estimate_pts_offset,
+    feed_result,
+    stage_parts,
+)
 
 
 def _run(n: int = 60, latency_of=lambda i: 0.05 + 0.001 * (i % 7), dropped=(), repeat_every=0,
@@ -140,3 +146,17 @@ def test_stage_parts_add_up_to_e2e() -> None:
     assert parts["model"] == pytest.approx(30) and parts["ae_decode"] == pytest.approx(10)
     assert parts["network_down"] == pytest.approx(25)
     assert sum(parts.values()) == pytest.approx(100)
+
+
+@pytest.mark.parametrize("origin", [0, 6000, 4_000_000_000])    # 0, lost first frames, RTP
+def test_pts_offset_is_recovered_despite_repeats_and_losses(origin: int) -> None:
+    # a slow model: one generated frame per 100 ms, the pacer repeating it twice
+    sent, arrivals = [], []
+    for j in range(100):
+        t, pts = j / 10, 9000 * j
+        sent.append((t, pts))
+        if j % 9 == 4:
+            continue                                     # this frame never arrives
+        for rep in range(3):                             # itself, then two repeats
+            arrivals.append(((origin + pts + 3000 * rep) % 2**32, t + 0.002 + rep / 30))
+    assert estimate_pts_offset(arrivals, sent) == origin
