@@ -42,15 +42,27 @@ class ClientResult:
     control: list[dict[str, Any]] = field(default_factory=list)  # server control messages
 
     def pts_offset(self) -> int:
-        """received pts - server out_pts (0 unless the first output frame was lost):
-        the offset that matches the most frames."""
-        out = {int(r["out_pts"]) for r in self.telemetry}
-        got = [pts for pts, _ in self.received]
-        if not out or not got:
+        """received pts - server out_pts: 0 unless the first output frame was lost.
+
+        Learnt as the offset under which the most records find an output frame
+        that arrived after the server sent it (same clock), the tightest such
+        one on ties: evenly paced pts also fit whole-frame shifts, but earlier
+        shifts arrive before sending and later ones arrive late."""
+        sent_at = {int(r["out_pts"]): float(r.get("t_sent", float("-inf")))
+                   for r in self.telemetry}
+        if not sent_at or not self.received:
             return 0
-        firsts = sorted(out)[:30]
-        candidates = {g - o for g in got[:30] for o in firsts} | {0}
-        return max(sorted(candidates), key=lambda c: (sum((g - c) in out for g in got), c == 0))
+        firsts = sorted(sent_at)[:30]
+        candidates = {pts - o for pts, _ in self.received[:30] for o in firsts} | {0}
+
+        def score(offset: int) -> tuple[int, float]:
+            lags = [t - sent_at[pts - offset] for pts, t in self.received
+                    if pts - offset in sent_at and t >= sent_at[pts - offset] - 0.001]
+            # most frames matched; among equals, the tightest (a shift by whole frames
+            # to later outputs also "arrives after sending", but later)
+            return len(lags), -sorted(lags)[len(lags) // 2] if lags else 0.0
+
+        return max(sorted(candidates), key=score)
 
     def matched(self) -> list[dict[str, Any]]:
         """Generated frames traced end to end: input_id, t_sent, t_received,
