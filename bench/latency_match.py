@@ -82,6 +82,11 @@ def stage_parts(t_capture: float, t_arrival: float, stages: Mapping[str, Any]) -
                  jitter buffer and decode)
     """
     spans = {str(k): (float(v[0]), float(v[1])) for k, v in stages.items()}
+    # realtime/engine.py stamps the autoencoder as 'decode', the server stamps its video
+    # decoder so too: a 'decode' that starts after the model began is the autoencoder.
+    if "decode" in spans and "model" in spans and "decode_ae" not in spans \
+            and spans["decode"][0] >= spans["model"][0]:
+        spans["decode_ae"] = spans.pop("decode")
     e2e = (t_arrival - t_capture) * 1e3
     if not spans:
         return {"network_up": math.nan, "queue": math.nan, "network_down": math.nan}

@@ -160,3 +160,11 @@ def test_pts_offset_is_recovered_despite_repeats_and_losses(origin: int) -> None
         for rep in range(3):                             # itself, then two repeats
             arrivals.append(((origin + pts + 3000 * rep) % 2**32, t + 0.002 + rep / 30))
     assert estimate_pts_offset(arrivals, sent) == origin
+
+
+def test_a_decode_stamp_after_the_model_is_the_autoencoder() -> None:
+    parts = stage_parts(0.0, 0.2, {"receive": [0.01, 0.011], "model": [0.05, 0.1],
+                                   "decode": [0.1, 0.12], "encode": [0.15, 0.16]})
+    assert parts["ae_decode"] == pytest.approx(20) and "video_decode" not in parts
+    parts = stage_parts(0.0, 0.2, {"decode": [0.005, 0.006], "model": [0.05, 0.1]})
+    assert parts["video_decode"] == pytest.approx(1) and "ae_decode" not in parts
