@@ -154,7 +154,8 @@ def measure_browser(url: str, engine: str, args: argparse.Namespace,
     counts = feed_result(matcher, dict(captures), received, telemetry)
     for t, server in rss:
         recorder.add_rss(t, rss_mb() or 0.0, server)
-    hello = next((c for c in events["control"] if c.get("type") == "hello"), {})
+    hello: dict[str, Any] = next(
+        (c for c in events["control"] if c.get("type") == "hello"), {})
     summary = recorder.summary(counts, matcher.drops_by_stage,
                                t_send_start=captures[0][1] if captures else t0,
                                t_send_end=captures[-1][1] if captures else t0)

@@ -61,7 +61,7 @@ def machine_info() -> dict[str, Any]:
     """CPU model, cores, memory, GPU (None without one), OS and library versions."""
     from importlib import metadata
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("aiortc", "av", "torch", "numpy"):
         try:
             versions[pkg] = metadata.version(pkg)

@@ -146,4 +146,6 @@ def test_decode(benchmark: Any, codec: str, size: str) -> None:
     # a decodable stream: every frame of a fresh pass comes out, at the right size
     check = DECODERS[codec][0]()
     out = [f for jf in stream for f in check.decode(jf)]
-    assert len(out) == N_FRAMES and (out[0].width, out[0].height) == (width, height)
+    assert len(out) == N_FRAMES
+    assert all(isinstance(f, av.VideoFrame) and (f.width, f.height) == (width, height)
+               for f in out)
