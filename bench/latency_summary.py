@@ -48,6 +48,7 @@ class RunRecorder:
         self.rss_server_mb = BoundedSeries()
         self.first_arrival: float | None = None
         self.last_arrival: float | None = None
+        self.first_steady: float | None = None      # first arrival after warm-up
         self.count = 0
 
     def add(self, s: Sample) -> None:
@@ -63,6 +64,8 @@ class RunRecorder:
         self.series.add(t, e2e)
         if s.t_arrival - self.first_arrival < self.warmup_s:
             return
+        if self.first_steady is None:
+            self.first_steady = s.t_arrival
         self.e2e.add(e2e)
         for name, ms in s.parts_ms.items():
             if math.isfinite(ms):
@@ -82,8 +85,8 @@ class RunRecorder:
                 t_send_start: float, t_send_end: float) -> dict[str, Any]:
         """The measured half of a `runs[]` entry (bench/README.md has the schema)."""
         send_s = max(t_send_end - t_send_start, 1e-9)
-        recv_s = ((self.last_arrival - self.first_arrival)
-                  if self.first_arrival is not None and self.last_arrival is not None else 0.0)
+        recv_s = ((self.last_arrival - self.first_steady)
+                  if self.first_steady is not None and self.last_arrival is not None else 0.0)
         first_p50 = self.first_window.percentile(50)
         last_vals = self.last_window.values()
         last_p50 = float(np.median(last_vals)) if len(last_vals) else math.nan
@@ -98,8 +101,8 @@ class RunRecorder:
             "first_frame_ms": ((self.first_arrival - self.t0) * 1e3
                                if self.first_arrival is not None else math.nan),
             "fps_in": counts.sent / send_s,
-            # distinct generated frames per second, between the first and last arrival
-            "fps_out": (self.count - 1) / recv_s if recv_s > 0 else math.nan,
+            # distinct generated frames per second after warm-up
+            "fps_out": (self.e2e.count - 1) / recv_s if recv_s > 0 else math.nan,
             "jitter_ms": self.interarrival.std,
             "interarrival_ms": {"mean": self.interarrival.mean, "std": self.interarrival.std},
             "dropped": {"total": counts.dropped, "in_flight_at_end": counts.in_flight,
