@@ -11,7 +11,7 @@ once per process:
   640x480 against 1.5 ms for `veryfast`). Baseline profile, level 3.1: what
   browsers negotiate (profile-level-id 42e01f).
 - Timing: every encoded or decoded `av.VideoFrame` gets
-  `frame.opaque["encode"|"decode"] = (start, end)` on time.monotonic(), which the
+  `frame.opaque["encode"|"video_decode"] = (start, end)` on time.monotonic(), which the
   session copies into its telemetry record. When `frame.opaque` is already set
   to something else it is left alone.
 """
@@ -112,7 +112,7 @@ class TimedEncoder(Encoder):
 
 
 class TimedDecoder(Decoder):
-    """Wraps a decoder; stamps `frame.opaque["decode"]` on each frame it returns."""
+    """Wraps a decoder; stamps `frame.opaque["video_decode"]` on each frame it returns."""
 
     def __init__(self, inner: Decoder) -> None:
         self.inner = inner
@@ -122,7 +122,7 @@ class TimedDecoder(Decoder):
         frames = self.inner.decode(encoded_frame)
         end = time.monotonic()
         for frame in frames:
-            _stamp(frame, "decode", start, end)
+            _stamp(frame, "video_decode", start, end)
         return frames
 
 

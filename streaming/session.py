@@ -161,8 +161,8 @@ class Session:
                 continue
             trace = FrameTrace(next(self._frame_ids), None, start)
             opaque = frame.opaque if isinstance(frame.opaque, dict) else {}
-            if "decode" in opaque:
-                trace.stamps["decode"] = opaque["decode"]
+            if "video_decode" in opaque:
+                trace.stamps["video_decode"] = opaque["video_decode"]
             trace.stamps["receive"] = (start, time.monotonic())
             assert isinstance(frame, av.VideoFrame)
             if self._mailbox.put(_Input(trace, frame)):

@@ -18,11 +18,12 @@ seconds -- on one machine that is the same clock the Python client uses):
     t_sent      when the frame's last RTP packet was handed to the transport
     stages      {stage: [start, end]} in pipeline order; present when measured:
                   receive    aiortc handed us the decoded frame -> into the mailbox
-                  decode     aiortc's video decoder (its own thread)
+                  video_decode  aiortc's video decoder (its own thread)
                   mailbox    waiting in the 1-slot mailbox for the worker
                   convert    VideoFrame -> RGB array + barcode read (worker)
-                  extract, motion, condition, model, decode_ae, ...
-                             whatever the pipeline stamped (realtime/frames.py)
+                  extract, motion, condition, model, decode, ...
+                             whatever the pipeline stamped (realtime/frames.py;
+                             "decode" there is the model's autoencoder decode)
                   output     waiting in the paced output buffer
                   encode     the video encoder (aiortc's executor thread)
                   send       encode end -> last packet handed to the transport
@@ -44,8 +45,8 @@ from typing import Any
 from realtime.motion.types import Stamps
 
 SCHEMA_VERSION = 1
-STAGE_ORDER = ("receive", "decode", "mailbox", "convert", "extract", "motion", "condition",
-               "model", "decode_ae", "output", "encode", "send")
+STAGE_ORDER = ("video_decode", "receive", "mailbox", "convert", "extract", "motion",
+               "condition", "model", "decode", "output", "encode", "send")
 
 
 @dataclass
