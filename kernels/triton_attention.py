@@ -127,7 +127,7 @@ def _chunk_attn_fwd(
     q1 = _round(q1, dtype, INTERP)
     q2 = _round(q2, dtype, INTERP)
 
-    n_visited = 0                                        # key blocks read (COUNT)
+    n_visited = pid_m * 0                                # key blocks read (COUNT)
     m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, 2 * HALF], dtype=tl.float32)

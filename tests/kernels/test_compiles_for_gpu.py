@@ -1,0 +1,63 @@
+"""The compiled (non-interpreted) kernels lower all the way to Hopper machine code
+on this GPU-less machine: Triton -> TTGIR -> PTX -> cubin for sm_90 with the ptxas
+bundled in the triton wheel. Catches what the interpreter cannot (types of
+loop-carried values, dot shapes, shared-memory overflow) before a GPU ever sees it;
+speed and numerics on the GPU are bench/kernels.py's job."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+import kernels.triton_attention as ta
+import kernels.triton_norm as tn
+
+pytestmark = pytest.mark.slow
+
+H100 = GPUTarget("cuda", 90, 32)
+H100_SMEM = 227 * 1024
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _need_ptxas() -> None:
+    if ta.INTERPRETED:
+        pytest.skip("TRITON_INTERPRET=1 at import: no compiled kernels in this process")
+    if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
+        pytest.skip("this triton wheel ships no ptxas")
+
+
+def compile_(fn, pointers: dict[str, str], scalars: dict[str, str], const: dict,
+             num_warps: int, num_stages: int):
+    sig = {n: "i32" for n in fn.arg_names}
+    sig.update(pointers)
+    sig.update(scalars)
+    sig.update({k: "constexpr" for k in const})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return triton.compile(ASTSource(fn, sig, const), target=H100,
+                              options=dict(num_warps=num_warps, num_stages=num_stages))
+
+
+@pytest.mark.parametrize("dtype,half,ieee", [("bf16", 32, False), ("fp32", 16, True)])
+def test_attention_compiles_for_h100(dtype: str, half: int, ieee: bool) -> None:
+    ptrs = {n: "*" + dtype for n in ("Q", "K", "V", "KC", "VC", "O")}
+    ptrs.update({n: "*fp32" for n in ("COS", "SIN")})
+    ptrs.update({n: "*i32" for n in ("AXIS", "SINK_LEN", "RING_START", "WINDOW_LEN", "VISITED")})
+    k = compile_(ta._chunk_attn_fwd, ptrs, {"qk_scale": "fp32"},
+                 dict(HALF=half, BLOCK_M=64, BLOCK_N=64, IEEE=ieee, INTERP=False, COUNT=True),
+                 num_warps=4, num_stages=3)
+    assert k.metadata.shared <= H100_SMEM
+    if not ieee:   # bf16 matmuls on Hopper tensor cores
+        assert "wgmma" in k.asm["ptx"] or "mma.sync" in k.asm["ptx"]
+
+
+def test_norm_compiles_for_h100() -> None:
+    block_r, block_c, warps = tn._tiles(768)
+    compile_(tn._adaln_norm_fwd, {n: "*bf16" for n in ("X", "SHIFT", "SCALE", "O")},
+             {"eps": "fp32"}, dict(RMS=False, INTERP=False, BLOCK_R=block_r, BLOCK_C=block_c),
+             num_warps=warps, num_stages=1)
