@@ -50,11 +50,12 @@ class HeadGeometry:
         """Point on the head for unit-sphere direction d: (pixel xy, 2x2 affine for a
         feature drawn in units of rx, facing = -z of its normal, 1 head-on)."""
         n = np.asarray(d, np.float64)
-        n = n / np.linalg.norm(n)
+        n = n / np.sqrt(n @ n)
         p = self.rot @ (n * (self.rx, self.ry, self.rx))
         t1 = np.array([1.0, 0.0, 0.0]) - n * n[0]
-        t1 /= np.linalg.norm(t1)
-        t2 = np.cross(t1, n)
+        t1 /= np.sqrt(t1 @ t1)
+        t2 = np.array([t1[1] * n[2] - t1[2] * n[1], t1[2] * n[0] - t1[0] * n[2],
+                       t1[0] * n[1] - t1[1] * n[0]])          # t1 x n
         a = np.stack([(self.rot @ t1)[:2], (self.rot @ t2)[:2]], axis=1) * self.rx
         return self.center + p[:2], a, float(-(self.rot @ n)[2])
 

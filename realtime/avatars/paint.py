@@ -8,6 +8,7 @@ gradient across a shape, lit from the upper left; the character's `shading` in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import skia
@@ -22,12 +23,20 @@ def color(rgb: RGB, alpha: int = 255) -> int:
     return skia.ColorSetARGB(alpha, int(rgb[0]), int(rgb[1]), int(rgb[2]))
 
 
+@lru_cache(maxsize=4096)
 def shade(rgb: RGB, amount: float) -> RGB:
     """Lighten (amount > 0) towards white or darken (< 0) towards black."""
-    a = np.asarray(rgb, np.float64)
-    out = a + (255.0 - a) * amount if amount > 0 else a * (1.0 + amount)
-    r, g, b = np.clip(np.round(out), 0, 255).astype(int)
-    return int(r), int(g), int(b)
+    if amount > 0:
+        r, g, b = (v + (255.0 - v) * amount for v in rgb)
+    else:
+        r, g, b = (v * (1.0 + amount) for v in rgb)
+    return (min(max(round(r), 0), 255), min(max(round(g), 0), 255), min(max(round(b), 0), 255))
+
+
+@lru_cache(maxsize=4096)
+def _ramp(rgb: RGB, k: float) -> tuple[int, int, int]:
+    """Highlight, base and shadow colours of a soft-shaded fill."""
+    return color(shade(rgb, 0.25 * k)), color(rgb), color(shade(rgb, -0.35 * k))
 
 
 def fill(rgb: RGB, alpha: int = 255) -> skia.Paint:
@@ -63,8 +72,7 @@ class Painter:
         cx, cy = float(center[0]), float(center[1])
         p0 = skia.Point(cx + LIGHT[0] * radius, cy + LIGHT[1] * radius)
         p1 = skia.Point(cx - LIGHT[0] * radius, cy - LIGHT[1] * radius)
-        colors = [color(shade(rgb, 0.25 * k)), color(rgb), color(shade(rgb, -0.35 * k))]
-        paint.setShader(skia.GradientShader.MakeLinear([p0, p1], colors))
+        paint.setShader(skia.GradientShader.MakeLinear([p0, p1], list(_ramp(rgb, k))))
         return paint
 
     def limb(self, points: np.ndarray, width: float, rgb: RGB) -> None:
@@ -76,7 +84,7 @@ class Painter:
         if self.outline > 0:
             self.canvas.drawPath(path, stroke(self.line, width + 2 * self.outline))
         paint = stroke(rgb, width)
-        mid = points.mean(axis=0)
+        mid = ((points[0, 0] + points[-1, 0]) * 0.5, (points[0, 1] + points[-1, 1]) * 0.5)
         self.canvas.drawPath(path, self.shaded(paint, rgb, mid, width * 0.5 + 1))
 
     def shape(

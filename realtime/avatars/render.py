@@ -221,7 +221,7 @@ def _draw_figure(p: Painter, pose: Pose, to_px: Callable[[np.ndarray], np.ndarra
             hp = to_px(hand)
             # hand depth relative to its wrist, placed at the body wrist's depth
             hz = float(b[wr, 2] + (hand[:, 2] - hand[0, 2]).mean()) - 0.005
-            add(hz, partial(_hand, p, hp, b[wr, :2], u))
+            add(hz, partial(_hand, p, hp, u))
         else:
             add(float(b[wr, 2]) - 0.005, partial(_mitten, p, b, wr, u))
     face = pose.face if pose.presence[PARTS.index("face")] > 0.05 else np.zeros(FACE_DIM)
@@ -286,12 +286,11 @@ def _pattern(p: Painter, quad: np.ndarray, u: float) -> None:
     canvas.restore()
 
 
-def _hand(p: Painter, hp: np.ndarray, wrist_px: np.ndarray, u: float) -> None:
-    """Palm plus five jointed fingers through the 21 landmarks, fingers behind the
-    palm (curled away from the camera) drawn first."""
+def _hand(p: Painter, hp: np.ndarray, u: float) -> None:
+    """Palm plus five jointed fingers through the 21 landmarks, where the landmarks
+    are (retargeting hangs them on the wrist; a hand close-up places them itself).
+    Fingers behind the palm (curled away from the camera) are drawn first."""
     c = p.c
-    hp = hp.copy()
-    hp[:, :2] += wrist_px - hp[0, :2]               # the hand hangs on the body's wrist
     finger_w = max(c.hand_len * u * 0.14, 1.0)
     palm_idx = [0, 1, 5, 9, 13, 17]
     palm_z = float(hp[palm_idx, 2].mean())
