@@ -143,6 +143,15 @@ def _parse_size(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
+def _progress() -> Any:
+    """A rich progress bar on stderr (stdout ends with the JSON line)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=True)
+
+
 def measure_python(url: str, engine: str, args: argparse.Namespace,
                    server_pid: int | None) -> dict[str, Any]:
     """One engine's run with the Python client; returns its `runs[]` entry."""
@@ -159,22 +168,30 @@ def measure_python(url: str, engine: str, args: argparse.Namespace,
     def set_start(t: float) -> None:
         recorder.t0 = t                     # times are relative to the connection start
 
-    def sample_rss(now: float) -> None:
+    progress = _progress()
+    task = progress.add_task(f"{engine}: connecting", total=args.seconds)
+    t_streaming: list[float] = []
+
+    def tick(now: float) -> None:
         recorder.add_rss(now, rss_mb() or 0.0, rss_mb(server_pid) if server_pid else None)
+        t_streaming.append(now)
+        p50 = recorder.e2e.percentile(50) if recorder.e2e.count else float("nan")
+        progress.update(task, completed=min(now - t_streaming[0] + 1, args.seconds),
+                        description=f"{engine}: {recorder.count} frames, e2e p50 {p50:.0f} ms")
 
     order = tuple(c.strip().upper() for c in args.codec_order.split(",")) \
         if args.codec_order else None
-    live = asyncio.run(stream_live(url, matcher, seconds=args.seconds, fps=args.fps,
-                                   size=_parse_size(args.size), video=args.video,
-                                   codec_order=order, on_start=set_start,
-                                   on_tick=sample_rss))
+    with progress:
+        live = asyncio.run(stream_live(url, matcher, seconds=args.seconds, fps=args.fps,
+                                       size=_parse_size(args.size), video=args.video,
+                                       codec_order=order, on_start=set_start, on_tick=tick))
     counts = matcher.finish()
     if live.t_send_start is None or live.t_send_end is None:
         raise RuntimeError("the client sent no frames")
     summary = recorder.summary(counts, matcher.drops_by_stage, t_send_start=live.t_send_start,
                                t_send_end=live.t_send_end)
     return {"engine": engine, "client": "python", "codec": live.codec,
-            "preset": args.preset or live.hello.get("preset") if engine == "model" else None,
+            "preset": (args.preset or live.hello.get("preset")) if engine == "model" else None,
             "resolution": {"input": list(_parse_size(args.size)),
                            "output": live.hello.get("resolution")},
             "pts_offset": live.pts_offset, **summary}
@@ -228,6 +245,5 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         plot_name = os.path.relpath(args.plot, Path(args.report).parent) if args.plot else None
         write_markdown(doc, args.report, plot_name)
-    for r in runs:
-        print(json.dumps(headline(r)))
+    print(json.dumps({"bench": "latency", "runs": [headline(r) for r in runs]}))
     return 0

@@ -88,7 +88,7 @@ def measure_browser(url: str, engine: str, args: argparse.Namespace,
     """One engine's run with headless Chromium; returns its `runs[]` entry."""
     from playwright.sync_api import sync_playwright
 
-    from bench.latency import _parse_size, rss_mb
+    from bench.latency import _parse_size, _progress, rss_mb
     from bench.latency_match import FrameMatcher, estimate_pts_offset, feed_result
     from bench.latency_summary import RunRecorder
 
@@ -109,11 +109,17 @@ def measure_browser(url: str, engine: str, args: argparse.Namespace,
                 page.evaluate("o => bench.start(o)",
                               {"width": size[0], "height": size[1], "fps": args.fps})
                 end = time.monotonic() + args.seconds
-                while time.monotonic() < end:
-                    page.wait_for_timeout(1000)
-                    for key, items in page.evaluate("bench.drain()").items():
-                        events[key] += items
-                    rss.append((time.monotonic(), rss_mb(server_pid) if server_pid else None))
+                with _progress() as progress:
+                    task = progress.add_task(f"{engine} (browser)", total=args.seconds)
+                    while time.monotonic() < end:
+                        page.wait_for_timeout(1000)
+                        for key, items in page.evaluate("bench.drain()").items():
+                            events[key] += items
+                        rss.append((time.monotonic(),
+                                    rss_mb(server_pid) if server_pid else None))
+                        progress.update(task, completed=args.seconds - (end - time.monotonic()),
+                                        description=f"{engine} (browser): "
+                                        f"{len(events['displays'])} frames shown")
                 page.wait_for_timeout(300)           # frames in flight
                 for key, items in page.evaluate("bench.drain()").items():
                     events[key] += items

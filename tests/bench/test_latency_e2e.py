@@ -38,4 +38,4 @@ def test_echo_run_accounts_for_every_frame_and_writes_its_outputs(tmp_path, caps
     assert out["png"].read_bytes()[:4] == b"\x89PNG"
     assert "| echo |" in out["md"].read_text()
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert json.loads(last)["engine"] == "echo"      # ends with one JSON line
+    assert json.loads(last)["runs"][0]["engine"] == "echo"   # ends with one JSON line
