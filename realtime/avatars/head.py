@@ -86,11 +86,13 @@ def _silhouette(g: HeadGeometry, shape: str) -> skia.Path:
     return path
 
 
-def draw_head(p: Painter, g: HeadGeometry) -> None:
+def draw_back_hair(p: Painter, g: HeadGeometry) -> None:
+    """Long hair and buns behind the head: drawn as its own item, behind the torso."""
     c, canvas = p.c, p.canvas
-    yaw, pitch, roll = (float(g.face[F[k]]) for k in ("yaw", "pitch", "roll"))
+    yaw, roll = float(g.face[F["yaw"]]), float(g.face[F["roll"]])
     hair = c.hair
-    # back hair (behind everything of the head)
+    if c.hair_style not in ("long", "bob", "bun"):
+        return
     canvas.save()
     canvas.translate(float(g.center[0]), float(g.center[1]))
     canvas.rotate(float(np.degrees(roll)))
@@ -105,6 +107,12 @@ def draw_head(p: Painter, g: HeadGeometry) -> None:
         bun.addCircle(-np.sin(yaw) * g.rx * 0.3, -g.ry * 1.05, g.rx * 0.45)
         p.shape(bun, hair, (0, -g.ry), g.rx * 0.45)
     canvas.restore()
+
+
+def draw_head(p: Painter, g: HeadGeometry) -> None:
+    """Ears, the face with its features, front hair, brows and head accessories."""
+    c, canvas = p.c, p.canvas
+    yaw, pitch, roll = (float(g.face[F[k]]) for k in ("yaw", "pitch", "roll"))
 
     # ears, peeking out at the sides
     for sgn in (1.0, -1.0):

@@ -28,7 +28,7 @@ import numpy as np
 import skia
 
 from realtime.avatars.character import Character
-from realtime.avatars.head import F, HeadGeometry, draw_head, head_rotation
+from realtime.avatars.head import F, HeadGeometry, draw_back_hair, draw_head, head_rotation
 from realtime.avatars.paint import Painter, fill, shade
 from realtime.motion.types import (
     FACE_DIM,
@@ -225,9 +225,10 @@ def _draw_figure(p: Painter, pose: Pose, to_px: Callable[[np.ndarray], np.ndarra
         else:
             add(float(b[wr, 2]) - 0.005, partial(_mitten, p, b, wr, u))
     face = pose.face if pose.presence[PARTS.index("face")] > 0.05 else np.zeros(FACE_DIM)
-    ears = (b[7] + b[8]) / 2
-    head_z = float(ears[2]) - 0.01
-    add(head_z, partial(_head, p, b, face, s))
+    head = _head_geometry(p, b, face, s)
+    head_z = float((b[7, 2] + b[8, 2]) / 2) - 0.01
+    add(head_z, partial(draw_head, p, head))
+    add(torso_z + 0.05, partial(draw_back_hair, p, head))   # long hair falls behind
     for _, _, fn in sorted(items, key=lambda t: (-t[0], t[1])):
         fn()
 
@@ -318,7 +319,7 @@ def _mitten(p: Painter, b: np.ndarray, wrist: int, u: float) -> None:
     p.shape(path, p.c.skin, center, r)
 
 
-def _head(p: Painter, b: np.ndarray, face: np.ndarray, s: float) -> None:
+def _head_geometry(p: Painter, b: np.ndarray, face: np.ndarray, s: float) -> HeadGeometry:
     c = p.c
     yaw, pitch, roll = (float(face[F[k]]) for k in ("yaw", "pitch", "roll"))
     rot = head_rotation(yaw, pitch, roll)
@@ -327,5 +328,4 @@ def _head(p: Painter, b: np.ndarray, face: np.ndarray, s: float) -> None:
     ears = (b[7, :2] + b[8, :2]) / 2
     # at rest the ears sit 0.05 head heights below the head centre
     offset = rot @ np.array([0.0, 0.05 * c.head_h * p.unit * s, 0.0])
-    g = HeadGeometry(center=ears - offset[:2], rx=rx, ry=ry, rot=rot, face=face)
-    draw_head(p, g)
+    return HeadGeometry(center=ears - offset[:2], rx=rx, ry=ry, rot=rot, face=face)
