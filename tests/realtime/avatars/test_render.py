@@ -191,3 +191,22 @@ def test_framings_zoom_from_full_body_to_face() -> None:
         assert img[..., 3][head].mean() > 200            # the head is where we expect it
     assert areas["full"] < areas["upper"] < areas["face"]
     assert areas["face"] > 0.12 * 128 * 128
+
+
+def test_limb_depth_decides_what_is_in_front() -> None:
+    c = make_character(6, long_sleeves=False, top=(200, 30, 30), top_pattern="plain",
+                       shading=0.0, skin=(255, 224, 196), accessories=())
+    size = 160
+    body = c.rest_body
+    chest = (body[11] + body[12] + body[23] + body[24]) / 4        # torso centre
+    crossed = {}
+    for z in (-0.1, 0.1):                                          # in front of / behind
+        pose = rest_pose(c)
+        pose.body[L_ELBOW] = chest + (0.12, 0.0, z)
+        pose.body[L_WRIST] = chest + (-0.12, 0.0, z)
+        pose.left_hand = pose.left_hand - pose.left_hand[0] + pose.body[L_WRIST]
+        img = render(c, pose, size, "plain")
+        x, y = int(chest[0] * size), int(chest[1] * size)
+        crossed[z] = tuple(int(v) for v in img[y, x, :3])
+    assert crossed[-0.1] == c.skin          # the forearm passes in front of the torso
+    assert crossed[0.1] == c.top            # ... or is hidden behind it
