@@ -69,11 +69,19 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> None:
     ax_bar.set_ylabel("median ms per stage (dashed: e2e p50)")
     ax_bar.set_title("where the milliseconds go")
     handles, labels = ax_bar.get_legend_handles_labels()      # top of the stack first
-    ax_bar.legend(handles[::-1], labels[::-1], fontsize=7, loc="upper left")
+    ax_bar.legend(handles[::-1], labels[::-1], fontsize=7, loc="center left",
+                  bbox_to_anchor=(1.0, 0.5))
+    ax_bar.set_xlim(-0.7, len(runs) - 0.3)
 
+    top = 0.0
     for r in runs:
         ser = r["series"]
         t = ser["t_s"]
+        warm = ser.get("warmup_end_s")
+        if warm:
+            ax_time.axvspan(0, warm, color="0.9", lw=0)
+            steady = [_num(v) for ts, v in zip(t, ser["p95_ms"], strict=True) if ts >= warm]
+            top = max([top, *[v for v in steady if v == v]])
         c = engine_color[r["engine"]]
         ax_time.plot(t, [_num(v) for v in ser["p50_ms"]], color=c, label=f"{r['engine']} p50")
         ax_time.plot(t, [_num(v) for v in ser["p95_ms"]], color=c, ls=":",
@@ -81,7 +89,8 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> None:
     ax_time.set_xlabel("time since connection start (s)")
     ax_time.set_ylabel(f"latency per {runs[0]['series']['width_s'] if runs else 1:g} s (ms)")
     ax_time.set_title("latency over time")
-    ax_time.set_ylim(bottom=0)
+    # scale to the steady state (warm-up shaded; its spike may run off the top)
+    ax_time.set_ylim(0, top * 1.3 if top > 0 else None)
     ax_time.grid(alpha=0.3)
     ax_time.legend(fontsize=7)
 

@@ -119,6 +119,8 @@ class RunRecorder:
                                      if first_p50 and math.isfinite(first_p50) else math.nan)},
             "series": {
                 "width_s": self.series.width,
+                "warmup_end_s": (self.first_steady - self.t0
+                                 if self.first_steady is not None else None),
                 "t_s": [b.t0 for b in self.series.finish()],
                 "count": [b.count for b in self.series.buckets],
                 "p50_ms": [b.p50 for b in self.series.buckets],
