@@ -43,12 +43,14 @@ class ExtractorConfig:
     """How frames are fed to MediaPipe.
 
     long_side: the image is resized (never enlarged) so its long side is at most
-        this many pixels before MediaPipe sees it. Holistic resizes internally to
-        its own model inputs (256 px crops), so this mostly bounds the cost of the
-        colour conversion and of MediaPipe's own image copies; measured on the
-        shared clips (bench/results/motion*.json, README in bench/), 512 keeps small
-        subjects in 16:9 frames detectable at no measurable extraction cost over
-        256-384. Set 0 to disable resizing.
+        this many pixels before MediaPipe sees it; 0 disables resizing. Holistic
+        crops and resizes internally to its own model inputs (256 px for the pose
+        and face crops), so the input size barely changes the cost: measured
+        (bench/test_motion.py::test_extract_long_side, bench/results/motion-cpu.json)
+        the CPU time per frame was flat from 256 to 640 px within the noise of a
+        shared machine, while 256 lost faces and hands on a full-body clip. 512
+        keeps small subjects detectable and bounds the colour-conversion and copy
+        cost of large (1080p, 4K) inputs.
     model_complexity: Holistic's pose model. Only 1 ships inside the
         mediapipe==0.10.21 wheel; 0 and 2 would download a model at run time, which
         Marionette never does, so they are rejected.
