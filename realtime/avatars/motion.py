@@ -22,6 +22,7 @@ root offset in torso lengths.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -301,14 +302,13 @@ class ProceduralMotion:
 
 
 def demo_performer(seed: int = 0, config: MotionConfig | None = None) -> Iterator[NormalizedMotion]:
-    """Endless NormalizedMotion at 30 fps (the server's built-in demo motion). Frame ids
-    count from 0; t_capture is time.monotonic() at the start plus i / fps."""
+    """Endless NormalizedMotion, frame i showing the performance at i / 30 s (the
+    server's built-in demo motion; the caller paces it). Frame ids count from 0;
+    t_capture is time.monotonic() when the frame is made, since for generated motion
+    that is the moment of "capture" the latency record starts from."""
     gen = ProceduralMotion(seed, config or MotionConfig())
-    t0 = time.monotonic()
-    i = 0
-    while True:
-        yield gen.frame(i, t0 + i / gen.config.fps)
-        i += 1
+    for i in itertools.count():
+        yield gen.frame(i, time.monotonic())
 
 
 # --- kinematics -------------------------------------------------------------------
