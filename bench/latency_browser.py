@@ -89,6 +89,7 @@ def measure_browser(url: str, engine: str, args: argparse.Namespace,
     from playwright.sync_api import sync_playwright
 
     from bench.latency import _parse_size, _progress, rss_mb
+    from bench.latency_live import split_token
     from bench.latency_match import FrameMatcher, estimate_pts_offset, feed_result
     from bench.latency_summary import RunRecorder
 
@@ -104,10 +105,12 @@ def measure_browser(url: str, engine: str, args: argparse.Namespace,
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=chromium_flags(y4m))
             try:
                 page = browser.new_page()
-                page.goto(url.rstrip("/") + "/bench.html")
+                base, token = split_token(url)
+                page.goto(base + "/bench.html" + (f"?token={token}" if token else ""))
+                page.wait_for_function("window.bench !== undefined")
                 offset, uncertainty = clock_offset(page)
-                page.evaluate("o => bench.start(o)",
-                              {"width": size[0], "height": size[1], "fps": args.fps})
+                page.evaluate("o => bench.start(o)", {"width": size[0], "height": size[1],
+                                                      "fps": args.fps, "token": token})
                 end = time.monotonic() + args.seconds
                 with _progress() as progress:
                     task = progress.add_task(f"{engine} (browser)", total=args.seconds)

@@ -17,10 +17,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from bench.latency_match import FrameMatcher, estimate_pts_offset
 
 CALIBRATION_S = 2.0         # arrivals and records held back to find the pts offset
+
+
+def split_token(url: str) -> tuple[str, str | None]:
+    """'http://h:p/?token=T' -> ('http://h:p', 'T'): the server's access token, if any."""
+    parts = urlsplit(url)
+    token = parse_qs(parts.query).get("token", [None])[0]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", "")), token
 
 
 @dataclass
@@ -126,11 +134,13 @@ async def stream_live(url: str, matcher: FrameMatcher, *, seconds: float, fps: f
         if track.kind == "video":
             tasks.append(asyncio.ensure_future(receive(track)))
 
+    base, token = split_token(url)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         await pc.setLocalDescription(await pc.createOffer())
         offer = pc.localDescription
-        async with aiohttp.ClientSession() as http, http.post(
-                f"{url.rstrip('/')}/offer", json={"sdp": offer.sdp, "type": offer.type}) as resp:
+        async with aiohttp.ClientSession(headers=headers) as http, http.post(
+                f"{base}/offer", json={"sdp": offer.sdp, "type": offer.type}) as resp:
             if resp.status != 200:
                 raise ConnectionError(f"offer refused: {resp.status} {await resp.text()}")
             body = await resp.json()
