@@ -30,10 +30,18 @@ from realtime.motion.types import MotionCondition
 
 
 def configure_torch_threads(threads: int | None = None) -> int:
-    """Intra-op threads = the cores this process may use (not the machine's count,
-    which oversubscribes a container). Returns the number set."""
-    n = threads or len(os.sched_getaffinity(0))
-    torch.set_num_threads(max(1, n))
+    """Set torch's intra-op threads; returns the number set.
+
+    Default: $MARIONETTE_TORCH_THREADS if set, else the cores this process may use
+    minus one (at least 1). A session also runs MediaPipe, the video codec and the
+    event loop; measured on the 2-core machines, two OpenMP threads that must share
+    their cores with other work spin-wait and run the DiT many times slower than one
+    thread does (bench/results/model-cpu-*.json), so the model leaves a core free.
+    """
+    if threads is None:
+        env = os.environ.get("MARIONETTE_TORCH_THREADS")
+        threads = int(env) if env else len(os.sched_getaffinity(0)) - 1
+    torch.set_num_threads(max(1, threads))
     return torch.get_num_threads()
 
 

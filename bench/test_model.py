@@ -1,0 +1,86 @@
+"""Microbenchmarks of the model: one DiT chunk at each step count, one AE decode.
+
+    pytest bench/test_model.py --benchmark-only
+
+One call = what the engine does per chunk of K frames, in the steady state of a long
+stream (full window): `sample_chunk` with the preset's cache-write mode (the extra
+t=0 pass included in 'clean' mode) but without writing the cache, so every call sees
+the same context; and the autoencoder decode of the chunk's K latents. Preset: cpu on
+a CPU, gpu with CUDA. Random weights (the time does not depend on their values).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from realtime.engine import configure_torch_threads
+from realtime.model.bundle import AnimationModel
+from realtime.model.cache import KVCache
+from realtime.model.checkpoint import prepare
+from realtime.model.config import default_preset, get_preset
+from realtime.model.sampler import sample_chunk
+
+PRESET = default_preset()
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(scope="module")
+def setup() -> dict[str, Any]:
+    configure_torch_threads()
+    cfg = get_preset(PRESET)
+    model = prepare(AnimationModel.random(cfg), DEVICE)
+    dt, dev = model.dtype, model.device
+    cache = KVCache(cfg.layout(), cfg.depth, cfg.heads, cfg.head_dim, device=dev,
+                    dtype=dt).setup()
+    ls, K, P = cfg.latent_size, cfg.chunk, cfg.pose_size
+    with torch.inference_mode():
+        ref = torch.randn(1, cfg.ref_frames, cfg.latent_channels, ls, ls, device=dev, dtype=dt)
+        cache.set_sink(*model.dit.encode_reference(ref))
+        for _ in range(cfg.window // K + 1):              # fill the window
+            noise = torch.randn(1, K, cfg.latent_channels, ls, ls, device=dev, dtype=dt)
+            cond = _conditions(cfg, dev, dt)
+            sample_chunk(model.dit, cache, noise, *cond, steps=1)
+    return {"model": model, "cache": cache, "cfg": cfg, "cond": _conditions(cfg, dev, dt),
+            "noise": torch.randn(1, K, cfg.latent_channels, ls, ls, device=dev, dtype=dt)}
+
+
+def _conditions(cfg: Any, dev: torch.device, dt: torch.dtype) -> tuple[torch.Tensor, ...]:
+    K, P = cfg.chunk, cfg.pose_size
+    return (torch.rand(1, K, cfg.pose_channels, P, P, device=dev, dtype=dt),
+            torch.randn(1, K, cfg.face_dim, device=dev, dtype=dt),
+            torch.ones(1, K, cfg.n_parts, device=dev, dtype=dt))
+
+
+def _sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4])
+def test_dit_chunk(benchmark: Any, setup: dict[str, Any], steps: int) -> None:
+    m, cache, cfg = setup["model"], setup["cache"], setup["cfg"]
+
+    def one_chunk() -> None:
+        with torch.inference_mode():
+            sample_chunk(m.dit, cache, setup["noise"], *setup["cond"], steps=steps,
+                         cache_write=cfg.cache_write, write=False)
+        _sync()
+
+    benchmark.extra_info.update(preset=PRESET, steps=steps, frames=cfg.chunk)
+    benchmark.pedantic(one_chunk, rounds=10, iterations=1, warmup_rounds=2)
+
+
+def test_ae_decode_chunk(benchmark: Any, setup: dict[str, Any]) -> None:
+    m, cfg = setup["model"], setup["cfg"]
+    z = setup["noise"][0]
+
+    def decode() -> None:
+        with torch.inference_mode():
+            m.ae.decode(z)
+        _sync()
+
+    benchmark.extra_info.update(preset=PRESET, frames=cfg.chunk)
+    benchmark.pedantic(decode, rounds=20, iterations=1, warmup_rounds=2)
