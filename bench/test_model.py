@@ -35,7 +35,7 @@ def setup() -> dict[str, Any]:
     dt, dev = model.dtype, model.device
     cache = KVCache(cfg.layout(), cfg.depth, cfg.heads, cfg.head_dim, device=dev,
                     dtype=dt).setup()
-    ls, K, P = cfg.latent_size, cfg.chunk, cfg.pose_size
+    ls, K = cfg.latent_size, cfg.chunk
     with torch.inference_mode():
         ref = torch.randn(1, cfg.ref_frames, cfg.latent_channels, ls, ls, device=dev, dtype=dt)
         cache.set_sink(*model.dit.encode_reference(ref))
