@@ -160,10 +160,11 @@ def markdown(doc: dict[str, Any], plot_name: str | None = None) -> str:
     for r in doc["runs"]:
         lines.append(f"| {r['engine']} | "
                      + " | ".join(_f(r["stages_ms"].get(s)) for s in stages) + " |")
-    lines += ["", "Drops by stage (server counters): " + "; ".join(
-        f"{r['engine']}: " + (", ".join(f"{k} {v}" for k, v in r["dropped"]["by_stage"].items())
-                              or "none reported")
-        for r in doc["runs"]) + "."]
+    lines += ["", "Drops by stage (server counters, then frames the server never saw): "
+              + "; ".join(f"{r['engine']}: " + ", ".join(
+                  [f"{k} {v}" for k, v in r["dropped"]["by_stage"].items()]
+                  + [f"before the server {r['dropped'].get('before_server', 0)}"])
+                  for r in doc["runs"]) + "."]
     lines += ["", "Goals (CPU preset, 30 fps in): e2e p95 ≤ "
               f"{GOAL_P95_MS:.0f} ms, ≥ {GOAL_FPS_OUT:.0f} fps out, last-window median within "
               f"{GOAL_DRIFT_PCT:.0f} % of the first:"]

@@ -106,6 +106,9 @@ class RunRecorder:
             "jitter_ms": self.interarrival.std,
             "interarrival_ms": {"mean": self.interarrival.mean, "std": self.interarrival.std},
             "dropped": {"total": counts.dropped, "in_flight_at_end": counts.in_flight,
+                        # drops the server never counted: the client's encoder skipped
+                        # the frame, the network lost it, or aiortc's decoder did
+                        "before_server": max(0, counts.dropped - sum(drops_by_stage.values())),
                         "by_stage": dict(sorted(drops_by_stage.items())),
                         "lost_outputs": counts.lost_outputs,
                         "lost_inputs": counts.lost_inputs,
