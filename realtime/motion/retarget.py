@@ -91,8 +91,7 @@ def with_virtual_joints(body: np.ndarray) -> np.ndarray:
 
 
 def _rest_body_ext() -> np.ndarray:
-    body = np.array([_REST_BODY[i] for i in range(N_BODY)], dtype=np.float64)
-    return with_virtual_joints(body)
+    return with_virtual_joints(rest_body_landmarks())
 
 
 def bone_vectors(joints: np.ndarray, bones: tuple[tuple[int, int], ...]) -> np.ndarray:
@@ -110,6 +109,12 @@ def unit(v: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
         fb = np.array([0.0, 1.0, 0.0]) if fallback is None else fallback
         out[bad] = fb[bad] if fb.ndim == 2 else fb
     return out
+
+
+def rest_body_landmarks() -> np.ndarray:
+    """(33, 3) the canonical adult at rest, in body heights, mid-hip at the origin
+    (x to the image right, y down, z away from the camera)."""
+    return np.array([_REST_BODY[i] for i in range(N_BODY)], dtype=np.float64)
 
 
 def rest_body_dirs() -> np.ndarray:

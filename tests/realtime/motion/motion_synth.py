@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.motion.retarget import _REST_BODY
+from realtime.motion.retarget import rest_body_landmarks
 from realtime.motion.types import N_BODY, MotionFrame
 
 W, H = 640, 480  # image size of the synthetic frames
@@ -18,7 +18,7 @@ def synthetic_body(center: tuple[float, float] = (0.5, 0.5), height: float = 0.8
     """(33, 4) landmarks of the canonical standing adult, `height` image heights tall,
     mid-hip at `center` (normalised image coordinates)."""
     w, h = image_size
-    rest = np.array([_REST_BODY[i] for i in range(N_BODY)])          # body heights, y down
+    rest = rest_body_landmarks()                                     # body heights, y down
     out = np.empty((N_BODY, 4), dtype=np.float32)
     out[:, 0] = center[0] + rest[:, 0] * height * h / w
     out[:, 1] = center[1] + rest[:, 1] * height

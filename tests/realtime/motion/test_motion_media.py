@@ -13,6 +13,8 @@ import pytest
 from realtime.motion.processor import MotionProcessor
 from realtime.motion.types import BODY_BONES, FACE_FEATURES, MotionFrame, NormalizedMotion
 
+pytestmark = pytest.mark.slow  # real clips through MediaPipe: ~40 s on a busy 2-core machine
+
 TALKING = "LivePortrait__d3.mp4"   # woman talking, turning her head: face + upper body
 F = {name: i for i, name in enumerate(FACE_FEATURES)}
 
