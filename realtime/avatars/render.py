@@ -236,6 +236,12 @@ def _draw_figure(p: Painter, pose: Pose, to_px: Callable[[np.ndarray], np.ndarra
 def _torso(p: Painter, b: np.ndarray, u: float) -> None:
     c = p.c
     ls, rs, lh, rh = b[L_SHOULDER, :2], b[R_SHOULDER, :2], b[L_HIP, :2], b[R_HIP, :2]
+    # a body turned side-on still has depth: keep the torso at least ~half as wide
+    # as it is seen from the front
+    rest = c.rest_body
+    spine = (lh + rh) / 2 - (ls + rs) / 2
+    ls, rs = _min_width(ls, rs, spine, 0.5 * abs(rest[L_SHOULDER, 0] - rest[R_SHOULDER, 0]) * u)
+    lh, rh = _min_width(lh, rh, spine, 0.6 * abs(rest[L_HIP, 0] - rest[R_HIP, 0]) * u)
     neck_base = (ls + rs) / 2
     head = (b[7, :2] + b[8, :2]) / 2
     neck_w = c.head_w * u * (0.35 if c.build != "chibi" else 0.3)
@@ -257,6 +263,23 @@ def _torso(p: Painter, b: np.ndarray, u: float) -> None:
         p.limb(np.stack([ls * 0.7 + rs * 0.3, rs * 0.7 + ls * 0.3]), neck_w * 1.1, c.accent)
         p.limb(np.stack([rs * 0.6 + ls * 0.4, rs * 0.6 + ls * 0.4 + (lh - ls) * 0.35]),
                neck_w * 0.6, c.accent)
+
+
+def _min_width(
+    left: np.ndarray, right: np.ndarray, spine: np.ndarray, width: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spread a (left, right) joint pair about its middle to at least `width` pixels,
+    across the spine when the pair is seen end-on."""
+    mid, across = (left + right) / 2, left - right
+    n = float(np.hypot(*across))
+    if n >= width:
+        return left, right
+    if n > 1e-3:
+        d = across / n
+    else:
+        s = float(np.hypot(*spine)) or 1.0
+        d = np.array([-spine[1], spine[0]]) / s
+    return mid + d * width / 2, mid - d * width / 2
 
 
 def _pattern(p: Painter, quad: np.ndarray, u: float) -> None:
