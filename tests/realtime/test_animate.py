@@ -4,6 +4,7 @@ exit-2 errors for bad inputs. Tiny random-init checkpoint."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,16 @@ from realtime.model.checkpoint import init_checkpoint
 from realtime.motion.track import save_track
 from realtime.motion.types import MotionFrame
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """The tiny model gains nothing from more threads; spinning ones slow a shared CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

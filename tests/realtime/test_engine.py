@@ -3,6 +3,8 @@ presence flags, bounded state. Synthetic MotionConditions, tiny preset, random w
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,17 @@ from realtime.engine import StreamingEngine
 from realtime.model.bundle import AnimationModel
 from realtime.model.config import get_preset
 from realtime.motion.types import FACE_DIM, N_POSE_CHANNELS, MotionCondition
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """The tiny model gains nothing from more threads; spinning ones slow a shared CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 CFG = get_preset("tiny")
 MODEL = AnimationModel.random(CFG, seed=0)

@@ -3,12 +3,24 @@ weights shared between sessions. Tiny preset, random weights."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
 from realtime.model.checkpoint import init_checkpoint
 from realtime.pipeline import AnimationPipeline, create_pipeline_factory
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """The tiny model gains nothing from more threads; spinning ones slow a shared CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 @pytest.fixture(scope="module")
 def factory(tmp_path_factory: pytest.TempPathFactory):
