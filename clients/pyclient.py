@@ -56,8 +56,9 @@ class ClientResult:
         candidates = {pts - o for pts, _ in self.received[:30] for o in firsts} | {0}
 
         def score(offset: int) -> tuple[int, float]:
-            lags = [t - sent_at[pts - offset] for pts, t in self.received
-                    if pts - offset in sent_at and t >= sent_at[pts - offset] - 0.001]
+            arrival = {pts - offset: t for pts, t in self.received}
+            lags = [t - t_sent for pts, t_sent in sent_at.items()
+                    if (t := _lookup(arrival, pts)) is not None and t >= t_sent - 0.001]
             # most frames matched; among equals, the tightest (a shift by whole frames
             # to later outputs also "arrives after sending", but later)
             return len(lags), -sorted(lags)[len(lags) // 2] if lags else 0.0
@@ -73,7 +74,7 @@ class ClientResult:
         rows = []
         for record in self.telemetry:
             index = record.get("input_id")
-            t_received = arrival.get(int(record["out_pts"]))
+            t_received = _lookup(arrival, int(record["out_pts"]))
             if index is None or index not in self.sent or t_received is None:
                 continue
             t_sent = self.sent[index]
@@ -105,6 +106,15 @@ class ClientResult:
     def to_json(self) -> dict[str, Any]:
         return {**self.summary(), "telemetry": self.telemetry,
                 "received": self.received, "sent": self.sent}
+
+
+def _lookup(arrival: dict[int, float], pts: int) -> float | None:
+    """Arrival time of the frame with this pts. aiortc's VP8 path can come back
+    one 90 kHz tick off (rounding in the decoder's time base), so +-1 counts."""
+    for candidate in (pts, pts - 1, pts + 1):
+        if candidate in arrival:
+            return arrival[candidate]
+    return None
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -184,6 +194,7 @@ async def run_client(
     codec_order: tuple[str, ...] | None = None,
     control: list[dict[str, Any]] | None = None,
     connect_timeout: float = 15.0,
+    transport: Any = None,
 ) -> ClientResult:
     """Stream to `server` for `seconds` and return what came back.
 
@@ -191,6 +202,7 @@ async def run_client(
     DELETE at the end) instead of POST /offer. out: record the output to an MP4.
     codec_order: video codec preference (default: the server's tuned order).
     control: messages to send on the control channel once it opens.
+    transport: a streaming.transport.TransportConfig for this side (default: tuned).
     A `?token=...` in `server` is passed on as a bearer token.
     """
     import aiohttp
@@ -203,8 +215,8 @@ async def run_client(
 
     if (video is None) == (not synthetic):
         raise ValueError("give exactly one source: video=PATH or synthetic=True")
-    codecs.install()
-    transport = TransportConfig()
+    transport = transport or TransportConfig()
+    codecs.install(transport.h264_preset)
     frames = synthetic_frames(size, fps) if synthetic else file_frames(str(video), size)
     source = StampedSource(frames, fps)
     base, token = _split_token(server)
@@ -308,18 +320,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="640x480", help="WxH of the frames sent")
     parser.add_argument("--whip", action="store_true", help="use WHIP instead of POST /offer")
     parser.add_argument("--codec", default=None, help="preferred codecs, e.g. 'VP8,H264'")
+    parser.add_argument("--transport", default="tuned",
+                        choices=("tuned", "stock", "no-marker", "no-floor", "x264-medium"),
+                        help="this side's transport tuning (before/after measurements)")
     parser.add_argument("--out", help="record the generated video to this MP4")
     parser.add_argument("--json", help="write the summary and telemetry records here")
 
 
 def run(args: argparse.Namespace) -> int:
     width, height = (int(v) for v in args.size.lower().split("x"))
+    from streaming.transport import transport_preset
+
     order = tuple(c.strip().upper() for c in args.codec.split(",")) if args.codec else None
     try:
         result = asyncio.run(run_client(
             args.server, video=args.video, synthetic=args.synthetic, seconds=args.seconds,
             fps=args.fps, whip=args.whip, out=args.out, size=(width, height),
-            codec_order=order))
+            codec_order=order, transport=transport_preset(args.transport)))
     except (ConnectionError, OSError, TimeoutError) as exc:
         print(f"client failed: {exc}")
         return 1

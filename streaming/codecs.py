@@ -13,7 +13,9 @@ once per process:
 - Timing: every encoded or decoded `av.VideoFrame` gets
   `frame.opaque["encode"|"video_decode"] = (start, end)` on time.monotonic(), which the
   session copies into its telemetry record. When `frame.opaque` is already set
-  to something else it is left alone.
+  to something else it is left alone. A decoded frame's pts is set back to its
+  exact RTP timestamp (libvpx can round it by a tick), and an encoded frame
+  records the RTP timestamp it was sent with in `frame.opaque["rtp_timestamp"]`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from aiortc import rtcrtpreceiver, rtcrtpsender
 from aiortc.codecs import get_decoder as aiortc_get_decoder
 from aiortc.codecs import get_encoder as aiortc_get_encoder
 from aiortc.codecs.base import Decoder, Encoder
-from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.h264 import VIDEO_TIME_BASE, H264Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
@@ -96,6 +98,10 @@ class TimedEncoder(Encoder):
         start = time.monotonic()
         payloads, timestamp = self.inner.encode(frame, force_keyframe)
         _stamp(frame, "encode", start, time.monotonic())
+        if isinstance(frame.opaque, dict):
+            # the RTP timestamp (before aiortc adds its random origin) the receiver will
+            # see; PyAV may rescale frame.pts in place while encoding, so keep this one
+            frame.opaque["rtp_timestamp"] = timestamp
         return payloads, timestamp
 
     def pack(self, packet: Any) -> tuple[list[bytes], int]:
@@ -123,6 +129,11 @@ class TimedDecoder(Decoder):
         end = time.monotonic()
         for frame in frames:
             _stamp(frame, "video_decode", start, end)
+        if len(frames) == 1:
+            # libvpx rescales pts through its own time base and can return it one
+            # 90 kHz tick off; the RTP timestamp is what identifies the frame
+            frames[0].pts = encoded_frame.timestamp
+            frames[0].time_base = VIDEO_TIME_BASE
         return frames
 
 

@@ -43,7 +43,13 @@ from streaming import auth, codecs
 from streaming.metrics import Metrics
 from streaming.session import Session, SessionConfig
 from streaming.tracks import ViewerTrack
-from streaming.transport import TransportConfig, prefer_codecs, tune_receiver
+from streaming.transport import (
+    PRESETS,
+    TransportConfig,
+    prefer_codecs,
+    transport_preset,
+    tune_receiver,
+)
 
 log = logging.getLogger(__name__)
 
@@ -335,8 +341,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None, help="access token (generated when binding "
                                                       "beyond loopback without one)")
     parser.add_argument("--fps", type=float, default=30.0, help="output frame rate per session")
-    parser.add_argument("--transport", choices=("tuned", "stock"), default="tuned",
-                        help="stock: aiortc's defaults, for before/after latency measurements")
+    parser.add_argument("--transport", choices=tuple(PRESETS), default="tuned",
+                        help="stock: aiortc's defaults; no-*: one tuning off (before/after "
+                             "measurements, streaming/TRANSPORT.md)")
     parser.add_argument("--codec-order", default=None,
                         help="video codec preference, e.g. 'VP8,H264' (default: H264,VP8)")
 
@@ -351,18 +358,12 @@ def build_factory(args: argparse.Namespace) -> PipelineFactory:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streaming.transport import STOCK
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     token = args.token
     if not auth.is_loopback(args.host) and not token:
         token = auth.generate_token()
         print(f"Binding {args.host}: generated access token {token}")
-    transport = STOCK if args.transport == "stock" else TransportConfig()
-    if args.codec_order:
-        order = tuple(c.strip().upper() for c in args.codec_order.split(",") if c.strip())
-        transport = TransportConfig(transport.marker_release, transport.bwe_floor_bps, order,
-                                    transport.h264_preset)
+    transport = transport_preset(args.transport, args.codec_order)
     try:
         factory = build_factory(args)
     except ImportError as exc:

@@ -94,6 +94,7 @@ class OutputTrack(MediaStreamTrack):
         if encode is not None and encode[0] >= trace.stamps["output"][1]:
             trace.stamps["encode"] = encode
             trace.stamps["send"] = (encode[1], now)
+            pts = int(opaque.get("rtp_timestamp", pts))   # what the receiver will see
         self._on_sent(trace, pts, now)
 
     async def recv(self) -> av.VideoFrame:

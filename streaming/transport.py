@@ -38,6 +38,25 @@ class TransportConfig:
 STOCK = TransportConfig(marker_release=False, bwe_floor_bps=0, codec_order=(), h264_preset="medium")
 """aiortc's behaviour, for before/after measurements."""
 
+PRESETS: dict[str, TransportConfig] = {
+    "tuned": TransportConfig(),
+    "stock": STOCK,
+    # one knob back to stock each, to measure what it buys (TRANSPORT.md)
+    "no-marker": TransportConfig(marker_release=False),
+    "no-floor": TransportConfig(bwe_floor_bps=0),
+    "x264-medium": TransportConfig(h264_preset="medium"),
+}
+
+
+def transport_preset(name: str, codec_order: str | None = None) -> TransportConfig:
+    """A named preset, optionally with codec order overridden ("VP8,H264")."""
+    config = PRESETS[name]
+    if codec_order:
+        order = tuple(c.strip().upper() for c in codec_order.split(",") if c.strip())
+        config = TransportConfig(config.marker_release, config.bwe_floor_bps, order,
+                                 config.h264_preset)
+    return config
+
 
 def video_codec_preferences(order: tuple[str, ...]) -> list[RTCRtpCodecCapability]:
     """aiortc's video capabilities sorted by `order` (names like "H264", "VP8");

@@ -267,16 +267,25 @@ function renderOverlay() {
 setInterval(renderOverlay, 250);
 
 async function pollStats() {
+  let last = null;
   while (state.pc) {
     const stats = await state.pc.getStats();
     stats.forEach((s) => {
+      if (s.type === "outbound-rtp" && s.kind === "video") {
+        // the uplink the model sees: bitrate, resolution, and why it is limited
+        const kbps = last ? (8 * (s.bytesSent - last.bytesSent)) / (s.timestamp - last.timestamp) : 0;
+        last = s;
+        state.uplink = { kbps, width: s.frameWidth, height: s.frameHeight, fps: s.framesPerSecond,
+                         limitation: s.qualityLimitationReason };
+        $("uplink").textContent = `${kbps.toFixed(0)} kbps ${s.frameWidth || "?"}x${s.frameHeight || "?"}`;
+      }
       if (s.type === "inbound-rtp" && s.kind === "video") {
         state.framesDecoded = s.framesDecoded;
         const codec = s.codecId && stats.get(s.codecId);
         if (codec) $("codec").textContent = codec.mimeType + " ·";
       }
     });
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 1000));
   }
 }
 
