@@ -4,7 +4,8 @@
     marionette avatar render --name NAME --out IMG [--pose rest|random --seed S]
                              [--size N] [--background B] [--framing F]
     marionette avatar dataset --out DIR --characters N --clips M --resolution R
-                              [--seed S] [--frames F] [--tracks DIR] [--json]
+                              [--seed S] [--frames F] [--tracks DIR] [--workers W]
+                              [--json]
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--performers", type=int, default=12, help="procedural motion sources")
     d.add_argument("--tracks", type=Path, default=None,
                    help="folder of .npz tracks from `marionette motion --track` to add")
+    d.add_argument("--workers", type=int, default=1, help="render shards in N processes")
     d.add_argument("--json", action="store_true", help="print a JSON summary at the end")
 
 
@@ -85,7 +87,8 @@ def _render(args: argparse.Namespace) -> int:
 def _dataset(args: argparse.Namespace) -> int:
     from realtime.avatars.dataset import DatasetConfig, build
 
-    for name in ("characters", "clips", "resolution", "frames", "clips_per_shard", "performers"):
+    for name in ("characters", "clips", "resolution", "frames", "clips_per_shard", "performers",
+                 "workers"):
         if getattr(args, name) < 1:
             print(f"--{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
@@ -96,7 +99,7 @@ def _dataset(args: argparse.Namespace) -> int:
                            resolution=args.resolution, frames=args.frames, seed=args.seed,
                            clips_per_shard=args.clips_per_shard, performers=args.performers)
     try:
-        index = build(config, args.out, args.tracks)
+        index = build(config, args.out, args.tracks, workers=args.workers)
     except ValueError as e:
         print(str(e), file=sys.stderr)
         return 2

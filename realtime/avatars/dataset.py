@@ -242,8 +242,9 @@ def _config_json(config: DatasetConfig) -> dict:
 
 
 def build(config: DatasetConfig, out: Path, tracks_dir: Path | None = None,
-          progress: bool = True) -> dict:
-    """Write (or finish writing) the dataset under `out`. Returns the index."""
+          progress: bool = True, workers: int = 1) -> dict:
+    """Write (or finish writing) the dataset under `out`, rendering shards in `workers`
+    processes. Returns the index."""
     out.mkdir(parents=True, exist_ok=True)
     tracks = _Tracks(tracks_dir)
     clips = plan(config, tracks.names())
@@ -271,15 +272,30 @@ def build(config: DatasetConfig, out: Path, tracks_dir: Path | None = None,
     with Progress(disable=not progress) as bar:
         task = bar.add_task(f"rendering {n_todo} clips ({len(shards) - len(todo)} shards done)",
                             total=n_todo)
-        for name, members in todo:
-            samples = []
-            for p in members:
-                samples.append(make_sample(p, config, tracks))
-                bar.advance(task)
-            _write_shard(out / name, samples)
+        if workers <= 1:
+            for name, members in todo:
+                _render_shard(out / name, members, config, tracks_dir)
+                bar.advance(task, len(members))
+        else:
+            # shards are independent and each clip draws from its own seed, so the
+            # output is the same whatever the number of workers or their order
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            with ProcessPoolExecutor(workers) as pool:
+                futures = {pool.submit(_render_shard, out / name, members, config, tracks_dir):
+                           len(members) for name, members in todo}
+                for fut in as_completed(futures):
+                    fut.result()                    # re-raise a worker's error here
+                    bar.advance(task, futures[fut])
     index["complete"] = True
     index_path.write_text(json.dumps(index, indent=1))
     return index
+
+
+def _render_shard(path: Path, members: list[ClipPlan], config: DatasetConfig,
+                  tracks_dir: Path | None) -> None:
+    tracks = _Tracks(tracks_dir)
+    _write_shard(path, [make_sample(p, config, tracks) for p in members])
 
 
 def _finished(path: Path, n: int) -> bool:

@@ -88,7 +88,7 @@ def test_frames_are_the_character_performing_the_clean_motion(built: Path) -> No
 
 
 def test_build_is_deterministic_and_resumable(built: Path, tmp_path: Path) -> None:
-    build(CFG, tmp_path, progress=False)
+    build(CFG, tmp_path, progress=False, workers=2)      # parallel: the same result
     index = read_index(tmp_path)
     assert index["complete"] and index == read_index(built)
     first = _all(tmp_path)
