@@ -127,3 +127,19 @@ def test_normalised_motion_is_invariant_to_image_scale_and_position(
         < ROOT_TOL
     assert np.median([abs(a.scale - b.scale) for a, b in zip(base, other, strict=True)]) \
         < ROOT_TOL
+
+
+def test_hands_fallback_is_what_finds_hands_in_close_ups(extract_clip: Callable,
+                                                         shared_media) -> None:
+    """Holistic alone (no body in view) misses the hand the fallback finds."""
+    from motion_synth import read_frames
+
+    from realtime.motion.extractor import ExtractorConfig, MotionExtractor
+
+    clip = "gesture-recognition__hand.mp4"
+    with_fallback = extract_clip(clip, every=3, count=24)       # shared with the rates
+    frames = read_frames(shared_media / "driving" / clip, every=3, count=24)
+    with MotionExtractor(ExtractorConfig(hands_fallback=False)) as ex:
+        holistic_only = [ex.process(f, i, i / 10) for i, f in enumerate(frames)]
+    assert rate(holistic_only, "any_hand") < 0.3
+    assert rate(with_fallback, "any_hand") >= 0.9
