@@ -99,13 +99,14 @@ def to_rgb(image: np.ndarray, bgr: bool = False) -> np.ndarray:
         )
     if image.shape[0] < 2 or image.shape[1] < 2:
         raise ValueError(f"image is empty or too small: {image.shape}")
+    image = np.ascontiguousarray(image)  # e.g. a mirrored view; OpenCV needs plain strides
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if bgr else cv2.COLOR_RGBA2RGB)
     if bgr:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(image)
+    return image
 
 
 def _landmarks(lms: Any, n: int, with_visibility: bool = False) -> np.ndarray | None:
@@ -205,8 +206,8 @@ class MotionExtractor:
         t0 = time.monotonic()
         rgb = to_rgb(image, self.config.bgr)
         h, w = rgb.shape[:2]
-        small = self._resize(rgb)
-        small.flags.writeable = False  # lets MediaPipe wrap the buffer without a copy
+        small = self._resize(rgb).view()  # a view: the caller's array stays writeable
+        small.flags.writeable = False       # lets MediaPipe wrap the buffer without a copy
         res = self._holistic.process(small)
 
         body = _landmarks(res.pose_landmarks, N_BODY, with_visibility=True)

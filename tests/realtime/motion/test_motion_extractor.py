@@ -65,8 +65,15 @@ def test_odd_sizes_and_layouts_are_processed(extractor: MotionExtractor, shape) 
     assert (frame.frame_id, frame.t_capture) == (3, 1.25)
     assert frame.body is None and frame.face is None               # a blank image
     assert frame.confidence["body"] == 0.0
+    assert image.flags.writeable                                   # input left as it was
     start, end = frame.stamps["extract"]
     assert end >= start
+
+
+def test_strided_views_are_accepted(extractor: MotionExtractor) -> None:
+    image = np.full((64, 96, 3), 90, np.uint8)
+    for view in (image[:, ::-1], image[::2, ::2], image[:, :, ::-1]):
+        assert extractor.process(view, 0, 0.0).image_size == (view.shape[1], view.shape[0])
 
 
 def test_models_that_would_download_are_refused() -> None:
