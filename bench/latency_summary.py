@@ -69,7 +69,9 @@ class RunRecorder:
         self.e2e.add(e2e)
         for name, ms in s.parts_ms.items():
             if math.isfinite(ms):
-                self.parts.setdefault(name, Quantiles(exact_capacity=2048)).add(ms)
+                if name not in self.parts:
+                    self.parts[name] = Quantiles(exact_capacity=2048)
+                self.parts[name].add(ms)
         t_steady = s.t_arrival - self.first_arrival - self.warmup_s
         if t_steady < self.window_s:
             self.first_window.add(e2e)
