@@ -44,13 +44,15 @@ class ExtractorConfig:
 
     long_side: the image is resized (never enlarged) so its long side is at most
         this many pixels before MediaPipe sees it; 0 disables resizing. Holistic
-        crops and resizes internally to its own model inputs (256 px for the pose
-        and face crops), so the input size barely changes the cost: measured
+        crops and resizes internally to its own model inputs, so the input size
+        changes the cost little: measured on a full-body dance clip
         (bench/test_motion.py::test_extract_long_side, bench/results/motion-cpu.json)
-        the CPU time per frame was flat from 256 to 640 px within the noise of a
-        shared machine, while 256 lost faces and hands on a full-body clip. 512
-        keeps small subjects detectable and bounds the colour-conversion and copy
-        cost of large (1080p, 4K) inputs.
+        the process CPU time per frame rose ~7 % from 256 to 640 px and the
+        detection rates did not change beyond noise (also on a small subject in a
+        1280x720 frame and on a 1080x1920 one). 512 is chosen because it leaves a
+        640x480 webcam frame almost untouched (the face and hand crops keep their
+        pixels, which the iris and finger landmarks need) while bounding the
+        conversion and copy cost of HD and 4K inputs.
     model_complexity: Holistic's pose model. Only 1 ships inside the
         mediapipe==0.10.21 wheel; 0 and 2 would download a model at run time, which
         Marionette never does, so they are rejected.

@@ -162,7 +162,9 @@ def skeleton_from_landmarks(
     (with a 4th visibility column, bones whose child is less visible than
     `min_visibility`, e.g. legs below the frame, take the canonical adult's length
     scaled by the measured torso). Hands (21, 3) give the hand lengths (averaged
-    when both are given); otherwise they scale with the forearm.
+    when both are given); otherwise the canonical hand scaled by the torso.
+    image_size: (width, height) of that image, so lengths are in image heights; the
+    default treats the image as square.
     """
     body33 = np.asarray(body33)
     if body33.shape[0] != N_BODY or body33.shape[1] not in (3, 4):
