@@ -228,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
     if args.server and len(engines) > 1:
         print("--engine both needs a server per engine; drop --server", file=sys.stderr)
         return 2
+    load_before = [round(x, 2) for x in os.getloadavg()]
     runs = [measure(engine, args) for engine in engines]
     config = {"command": "marionette " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"]
               else "marionette bench latency " + " ".join(sys.argv[1:]),
@@ -235,6 +236,9 @@ def run(args: argparse.Namespace) -> int:
               "client": args.client, "seconds": args.seconds, "fps": args.fps,
               "size": args.size, "preset": args.preset, "checkpoint": args.checkpoint,
               "warmup_s": args.warmup, "transport": args.transport,
+              # other work on the machine: 1/5/15-min load average before and after
+              "load_average_before": load_before,
+              "load_average_after": [round(x, 2) for x in os.getloadavg()],
               "codec_order": args.codec_order,
               "server": args.server or "spawned on 127.0.0.1"}
     doc = build_document(runs, config, notes=args.notes)

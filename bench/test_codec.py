@@ -1,6 +1,7 @@
 """Microbenchmarks: video encode and decode per frame with aiortc's own codec classes.
 
-    pytest bench/test_codec.py --benchmark-only
+    pytest bench/test_codec.py --benchmark-only --benchmark-json=raw.json
+    python bench/test_codec.py raw.json bench/results/latency-codec-cpu.json "notes"
 
 What one call includes: encode = RGB -> yuv420p conversion, the encoder, and RTP
 packetisation (aiortc's `Encoder.encode`), the work the server does per output frame;
@@ -19,7 +20,11 @@ falls back to its `medium` preset), and H264 as the server configures it
 from __future__ import annotations
 
 import fractions
+import json
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -149,3 +154,32 @@ def test_decode(benchmark: Any, codec: str, size: str) -> None:
     assert len(out) == N_FRAMES
     assert all(isinstance(f, av.VideoFrame) and (f.width, f.height) == (width, height)
                for f in out)
+
+
+def summarise(raw: Path, out: Path, notes: str) -> dict[str, Any]:
+    """pytest-benchmark JSON -> the committed results file: median (quoted), IQR, p95
+    and min per call in ms, with the machine, commit, date and load average."""
+    import numpy as np
+
+    from bench.latency_report import git_commit, machine_info, utc_now
+
+    rows = {}
+    for b in json.loads(raw.read_text())["benchmarks"]:
+        s = b["stats"]
+        times = np.asarray(s.get("data") or [s["median"]])
+        rows[b["name"]] = {"median_ms": round(s["median"] * 1e3, 3),
+                           "iqr_ms": round(s["iqr"] * 1e3, 3),
+                           "p95_ms": round(float(np.percentile(times, 95)) * 1e3, 3),
+                           "min_ms": round(s["min"] * 1e3, 3), "rounds": s["rounds"],
+                           **b.get("extra_info", {})}
+    result = {"bench": "codec", "machine": machine_info(), "commit": git_commit(),
+              "date": utc_now(), "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+              "notes": notes, "results": rows}
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    print(json.dumps(summarise(Path(sys.argv[1]), Path(sys.argv[2]),
+                               sys.argv[3] if len(sys.argv) > 3 else "")))
