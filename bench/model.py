@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cache-write mode (default: preset's)")
     parser.add_argument("--checkpoint", help="checkpoint directory (default: random weights)")
     parser.add_argument("--device", help="cpu | cuda (default: cuda if available)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"),
+                        help="inference dtype (default: bf16 on CUDA for the gpu preset, "
+                        "else fp32)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: cores)")
     parser.add_argument("--warmup", type=int, default=8, help="warm-up chunks")
     parser.add_argument("--chunks", type=int, default=40, help="measured chunks")
@@ -89,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     threads = configure_torch_threads(args.threads)
     if args.checkpoint:
-        model = load_checkpoint(args.checkpoint, preset, device)
+        model = prepare(load_checkpoint(args.checkpoint, preset, device), device, args.dtype)
     else:
-        model = prepare(AnimationModel.random(get_preset(preset)), device)
+        model = prepare(AnimationModel.random(get_preset(preset)), device, args.dtype)
     engine = StreamingEngine(model, steps=args.steps, cache_write=args.cache_write)
     rng = np.random.default_rng(1)
     engine.set_reference([rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)

@@ -3,8 +3,8 @@
 No temporal compression: every output frame decodes from its own latents, so the
 engine never waits for a future frame. The shape follows the "tiny autoencoder"
 idea of TAESD (madebyollin/taesd): plain 3x3 convolutions, stride-2 downsampling,
-nearest-neighbour upsampling, a few channels per stage, so decoding a 128x128 frame
-costs a few milliseconds on a CPU. Images are float in [-1, 1].
+nearest-neighbour upsampling, a few channels per stage, a sub-pixel output head, so
+decoding a 128x128 frame costs a few milliseconds on a CPU. Images are float in [-1, 1].
 """
 
 from __future__ import annotations
@@ -49,20 +49,26 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
+    """Nearest-upsample + conv stages; the last 2x comes from a sub-pixel conv
+    (a conv to 3 x 2 x 2 channels at half resolution, then PixelShuffle, as in
+    ESPCN), so no convolution runs at full output resolution: about half the
+    multiply-adds of a full-resolution head, which dominate the decode on CPU."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         w = cfg.ae_widths[::-1]                              # widest first
         self.stem = _conv(cfg.latent_channels, w[0])
         self.res = ResBlock(w[0])
         ups: list[nn.Module] = []
-        for i, c in enumerate(w):
-            cout = w[i + 1] if i + 1 < len(w) else c
-            ups += [nn.Upsample(scale_factor=2, mode="nearest"), _conv(c, cout), nn.SiLU()]
+        for i in range(len(w) - 1):
+            ups += [nn.Upsample(scale_factor=2, mode="nearest"), _conv(w[i], w[i + 1]),
+                    nn.SiLU()]
         self.ups = nn.Sequential(*ups)
-        self.out = _conv(w[-1], 3)
+        self.out = _conv(w[-1], 3 * 4)
+        self.shuffle = nn.PixelShuffle(2)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:   # (N, c, h, w) -> (N, 3, H, W)
-        return self.out(self.ups(self.res(F.silu(self.stem(z)))))
+        return self.shuffle(self.out(self.ups(self.res(F.silu(self.stem(z))))))
 
 
 class TinyAutoencoder(nn.Module):

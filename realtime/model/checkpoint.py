@@ -126,12 +126,17 @@ def load_checkpoint(
     return prepare(model, device)
 
 
-def prepare(model: AnimationModel, device: torch.device | str = "cpu") -> AnimationModel:
-    """Move to `device` in the config's inference dtype (bf16 only on CUDA); eval mode."""
+def prepare(model: AnimationModel, device: torch.device | str = "cpu",
+            dtype: str | None = None) -> AnimationModel:
+    """Move to `device` in eval mode, in `dtype` ('float32' | 'bfloat16') if given,
+    else in the config's inference dtype where it is bf16 on CUDA, fp32 elsewhere."""
     device = torch.device(device)
-    dtype = torch.bfloat16 if model.cfg.dtype == "bfloat16" and device.type == "cuda" \
-        else torch.float32
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    if dtype is None:
+        dtype = model.cfg.dtype if device.type == "cuda" else "float32"
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype must be float32 or bfloat16, got {dtype!r}")
+    dt = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+    return model.to(device=device, dtype=dt).eval().requires_grad_(False)
 
 
 def init_checkpoint(preset: str, out: str | Path, seed: int = 0) -> Path:
