@@ -49,6 +49,7 @@ from streaming.transport import (
     prefer_codecs,
     transport_preset,
     tune_receiver,
+    with_start_bitrate,
 )
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,10 @@ class Server:
         log.info("session %s opened (%d open)", session.id, len(self.sessions))
         return session
 
+    def _answer_sdp(self, pc: RTCPeerConnection) -> str:
+        return with_start_bitrate(pc.localDescription.sdp,
+                                  self.config.transport.start_bitrate_kbps)
+
     def _forget(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
         for key in [k for k, (s, _) in self._viewers.items() if s is session]:
@@ -193,11 +198,12 @@ class Server:
             raise BadRequest("'type' must be \"offer\"")
         session = await self._open_session(_offer(body["sdp"]))
         local = session.pc.localDescription
-        return web.json_response({"sdp": local.sdp, "type": local.type, "session": session.id})
+        return web.json_response({"sdp": self._answer_sdp(session.pc), "type": local.type,
+                                  "session": session.id})
 
     async def whip(self, request: web.Request) -> web.Response:
         session = await self._open_session(_offer(await _sdp_body(request)))
-        return web.Response(status=201, text=session.pc.localDescription.sdp,
+        return web.Response(status=201, text=self._answer_sdp(session.pc),
                             content_type="application/sdp",
                             headers={"Location": f"/whip/{session.id}"})
 

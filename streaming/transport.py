@@ -6,6 +6,8 @@ Each knob is a field of `TransportConfig` so it can be measured on and off
 - `marker_release`: release video frames from aiortc's jitter buffer on the RTP
   marker bit (streaming/jitter.py) instead of one frame later.
 - `bwe_floor_bps`: floor under the REMB we send back (streaming/bwe.py).
+- `start_bitrate_kbps`: Chrome's `x-google-start-bitrate` added to the answer, so
+  the browser's uplink starts there instead of ~300 kbps; the floor then keeps it.
 - `codec_order`: video codecs in order of preference. Set on the transceiver
   BEFORE `setRemoteDescription`: when aiortc answers, codecs are chosen inside
   it and preferences set afterwards are silently ignored (aiortc issue #104).
@@ -14,7 +16,9 @@ Each knob is a field of `TransportConfig` so it can be measured on and off
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from dataclasses import dataclass
 
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
@@ -33,9 +37,11 @@ class TransportConfig:
     bwe_floor_bps: int = DEFAULT_FLOOR_BPS          # 0 = aiortc's own estimate
     codec_order: tuple[str, ...] = ("H264", "VP8")  # chosen by measurement: TRANSPORT.md
     h264_preset: str = DEFAULT_H264_PRESET
+    start_bitrate_kbps: int = DEFAULT_FLOOR_BPS // 1000  # x-google-start-bitrate; 0 = off
 
 
-STOCK = TransportConfig(marker_release=False, bwe_floor_bps=0, codec_order=(), h264_preset="medium")
+STOCK = TransportConfig(marker_release=False, bwe_floor_bps=0, codec_order=(), h264_preset="medium",
+                        start_bitrate_kbps=0)
 """aiortc's behaviour, for before/after measurements."""
 
 PRESETS: dict[str, TransportConfig] = {
@@ -45,6 +51,7 @@ PRESETS: dict[str, TransportConfig] = {
     "no-marker": TransportConfig(marker_release=False),
     "no-floor": TransportConfig(bwe_floor_bps=0),
     "x264-medium": TransportConfig(h264_preset="medium"),
+    "no-start-bitrate": TransportConfig(start_bitrate_kbps=0),
 }
 
 
@@ -53,8 +60,7 @@ def transport_preset(name: str, codec_order: str | None = None) -> TransportConf
     config = PRESETS[name]
     if codec_order:
         order = tuple(c.strip().upper() for c in codec_order.split(",") if c.strip())
-        config = TransportConfig(config.marker_release, config.bwe_floor_bps, order,
-                                 config.h264_preset)
+        config = dataclasses.replace(config, codec_order=order)
     return config
 
 
@@ -97,3 +103,26 @@ def tune_receiver(receiver: RTCRtpReceiver, config: TransportConfig) -> None:
         setattr(receiver, names[0], MarkerJitterBuffer(capacity=512))
     if config.bwe_floor_bps > 0:
         setattr(receiver, names[1], FlooredBitrateEstimator(config.bwe_floor_bps))
+
+
+def with_start_bitrate(sdp: str, kbps: int) -> str:
+    """Add Chrome's `x-google-start-bitrate` to every H264/VP8 payload of an answer,
+    so its uplink starts at `kbps` instead of ~300 kbps (a Chrome extension;
+    other browsers ignore it)."""
+    if kbps <= 0:
+        return sdp
+    lines = sdp.split("\r\n")
+    video_pts = {m.group(1) for line in lines
+                 if (m := re.match(r"a=rtpmap:(\d+) (H264|VP8)/", line))}
+    out = []
+    with_fmtp = set()
+    for line in lines:
+        m = re.match(r"a=fmtp:(\d+) (.*)", line)
+        if m and m.group(1) in video_pts:
+            line += f";x-google-start-bitrate={kbps}"
+            with_fmtp.add(m.group(1))
+        out.append(line)
+        m = re.match(r"a=rtpmap:(\d+) VP8/", line)
+        if m and m.group(1) not in with_fmtp and f"a=fmtp:{m.group(1)} " not in sdp:
+            out.append(f"a=fmtp:{m.group(1)} x-google-start-bitrate={kbps}")
+    return "\r\n".join(out)
