@@ -26,6 +26,7 @@ correctness under the interpreter (their "ms" is the interpreter's, meaningless)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -250,8 +251,10 @@ def attention_errors(p: dict[str, Any], outs: dict[str, Any], heads: int = 2) ->
 
     h = slice(0, heads)
     sub = {n: p[n][:, h] for n in ("q", "k", "v", "kc", "vc")}
-    ref = chunk_attention_ref(*(sub[n].float() for n in ("q", "k", "v", "kc", "vc")),
-                              *p["state"], p["layout"])
+    f = {n: t.float() for n, t in sub.items()}
+    sink_len, ring_start, window_len = p["state"]
+    ref = chunk_attention_ref(f["q"], f["k"], f["v"], f["kc"], f["vc"], sink_len, ring_start,
+                              window_len, p["layout"])
     q, k, v, _ = gathered_rotated({**p, **sub})
     base = (F.scaled_dot_product_attention(q, k, v).float() - ref).abs().max().item()
     floor = FP32_FLOOR / 2 if p["q"].dtype.is_floating_point and p["q"].element_size() == 4 \
@@ -276,14 +279,14 @@ def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool =
         p = make_attention(shape, dtype, device)
         args = (p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"], p["layout"])
         runs: dict[str, Callable[[], Any]] = {
-            "torch": lambda a=args: chunk_attention_torch(*a)}
+            "torch": functools.partial(chunk_attention_torch, *args)}
         if device == "cuda" or dry_run:
             tri = kernel_module("kernels.triton_attention", p["q"].device)
-            runs = {"triton": lambda a=args, tri=tri: tri.chunk_attention_triton(*a),
-                    "sdpa_flash_gather": lambda p=p: sdpa_flash_gather(p),
+            runs = {"triton": functools.partial(tri.chunk_attention_triton, *args),
+                    "sdpa_flash_gather": functools.partial(sdpa_flash_gather, p),
                     "flex": flex_runner(p, compiled=not dry_run), **runs}
         else:
-            runs["torch_ref"] = lambda a=args: chunk_attention_ref(*a)
+            runs["torch_ref"] = functools.partial(chunk_attention_ref, *args)
         outs = {name: fn() for name, fn in runs.items()}
         errs = attention_errors(p, outs)
         flops = attention_flops(p)
@@ -347,13 +350,14 @@ def bench_norm(device: str, interpreter: bool) -> list[dict[str, Any]]:
             base_err = max((base.float() - ref).abs().max().item(), floor)
             nbytes = (2 * B * L * C + 2 * B * G * C) * x.element_size()
             xs = (x, shift, scale)
-            runs: dict[str, Callable[[], Any]] = {"torch": lambda xs=xs: adaln_norm_torch(*xs)}
+            runs: dict[str, Callable[[], Any]] = {"torch": functools.partial(adaln_norm_torch,
+                                                                             *xs)}
             if device == "cpu":
-                runs["torch_ref"] = lambda xs=xs: adaln_norm_ref(*xs)
+                runs["torch_ref"] = functools.partial(adaln_norm_ref, *xs)
             if device == "cuda" or (interpreter and L * C <= 1 << 17):
                 tn = kernel_module("kernels.triton_norm", x.device)
                 runs["triton" if device == "cuda" else "triton-interpreter"] = (
-                    lambda tn=tn, xs=xs: tn.adaln_norm_triton(*xs))
+                    functools.partial(tn.adaln_norm_triton, *xs))
             shared = {} if device == "cuda" else time_cpu_interleaved(
                 {n: f for n, f in runs.items() if n != "triton-interpreter"}, budget_s=0.5)
             for name, fn in runs.items():

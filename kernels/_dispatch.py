@@ -10,9 +10,9 @@ so one imported kernel module cannot serve both a GPU and the interpreter. The
 entry points therefore ask `kernel_module(name, device)`: CUDA gets the ordinary
 module; CPU gets a second copy of the same source file executed with
 TRITON_INTERPRET=1 set just for its import, whose kernels (helpers included) are
-interpreted. Forcing 'triton' on a CPU tensor thus works in any process, whatever
-the environment was when triton was first imported; nothing needs TRITON_INTERPRET
-set before import.
+interpreted (and `interpreter_env` lets them call triton's compiled-mode library
+functions). Forcing 'triton' on a CPU tensor thus works in any process, beside
+compiled kernels; nothing needs TRITON_INTERPRET set before import.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -83,18 +83,42 @@ def _load_interpreted(name: str) -> ModuleType:
 
 @contextmanager
 def interpreter_env() -> Iterator[None]:
-    """TRITON_INTERPRET=1 for the duration of the block: around the import of an
-    interpreted copy, and around its launches (triton consults the flag while
-    interpreting too, e.g. when it lazily imports its own modules)."""
+    """Interpreter mode for the duration of the block: around the import of an
+    interpreted copy, and around its launches.
+
+    Sets TRITON_INTERPRET=1 (triton consults it while interpreting, e.g. when it
+    lazily imports its own modules). And if triton itself was first imported in
+    compiled mode, its library functions (`tl.sum`, `tl.max`, ...) are compiled
+    JITFunctions that refuse to be called from Python; inside the block, calling
+    one runs an interpreted twin instead, as a fully interpreted process would.
+    Not thread-safe: no compiled kernel may launch while the block is open."""
+    import triton.language  # noqa: F401  (triton's own library: compiled mode, always)
+    from triton.runtime.jit import JITFunction
+
     previous = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
+    compiled_call = JITFunction.__call__
+    JITFunction.__call__ = _call_interpreted  # type: ignore[method-assign]
     try:
         yield
     finally:
+        JITFunction.__call__ = compiled_call  # type: ignore[method-assign]
         if previous is None:
             del os.environ["TRITON_INTERPRET"]
         else:
             os.environ["TRITON_INTERPRET"] = previous
+
+
+_twins: dict[int, Any] = {}
+
+
+def _call_interpreted(self: Any, *args: Any, **kwargs: Any) -> Any:
+    from triton.runtime.interpreter import InterpretedFunction
+
+    twin = _twins.get(id(self))
+    if twin is None:
+        twin = _twins[id(self)] = (self, InterpretedFunction(self.fn))
+    return twin[1](*args, **kwargs)
 
 
 def interpreting() -> bool:

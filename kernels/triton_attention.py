@@ -278,10 +278,10 @@ def chunk_attention_triton(
             _chunk_attn_fwd[grid](*args, HALF=D // 2, BLOCK_M=bm, BLOCK_N=bn, IEEE=ieee,
                                   INTERP=INTERPRETED, COUNT=visited is not None)
     else:
-        def grid(meta: dict) -> tuple[int, int]:
+        def tuned_grid(meta: dict) -> tuple[int, int]:
             return (triton.cdiv(Lq, meta["BLOCK_M"]), B * H)
 
         if visited is not None:
             raise ValueError("visited needs a fixed block")
-        _launch[grid](*args, HALF=D // 2, IEEE=ieee, INTERP=False, COUNT=False)
+        _launch[tuned_grid](*args, HALF=D // 2, IEEE=ieee, INTERP=False, COUNT=False)
     return out

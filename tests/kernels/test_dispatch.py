@@ -3,6 +3,8 @@ forced or when TRITON_INTERPRET=1, and the test hook overriding both."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -60,3 +62,30 @@ def test_entry_points_agree_with_reference(backend: str, gen: torch.Generator,
                                                     "adaln_norm_triton"])
     assert (o - chunk_attention_ref(q, k, v, kc, vc, *state, layout)).abs().max() < 1e-5
     assert (n - adaln_norm_ref(x, sh, sc, "rms")).abs().max() < 1e-5
+
+
+def test_interpreted_and_compiled_kernels_coexist() -> None:
+    """Interpreting first must not turn the compiled kernels (or triton's own
+    library) into interpreted ones, and the reverse order must still interpret."""
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from kernels._dispatch import kernel_module
+from triton.runtime.jit import JITFunction
+x, s = torch.randn(1, 4, 32), torch.randn(1, 1, 32)
+tn = kernel_module('kernels.triton_norm', torch.device('cpu'))
+tn.adaln_norm_triton(x, s, s)
+import kernels.triton_norm as compiled
+import triton.language as tl
+assert isinstance(compiled._adaln_norm_fwd, JITFunction), type(compiled._adaln_norm_fwd)
+assert isinstance(tl.sum, JITFunction), type(tl.sum)
+ta = kernel_module('kernels.triton_attention', torch.device('cpu'))
+assert not isinstance(ta._chunk_attn_fwd, JITFunction)
+print('ok')
+"""
+    env = {k: v for k, v in _dispatch.os.environ.items() if k != "TRITON_INTERPRET"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       cwd=str(Path(__file__).resolve().parents[2]), timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
