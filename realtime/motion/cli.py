@@ -110,12 +110,22 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frames and total:
         total = min(total, args.max_frames)
 
+    for out in (args.overlay, args.track, args.json):
+        if out and not Path(out).resolve().parent.is_dir():
+            container.close()
+            return _fail(f"cannot write {out}: its directory does not exist")
+    writer = None
+    if args.overlay:
+        try:
+            writer = _OverlayWriter(args.overlay, fps)
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            container.close()
+            return _fail(f"cannot write {args.overlay}: {e}")
     config = ExtractorConfig(hands_fallback=not args.no_hands_fallback)
     if args.long_side is not None:
         config.long_side = args.long_side
     extractor = MotionExtractor(config)
     processor = MotionProcessor() if args.overlay else None
-    writer = _OverlayWriter(args.overlay, fps) if args.overlay else None
     frames: list[MotionFrame] = []
     extract_ms: list[float] = []
     warning = None

@@ -94,3 +94,13 @@ def test_real_clip_summary(shared_media: Path, tmp_path: Path) -> None:
     summary = json.loads(out.read_text())
     assert summary["frames"] == 15
     assert summary["detected"]["face"] >= 0.9 and summary["detected"]["body"] >= 0.9
+
+
+def test_unwritable_output_exits_2_before_any_work(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, n=3)
+    rc = main(["motion", "--input", str(clip), "--quiet",
+               "--overlay", str(tmp_path / "missing" / "o.mp4")])
+    assert rc == 2
+    assert "cannot write" in one_line_error(capsys)
