@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.latency_report import ordered_parts
+
 # One fixed colour per part, in pipeline order (tab20), so runs and figures compare.
 _PARTS = ("network_up", "video_decode", "receive", "mailbox", "convert", "extraction", "motion",
           "condition", "model", "ae_decode", "output", "encode", "send", "queue", "network_down")
@@ -56,10 +58,7 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> None:
 
     names = [r["engine"] for r in runs]
     bottoms = [0.0] * len(runs)
-    stages: list[str] = []
-    for r in runs:
-        stages += [s for s in r["stages_ms"] if s not in stages]
-    for s in stages:
+    for s in ordered_parts(runs):
         vals = [max(_num(r["stages_ms"].get(s, 0.0)), 0.0) for r in runs]
         vals = [0.0 if v != v else v for v in vals]          # NaN -> 0
         ax_bar.bar(names, vals, bottom=bottoms, label=s, color=_color(s))

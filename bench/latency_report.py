@@ -120,6 +120,14 @@ def headline(run: dict[str, Any]) -> dict[str, Any]:
     return _clean(out)
 
 
+def _drift(d: dict[str, Any]) -> str:
+    """'+4.1 ms (+6.3 %)': last window's median minus the first's."""
+    first, last = d.get("first_p50_ms"), d.get("last_p50_ms")
+    if first is None or last is None or not (math.isfinite(first) and math.isfinite(last)):
+        return "–"
+    return f"{last - first:+.1f} ms ({_f(d['change_pct'])} %)"
+
+
 def _f(x: Any, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
@@ -138,7 +146,7 @@ def markdown(doc: dict[str, Any], plot_name: str | None = None) -> str:
         f"{doc['date']}. Warm-up {cfg.get('warmup_s')} s excluded from percentiles.",
         "",
         "| engine | preset | codec | in → out | e2e p50 | p95 | p99 | first frame | "
-        "fps in | fps out | jitter | dropped | drift |",
+        "fps in | fps out | jitter | dropped | drift (last − first window) |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in doc["runs"]:
@@ -150,11 +158,9 @@ def markdown(doc: dict[str, Any], plot_name: str | None = None) -> str:
             f"| {r['engine']} | {r.get('preset') or '–'} | {r.get('codec') or '?'} | {size} | "
             f"{_f(e['p50'])} | {_f(e['p95'])} | {_f(e['p99'])} | {_f(r['first_frame_ms'], 0)} | "
             f"{_f(r['fps_in'])} | {_f(r['fps_out'])} | {_f(r['jitter_ms'])} | "
-            f"{r['dropped']['total']} | {_f(r['drift']['change_pct'])} % |")
+            f"{r['dropped']['total']} | {_drift(r['drift'])} |")
     lines += ["", "Median per stage (ms); the parts of each frame add up to its e2e latency:", ""]
-    stages: list[str] = []
-    for r in doc["runs"]:
-        stages += [s for s in r["stages_ms"] if s not in stages]
+    stages = ordered_parts(doc["runs"])
     lines.append("| engine | " + " | ".join(stages) + " |")
     lines.append("|---|" + "---:|" * len(stages))
     for r in doc["runs"]:
@@ -182,6 +188,14 @@ def markdown(doc: dict[str, Any], plot_name: str | None = None) -> str:
         lines += ["", f"![latency]({plot_name})"]
     lines += ["", f"Command: `{cfg.get('command', '')}`", ""]
     return "\n".join(lines)
+
+
+def ordered_parts(runs: list[dict[str, Any]]) -> list[str]:
+    """Every part any run reports, in pipeline order (unknown ones last)."""
+    from bench.latency_summary import PART_ORDER
+
+    seen = {p for r in runs for p in r["stages_ms"]}
+    return [p for p in PART_ORDER if p in seen] + sorted(seen - set(PART_ORDER))
 
 
 def dominant_stage(run: dict[str, Any]) -> str:
