@@ -255,15 +255,22 @@ class MotionExtractor:
             # body (a hand close-up) it runs on every frame.
             if want and body_trusted and self._hands_wait > 0:
                 self._hands_wait -= 1
-            elif want:
-                found, seen = self._run_hands(small, body if body_trusted else None,
-                                              (left, right))
+            elif want and body_trusted:
+                found, seen = self._run_hands(small, body, (left, right))
                 if not seen:
                     self._hands_wait = self.config.hands_retry_every - 1
                 if left is None and "left_hand" in found:
                     left, conf["left_hand"] = found["left_hand"]
                 if right is None and "right_hand" in found:
                     right, conf["right_hand"] = found["right_hand"]
+            elif want:
+                # A close-up: when the Hands model sees hands, its hands and its
+                # handedness replace Holistic's guesses around an imagined body
+                # (which may swap sides from frame to frame).
+                found, seen = self._run_hands(small, None, (None, None))
+                if seen:
+                    left, conf["left_hand"] = found.get("left_hand", (None, 0.0))
+                    right, conf["right_hand"] = found.get("right_hand", (None, 0.0))
 
         return MotionFrame(
             frame_id=frame_id,
