@@ -45,9 +45,25 @@ def configure_torch_threads(threads: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+def pad_square(img: np.ndarray) -> np.ndarray:
+    """Centre an (H, W, 3) image on a square canvas filled with its border's median
+    colour: the character keeps its proportions (a resize alone would squash it)."""
+    h, w = img.shape[:2]
+    if h == w:
+        return img
+    border = np.concatenate((img[0], img[-1], img[:, 0], img[:, -1]))
+    n = max(h, w)
+    out = np.empty((n, n, 3), np.uint8)
+    out[:] = np.median(border, axis=0).astype(np.uint8)
+    y, x = (n - h) // 2, (n - w) // 2
+    out[y:y + h, x:x + w] = img
+    return out
+
+
 def images_to_tensor(images: list[np.ndarray], size: int, device: torch.device,
                      dtype: torch.dtype) -> torch.Tensor:
-    """RGB uint8 (H, W, 3) images -> (N, 3, size, size) in [-1, 1], area-resized."""
+    """RGB uint8 (H, W, 3) images -> (N, 3, size, size) in [-1, 1]: padded square,
+    area-resized."""
     out = []
     for i, img in enumerate(images):
         if not (isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3
@@ -55,7 +71,7 @@ def images_to_tensor(images: list[np.ndarray], size: int, device: torch.device,
             shape = getattr(img, "shape", None)
             raise ValueError(f"reference image {i}: need an RGB uint8 (H, W, 3) array of at "
                              f"least 8x8, got {shape} {getattr(img, 'dtype', type(img))}")
-        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(pad_square(np.array(img))).permute(2, 0, 1)[None].float()
         x = F.interpolate(x, size=(size, size), mode="area")
         out.append(x / 127.5 - 1.0)
     return torch.cat(out).to(device=device, dtype=dtype)

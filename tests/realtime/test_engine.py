@@ -145,3 +145,15 @@ def test_steps_are_validated() -> None:
     assert e.steps == 4
     with pytest.raises(ValueError):
         e.set_steps(0)
+
+
+def test_reference_keeps_its_proportions() -> None:
+    from realtime.engine import pad_square
+
+    tall = np.zeros((40, 20, 3), np.uint8)
+    tall[:, :] = (200, 10, 10)
+    tall[0] = tall[-1] = (0, 0, 255)
+    sq = pad_square(tall)
+    assert sq.shape == (40, 40, 3)
+    assert np.array_equal(sq[:, 10:30], tall)              # centred, unscaled
+    assert tuple(sq[20, 0]) == (200, 10, 10)               # border median fills the sides
