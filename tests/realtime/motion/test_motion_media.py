@@ -143,3 +143,10 @@ def test_hands_fallback_is_what_finds_hands_in_close_ups(extract_clip: Callable,
         holistic_only = [ex.process(f, i, i / 10) for i, f in enumerate(frames)]
     assert rate(holistic_only, "any_hand") < 0.3
     assert rate(with_fallback, "any_hand") >= 0.9
+    # One hand in view the whole clip: it must not flip between the avatar's left
+    # and right hands from frame to frame.
+    sides = [(f.left_hand is not None, f.right_hand is not None) for f in with_fallback]
+    one_side = [s for s in sides if sum(s) == 1]
+    assert len(one_side) >= 0.9 * len(sides)
+    assert max(one_side.count((True, False)), one_side.count((False, True))) \
+        >= 0.9 * len(one_side)
