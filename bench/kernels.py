@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="GPU: presets + the smallest and largest streams only")
     parser.add_argument("--no-interpreter", action="store_true",
                         help="CPU: skip the Triton-interpreter correctness entries")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU: torch intra-op threads (default: torch's choice)")
     parser.add_argument("--dry-run", action="store_true",
                         help="CPU: run the GPU comparison (all backends, the stream shapes "
                              "shrunk to 4x6-token frames, 2 heads) to check its logic")
@@ -450,6 +452,8 @@ def print_table(entries: list[dict[str, Any]]) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
