@@ -59,10 +59,10 @@ def forward_dense(
     dev = hist.device
 
     zeros = ref.new_zeros
-    x_r, c_r = model.embed(ref, zeros(B, R), None, zeros(B, R, cfg.face_dim),
-                           zeros(B, R, cfg.n_parts), is_reference=True)
-    x_h, c_h = model.embed(hist, hist.new_full((B, N), hist_t), pose, face, presence)
-    x_q, c_q = model.embed(query, query.new_full((B, N), query_t), pose, face, presence)
+    x_r, c_r = model.embed(ref, torch.zeros(B, R, device=dev), None,
+                           zeros(B, R, cfg.face_dim), zeros(B, R, cfg.n_parts), is_reference=True)
+    x_h, c_h = model.embed(hist, torch.full((B, N), hist_t, device=dev), pose, face, presence)
+    x_q, c_q = model.embed(query, torch.full((B, N), query_t, device=dev), pose, face, presence)
     x = torch.cat((x_r, x_h, x_q), dim=1)                       # (B, (R+2N)*T, C)
     c = torch.cat((c_r, c_h, c_q), dim=1)                       # (B, R+2N, C)
 

@@ -318,7 +318,8 @@ class StudentDiT(nn.Module):
             return F.scaled_dot_product_attention(apply_rope_ref(q, pos), apply_rope_ref(k, pos), v)
 
         zeros = ref_latents.new_zeros
-        x, c = self.embed(ref_latents, zeros(B, R), None, zeros(B, R, self.cfg.face_dim),
+        t0 = torch.zeros(B, R, device=ref_latents.device)
+        x, c = self.embed(ref_latents, t0, None, zeros(B, R, self.cfg.face_dim),
                           zeros(B, R, self.cfg.n_parts), is_reference=True)
         _, ks, vs = self.run_blocks(x, c, attend, kv_only=True)
         return ks, vs

@@ -63,15 +63,15 @@ def sample_chunk(
     last_kv: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
     written, written_t = x, ts[-2]
     for i in range(steps):
-        t = x.new_full((B, K), ts[i])
+        t = torch.full((B, K), ts[i], device=x.device)        # fp32 even in bf16
         v, ks, vs = model.forward_chunk(x, t, pose, face, presence, cache)
         assert v is not None
         if i == steps - 1:
             last_kv, written, written_t = (ks, vs), x, ts[i]
         x = x + (ts[i + 1] - ts[i]) * v
     if cache_write == "clean":
-        _, ks, vs = model.forward_chunk(x, x.new_zeros(B, K), pose, face, presence, cache,
-                                        kv_only=True)
+        t0 = torch.zeros(B, K, device=x.device)
+        _, ks, vs = model.forward_chunk(x, t0, pose, face, presence, cache, kv_only=True)
         last_kv, written, written_t = (ks, vs), x, 0.0
     if write:
         assert last_kv is not None
