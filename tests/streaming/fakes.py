@@ -52,6 +52,7 @@ class RecordingPipeline(EchoPipeline):
         self.steps: int | None = None
         self.threads: set[str] = set()
         self.closed = False
+        self.motions: list[object] = []
 
     def set_character(self, name: str) -> None:
         self.threads.add(threading.current_thread().name)
@@ -66,6 +67,13 @@ class RecordingPipeline(EchoPipeline):
     def set_steps(self, steps: int) -> None:
         self.threads.add(threading.current_thread().name)
         self.steps = steps
+
+    def process_motion(
+        self, motion: object, frame_id: int, t_capture: float
+    ) -> list[GeneratedFrame]:
+        self.threads.add(threading.current_thread().name)
+        self.motions.append(motion)
+        return super().process_motion(motion, frame_id, t_capture)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.closed = True

@@ -83,7 +83,8 @@ async def open_page(url: str, camera: Path, tmp_path: Path) -> AsyncIterator[obj
             executable_path=CHROMIUM, headless=True,
             args=[*FLAGS, f"--use-file-for-fake-video-capture={camera}"])
         try:
-            page = await browser.new_page()
+            context = await browser.new_context()
+            page = await context.new_page()
             page.on("console", lambda m: print("page:", m.text))
             await page.goto(f"{url}/?autostart=1")
             yield page
@@ -117,6 +118,10 @@ async def test_page_receives_generated_video_and_shows_telemetry(tmp_path: Path)
             latency = await wait_for(page, "window.marionette.latencies.length > 5 && "
                                            "document.getElementById('latency').textContent")
             assert float(str(latency)) > 0                             # overlay shows a number
+            # a second viewer (an OBS browser source, another page) watches over WHEP
+            viewer = await page.context.new_page()  # type: ignore[attr-defined]
+            await viewer.goto(f"{running.url}/watch.html")
+            await wait_for(viewer, "window.marionetteViewer.framesDecoded > 10")
     finally:
         await runner.cleanup()
 

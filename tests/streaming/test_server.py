@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import itertools
 import statistics
+import sys
 import threading
+import types
 
 import aiohttp
 import pytest
@@ -308,3 +311,34 @@ async def test_healthz_and_metrics_report_sessions_frames_and_stages(echo_server
     assert "marionette_sessions" in lines and "marionette_sessions_total" in lines
     assert 'marionette_stage_seconds_count{stage="model"}' in lines
     assert 'marionette_stage_seconds_bucket{stage="encode",le="+Inf"}' in lines
+
+
+async def test_demo_motion_drives_the_pipeline_and_degrades_clearly_when_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pipelines: list[RecordingPipeline] = []
+
+    def factory() -> RecordingPipeline:
+        pipelines.append(RecordingPipeline())
+        return pipelines[-1]
+
+    fake = types.ModuleType("realtime.avatars.motion")
+    fake.demo_performer = lambda seed=0: (f"motion-{i}" for i in itertools.count())  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "realtime.avatars.motion", fake)
+    running, runner = await start_server(factory)
+    try:
+        result = await run_client(running.url, synthetic=True, seconds=1.5, size=(320, 240),
+                                  control=[{"type": "demo", "on": True}])
+        monkeypatch.setitem(sys.modules, "realtime.avatars.motion", None)   # not installed
+        missing = await run_client(running.url, synthetic=True, seconds=1.0, size=(320, 240),
+                                   control=[{"type": "demo", "on": True}])
+    finally:
+        await runner.cleanup()
+    motions = pipelines[0].motions
+    assert len(motions) > 15 and motions[:3] == ["motion-0", "motion-1", "motion-2"]
+    assert any(m["type"] == "ack" and m["for"] == "demo" for m in result.control)
+    demo_records = [r for r in result.telemetry if r["input_id"] is None]
+    assert len(demo_records) > 15                       # generated from motion, not pixels
+    errors = [m for m in missing.control if m["type"] == "error" and m["for"] == "demo"]
+    assert errors and "demo motion is not available" in errors[0]["message"]
+    assert len(missing.received) > 10                   # the session itself went on
