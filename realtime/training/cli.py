@@ -1,8 +1,14 @@
 """`marionette train init | ae | teacher | student`.
 
 `init` writes a random-init checkpoint of a preset (what tests and benchmarks use
-before trained weights exist). The training stages (`ae`, `teacher`, `student`)
-register their own subparsers in `STAGES` beside it.
+before trained weights exist). The training stages run `realtime.training.stages`:
+
+    marionette train ae      --data DS [--preset P] [--steps N] [--out runs/ae] [--resume]
+    marionette train teacher --data DS [--init runs/ae] [--out runs/teacher] ...
+    marionette train student --data DS [--init runs/teacher] [--out runs/student] ...
+
+each with a progress bar, a JSON-lines log (`--json-log`, default OUT/log.jsonl),
+interval checkpoints and exact `--resume`.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 # name -> (help, add_arguments, run); the training stages add theirs here.
 Stage = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -34,8 +41,72 @@ def _run_init(args: argparse.Namespace) -> int:
     return 0
 
 
+_PREVIOUS = {"teacher": "ae", "student": "teacher"}
+
+
+def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--preset", default=None,
+                       help="tiny | cpu | gpu (default: gpu with CUDA, else cpu)")
+        p.add_argument("--data", type=Path, required=True,
+                       help="studio dataset (`marionette avatar dataset --out DIR`)")
+        p.add_argument("--steps", type=int, default=None,
+                       help="total optimisation steps (default: the preset's plan)")
+        p.add_argument("--out", type=Path, default=Path("runs") / stage,
+                       help=f"output directory (default runs/{stage})")
+        if stage in _PREVIOUS:
+            prev = _PREVIOUS[stage]
+            p.add_argument("--init", type=Path, default=Path("runs") / prev,
+                           help=f"{prev} checkpoint to start from (default runs/{prev})")
+        p.add_argument("--resume", action="store_true",
+                       help="continue from OUT/train_state.pt (exactly)")
+        p.add_argument("--json-log", type=Path, default=None,
+                       help="JSON-lines log (default OUT/log.jsonl)")
+        p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if present)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
+                       help="stop with a checkpoint after MIN minutes (--resume continues)")
+        if stage == "ae":
+            p.add_argument("--no-real-media", action="store_true",
+                           help="studio frames only (skip ../shared/media)")
+    return add
+
+
+def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
+    def run_stage(args: argparse.Namespace) -> int:
+        import json
+        import logging
+
+        from realtime.model.config import default_preset
+        from realtime.training.stages import STAGES as RUNNERS
+        from realtime.training.stages import StageArgs
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        a = StageArgs(preset=args.preset or default_preset(), data=args.data, out=args.out,
+                      init=getattr(args, "init", None), steps=args.steps, resume=args.resume,
+                      json_log=args.json_log, device=args.device, seed=args.seed,
+                      progress=not args.no_progress,
+                      real_media=not getattr(args, "no_real_media", False),
+                      time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
+        try:
+            summary = RUNNERS[stage](a)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"marionette train {stage}: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps(summary))
+        return 0
+    return run_stage
+
+
 STAGES: dict[str, Stage] = {
     "init": ("write a random-init checkpoint of a preset", _add_init, _run_init),
+    "ae": ("train the autoencoder (studio + real frames)", _add_training("ae"),
+           _run_training("ae")),
+    "teacher": ("train the guided flow-matching teacher", _add_training("teacher"),
+                _run_training("teacher")),
+    "student": ("distil the teacher into the few-step causal student",
+                _add_training("student"), _run_training("student")),
 }
 
 

@@ -46,6 +46,9 @@ class LoopConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+    stop_at: int | None = None          # stop (with a checkpoint) after this step:
+                                        # an interruption that --resume continues
+    time_limit_s: float | None = None   # same, once this much wall time has passed
 
 
 @dataclass
@@ -215,6 +218,13 @@ def train_loop(
     update = next(bar)
     try:
         while step < cfg.steps:
+            if step == cfg.stop_at or (cfg.time_limit_s is not None
+                                       and time.perf_counter() - t0 > cfg.time_limit_s):
+                save_state(state_path, modules, opt, step, rng, gen, extra_state)
+                if on_checkpoint is not None:
+                    on_checkpoint(step)
+                log.write({"event": "stopped", "stage": name, "step": step})
+                break
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, cfg)
             ctx = StepContext(step=step, device=device, rng=rng, gen=gen)

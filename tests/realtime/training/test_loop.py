@@ -37,8 +37,9 @@ def test_resume_reproduces_the_uninterrupted_loss_trajectory(tmp_path: Path) -> 
     full = train_loop("t", {"m": model}, fn, _cfg(8), tmp_path / "a")  # type: ignore[arg-type]
 
     model, fn = _problem()
-    first = train_loop("t", {"m": model}, fn, _cfg(8).__class__(**{**_cfg(8).__dict__,
-                       "steps": 3}), tmp_path / "b")  # type: ignore[arg-type]
+    stopped = _cfg(8)
+    stopped.stop_at = 3                     # interrupted after step 3
+    first = train_loop("t", {"m": model}, fn, stopped, tmp_path / "b")  # type: ignore[arg-type]
     model, fn = _problem()                  # fresh process state: weights re-initialised
     log = tmp_path / "b" / "log.jsonl"
     rest = train_loop("t", {"m": model}, fn, _cfg(8), tmp_path / "b", resume=True,

@@ -1,0 +1,144 @@
+"""Training data: studio clips -> model conditions -> cached latents.
+
+A `Clip` is one character performing one motion clip: reference image(s), the
+ground-truth frames, and the motion conditions made exactly as inference makes
+them (`realtime.motion.retarget` + `render_condition` at the model's pose size, via
+`conditions_for`). Clips come from the avatar studio's sharded dataset
+(`marionette avatar dataset`), read with its own reader.
+
+Training never decodes images in the loop: `encode_clips` runs the frozen
+autoencoder once over every clip and keeps latents in memory (`LatentClips`), and a
+step draws random windows from them (`LatentClips.sample`), so every random choice
+comes from the loop's generators and resume is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realtime.model.autoencoder import TinyAutoencoder
+from realtime.model.config import ModelConfig
+
+
+@dataclass
+class Clip:
+    """One character driven by one motion clip, ready for the model."""
+
+    character: str
+    motion: str
+    reference: np.ndarray           # (R, H, W, 3) uint8 RGB at the model's resolution
+    frames: np.ndarray              # (F, H, W, 3) uint8 RGB ground truth
+    pose: np.ndarray                # (F, 16, P, P) float32 condition maps
+    face: np.ndarray                # (F, 12) float32
+    presence: np.ndarray            # (F, 4) float32
+
+
+@dataclass
+class LatentBatch:
+    ref: torch.Tensor               # (B, R, c, h, w)
+    latents: torch.Tensor           # (B, N, c, h, w)
+    pose: torch.Tensor              # (B, N, 16, P, P)
+    face: torch.Tensor              # (B, N, 12)
+    presence: torch.Tensor          # (B, N, 4)
+
+
+@dataclass
+class LatentClips:
+    """Every clip's latents and conditions, stacked (clips padded to no length: all
+    clips of a dataset have the same frame count F)."""
+
+    ref: torch.Tensor               # (C, R, c, h, w)
+    latents: torch.Tensor           # (C, F, c, h, w)
+    pose: torch.Tensor              # (C, F, 16, P, P) uint8: the renderer's own 8-bit
+                                    # planes, so `maps_float` restores them exactly
+    face: torch.Tensor              # (C, F, 12)
+    presence: torch.Tensor          # (C, F, 4)
+
+    @property
+    def n_clips(self) -> int:
+        return int(self.latents.shape[0])
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.latents.shape[1])
+
+    def window(self, clip: int, start: int, frames: int, device: torch.device | str = "cpu",
+               ) -> LatentBatch:
+        """Frames [start, start + frames) of one clip, batch of one."""
+        s = slice(start, start + frames)
+        return LatentBatch(self.ref[clip:clip + 1].to(device),
+                           self.latents[clip:clip + 1, s].to(device),
+                           maps_float(self.pose[clip:clip + 1, s].to(device)),
+                           self.face[clip:clip + 1, s].to(device),
+                           self.presence[clip:clip + 1, s].to(device))
+
+    def sample(self, rng: np.random.Generator, batch: int, frames: int,
+               device: torch.device | str = "cpu") -> LatentBatch:
+        """`batch` random windows of `frames` frames (random clip, random start)."""
+        if frames > self.n_frames:
+            raise ValueError(f"windows of {frames} frames from clips of {self.n_frames}")
+        clips = rng.integers(0, self.n_clips, batch)
+        starts = rng.integers(0, self.n_frames - frames + 1, batch)
+        idx = torch.from_numpy(starts)[:, None] + torch.arange(frames)[None]  # (B, N)
+        ci = torch.from_numpy(clips)
+        return LatentBatch(self.ref[ci].to(device),
+                           self.latents[ci[:, None], idx].to(device),
+                           maps_float(self.pose[ci[:, None], idx].to(device)),
+                           self.face[ci[:, None], idx].to(device),
+                           self.presence[ci[:, None], idx].to(device))
+
+
+def maps_u8(maps: np.ndarray) -> torch.Tensor:
+    """Condition maps (float32 k/255, as `render_pose_maps` makes them) -> uint8 k."""
+    return torch.from_numpy(np.rint(maps * 255.0).astype(np.uint8))
+
+
+def maps_float(maps: torch.Tensor) -> torch.Tensor:
+    """uint8 k -> float32 k * float32(1/255), bit-identical to the renderer's output."""
+    return maps.float() * torch.tensor(1.0 / 255.0, dtype=torch.float32, device=maps.device)
+
+
+def to_unit(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+@torch.no_grad()
+def encode_clips(ae: TinyAutoencoder, clips: list[Clip], batch: int = 64) -> LatentClips:
+    """Encode every clip's reference and frames once with the (frozen) autoencoder."""
+    if not clips:
+        raise ValueError("no clips to encode")
+    n = min(len(c.frames) for c in clips)
+    dev = ae.encoder.out.weight.device
+
+    def enc(images: np.ndarray) -> torch.Tensor:
+        x = to_unit(images)
+        return torch.cat([ae.encode(x[i:i + batch].to(dev)).cpu()
+                          for i in range(0, len(x), batch)])
+
+    return LatentClips(
+        ref=torch.stack([enc(c.reference) for c in clips]),
+        latents=torch.stack([enc(c.frames[:n]) for c in clips]),
+        pose=torch.stack([maps_u8(c.pose[:n]) for c in clips]),
+        face=torch.stack([torch.from_numpy(c.face[:n]).float() for c in clips]),
+        presence=torch.stack([torch.from_numpy(c.presence[:n]).float() for c in clips]),
+    )
+
+
+def studio_images(clips: list[Clip], every: int = 1) -> torch.Tensor:
+    """uint8 (N, 3, H, W) pool of studio frames (every `every`-th) and references."""
+    arrs = [c.frames[::every] for c in clips] + [c.reference for c in clips]
+    return torch.from_numpy(np.concatenate(arrs)).permute(0, 3, 1, 2).contiguous()
+
+
+def load_clips(data: Path, split: str, cfg: ModelConfig, limit: int | None = None,
+               ) -> list[Clip]:
+    """Clips of `split` from a studio dataset directory, at the model's resolution,
+    with conditions rendered as inference renders them."""
+    from realtime.training.studio import read_split
+
+    return read_split(data, split, cfg, limit)

@@ -1,0 +1,267 @@
+"""`marionette eval`: a checkpoint on held-out characters driven by held-out motion.
+
+The student runs exactly as in a session (`realtime.engine.StreamingEngine`: same
+cache, same sampler, same decode); the teacher (a `teacher/` checkpoint beside the
+student's, or `--teacher`) runs its many-step guided sampler over the same stream.
+Reported (JSON with `--json`):
+
+    psnr, ssim            whole frame, student at its default steps, vs ground truth
+    face_psnr, hand_psnr  inside boxes around the head / fingers, found per frame from
+                          the condition's pose maps
+    flicker               mean |(out_t - out_t-1) - (gt_t - gt_t-1)| (0 = the output
+                          changes exactly as the ground truth does); flicker_ratio is
+                          mean |out_t - out_t-1| / mean |gt_t - gt_t-1|
+    drift_db              PSNR of the last `window` frames of one long stream minus that
+                          of the first `window` (0 = no drift; negative = degrades).
+                          The stream is the held-out clips of one character, cycled,
+                          ending with a replay of its first `window` frames, so the two
+                          windows show the same motion and differ only in stream age.
+                          Default 3000 frames, windows of 100 (frames 0-100 against
+                          2900-3000); `--frames` shortens it and the JSON says so.
+    student_vs_teacher_db student PSNR minus teacher PSNR (both vs ground truth) at
+                          1, 2 and 4 student steps; the teacher at its full step count
+    ms_per_frame          median wall time per frame of the engine (sample + decode)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from realtime.training.data import Clip
+
+DRIFT_FRAMES = 3000
+DRIFT_WINDOW = 100
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="student checkpoint directory (default: the shipped default)")
+    p.add_argument("--teacher", type=Path, default=None,
+                   help="teacher checkpoint (default: CHECKPOINT/teacher when present)")
+    p.add_argument("--data", type=Path, required=True, help="studio dataset directory")
+    p.add_argument("--clips", type=int, default=8, help="held-out clips to evaluate")
+    p.add_argument("--clip-frames", type=int, default=48, help="frames per held-out clip")
+    p.add_argument("--frames", type=int, default=DRIFT_FRAMES,
+                   help=f"length of the drift stream (default {DRIFT_FRAMES})")
+    p.add_argument("--json", type=Path, default=None, help="write the summary JSON here")
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0)
+
+
+@dataclass
+class Stream:
+    frames: np.ndarray              # (F, H, W, 3) uint8 output
+    ms_per_frame: list[float]       # per chunk: wall ms / frames
+
+
+def _unit(x: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _usable(clip: Clip, chunk: int, limit: int | None = None) -> int:
+    n = len(clip.frames) if limit is None else min(limit, len(clip.frames))
+    return n - n % chunk
+
+
+def run_student(model: Any, clip: Clip, steps: int, seed: int, frames: int | None = None,
+                ) -> Stream:
+    """Stream a clip's conditions through a `StreamingEngine`, as a session would."""
+    from realtime.engine import StreamingEngine
+    from realtime.motion.types import MotionCondition
+
+    engine = StreamingEngine(model, seed=seed, steps=steps)
+    engine.set_reference([r for r in clip.reference])
+    n = _usable(clip, model.cfg.chunk, frames)
+    out: list[np.ndarray] = []
+    ms: list[float] = []
+    for i in range(0, n, model.cfg.chunk):
+        conds = [MotionCondition(j, 0.0, clip.pose[j], clip.face[j], clip.presence[j])
+                 for j in range(i, i + model.cfg.chunk)]
+        t0 = time.perf_counter()
+        got = engine.push(conds)
+        ms.append((time.perf_counter() - t0) * 1000 / len(conds))
+        out.extend(g.image for g in got)
+    return Stream(np.stack(out), ms)
+
+
+@torch.no_grad()
+def run_teacher(model: Any, clip: Clip, steps: int, guidance: float, seed: int,
+                frames: int | None = None) -> Stream:
+    """The teacher's guided many-step sampler over the same stream, cache written in
+    the checkpoint's mode."""
+    from realtime.engine import images_to_tensor, tensor_to_images
+    from realtime.training.student import new_cache, set_reference
+    from realtime.training.teacher import teacher_sample_chunk
+
+    cfg = model.cfg
+    dev, dt = model.device, model.dtype
+    cache = new_cache(model.dit, 1, dev)
+    ref = images_to_tensor([r for r in clip.reference], cfg.resolution, dev, dt)
+    set_reference(model.dit, cache, model.ae.encode(ref)[None])
+    gen = torch.Generator(dev).manual_seed(seed)
+    n = _usable(clip, cfg.chunk, frames)
+    out: list[np.ndarray] = []
+    ms: list[float] = []
+    ls = cfg.latent_size
+    for i in range(0, n, cfg.chunk):
+        s = slice(i, i + cfg.chunk)
+        pose = torch.from_numpy(clip.pose[s])[None].to(dev, dt)
+        face = torch.from_numpy(clip.face[s])[None].to(dev, dt)
+        pres = torch.from_numpy(clip.presence[s])[None].to(dev, dt)
+        t0 = time.perf_counter()
+        noise = torch.randn((1, cfg.chunk, cfg.latent_channels, ls, ls), generator=gen,
+                            device=dev).to(dt)
+        res = teacher_sample_chunk(model.dit, cache, noise, pose, face, pres, steps, guidance,
+                                   cfg.time_shift, cfg.cache_write)
+        out.extend(tensor_to_images(model.ae.decode(res.latents[0])))
+        ms.append((time.perf_counter() - t0) * 1000 / cfg.chunk)
+    return Stream(np.stack(out), ms)
+
+
+def frame_metrics(out: np.ndarray, clip: Clip, start: int = 0) -> dict[str, float]:
+    """psnr, ssim, face/hand psnr, flicker of output frames against clip frames
+    [start, start + len(out))."""
+    from realtime.training import metrics as M
+
+    n = len(out)
+    pred, gt = _unit(out), _unit(clip.frames[start:start + n])
+    maps = torch.from_numpy(clip.pose[start:start + n])
+    size = gt.shape[-1]
+    fl, ratio = M.flicker(pred, gt) if n > 1 else (float("nan"), float("nan"))
+    return {
+        "psnr": M.psnr(pred, gt), "ssim": M.ssim(pred, gt),
+        "face_psnr": M.region_psnr(pred, gt, M.boxes_from_maps(maps, M.FACE_CHANNELS, size)),
+        "hand_psnr": M.region_psnr(pred, gt, M.boxes_from_maps(maps, M.HAND_CHANNELS, size)),
+        "flicker": fl, "flicker_ratio": ratio,
+    }
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Per-key mean over rows, ignoring NaN (a clip without hands has no hand_psnr)."""
+    keys = rows[0].keys()
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in rows if np.isfinite(r[k])]
+        out[k] = float(np.mean(vals)) if vals else float("nan")
+    return out
+
+
+def drift_clip(clips: list[Clip], frames: int, window: int) -> Clip:
+    """One long stream: the clips cycled for `frames - window` frames, then a replay of
+    the first `window` frames, so first and last windows show the same motion."""
+    def cat(name: str, n: int) -> np.ndarray:
+        parts, total = [], 0
+        while total < n:
+            for c in clips:
+                parts.append(getattr(c, name))
+                total += len(parts[-1])
+        return np.concatenate(parts)[:n]
+
+    body = frames - window
+    fields = {}
+    for name in ("frames", "pose", "face", "presence"):
+        seq = cat(name, body)
+        fields[name] = np.concatenate((seq, cat(name, window)))
+    c0 = clips[0]
+    return Clip(c0.character, "drift", c0.reference, fields["frames"], fields["pose"],
+                fields["face"], fields["presence"])
+
+
+def drift_window(frames: int, chunk: int) -> tuple[int, int]:
+    """(stream frames, window) for a drift stream of about `frames` frames: windows of
+    100 frames, or a quarter of a shorter stream, whole chunks."""
+    window = min(DRIFT_WINDOW, max(chunk, (frames // 4) // chunk * chunk))
+    return max(2 * window, frames - frames % chunk), window
+
+
+def evaluate(
+    model: Any, teacher: Any | None, clips: list[Clip], long: Clip, window: int,
+    seed: int = 0, teacher_steps: int = 16, guidance: float = 2.0,
+) -> dict[str, Any]:
+    """All metrics (see the module docstring) as a JSON-ready dict. `long` is the drift
+    stream (`drift_clip`), compared over its first and last `window` frames."""
+    cfg = model.cfg
+    steps = cfg.steps
+    rows, ms = [], []
+    for i, clip in enumerate(clips):
+        s = run_student(model, clip, steps, seed + i)
+        rows.append(frame_metrics(s.frames, clip))
+        ms.extend(s.ms_per_frame[1:] or s.ms_per_frame)   # first chunk: warm-up
+    summary: dict[str, Any] = {**_mean(rows), "steps": steps, "clips": len(clips),
+                               "frames_per_clip": _usable(clips[0], cfg.chunk)}
+
+    # drift: one long stream, the same motion in its first and last window
+    frames = _usable(long, cfg.chunk)
+    s = run_student(model, long, steps, seed)
+    first = frame_metrics(s.frames[:window], long, 0)
+    last = frame_metrics(s.frames[-window:], long, frames - window)
+    summary["drift_db"] = last["psnr"] - first["psnr"]
+    summary["drift"] = {"frames": frames, "window": window, "first": first, "last": last,
+                        "shortened": frames < DRIFT_FRAMES,
+                        "note": (f"windows of {window} frames: 0-{window} against "
+                                 f"{frames - window}-{frames}")}
+
+    # teacher (full steps, guided) vs student at 1, 2, 4 steps, same clips and seeds
+    if teacher is not None:
+        t_rows = []
+        by_steps: dict[str, list[dict[str, float]]] = {"1": [], "2": [], "4": []}
+        for i, clip in enumerate(clips):
+            t = run_teacher(teacher, clip, teacher_steps, guidance, seed + i)
+            t_rows.append(frame_metrics(t.frames, clip))
+            for k in by_steps:
+                st = run_student(model, clip, int(k), seed + i)
+                by_steps[k].append(frame_metrics(st.frames, clip))
+        t_psnr = _mean(t_rows)["psnr"]
+        summary["teacher_metrics"] = {"steps": teacher_steps, "guidance": guidance, **_mean(t_rows)}
+        summary["student_psnr_by_steps"] = {k: _mean(v)["psnr"] for k, v in by_steps.items()}
+        summary["student_vs_teacher_db"] = {k: _mean(v)["psnr"] - t_psnr
+                                            for k, v in by_steps.items()}
+    else:
+        summary["student_vs_teacher_db"] = None
+    summary["ms_per_frame"] = float(np.median(ms))
+    summary["ms_per_frame_p90"] = float(np.percentile(ms, 90))
+    summary["device"] = f"{model.device} ({platform.processor() or platform.machine()}, " \
+                        f"{torch.get_num_threads()} threads)"
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model
+    from realtime.training.studio import heldout_clips
+
+    ckpt = args.checkpoint or DEFAULT_CHECKPOINT
+    model = load_model(args.checkpoint, device=args.device)
+    teacher_dir = args.teacher or (ckpt / "teacher")
+    teacher = None
+    info: dict[str, Any] = {}
+    if (teacher_dir / "config.json").is_file():
+        teacher = load_checkpoint(teacher_dir, device=model.device)
+        info = json.loads((teacher_dir / "config.json").read_text()).get("meta", {})
+    cfg = model.cfg
+    clip_frames = args.clip_frames - args.clip_frames % cfg.chunk
+    clips = heldout_clips(args.data, cfg, args.clips, clip_frames)
+    frames, window = drift_window(args.frames, cfg.chunk)
+    long = drift_clip(heldout_clips(args.data, cfg, 1, frames - window), frames, window)
+    summary = evaluate(model, teacher, clips, long, window, args.seed,
+                       int(info.get("teacher_steps", 16)), float(info.get("guidance", 2.0)))
+    summary = {"checkpoint": str(ckpt),
+               "teacher_checkpoint": str(teacher_dir) if teacher else None,
+               "data": str(args.data),
+               "heldout": "characters held out of training driven by held-out performers",
+               **summary}
+    text = json.dumps(summary, indent=2)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    print(text)
+    return 0

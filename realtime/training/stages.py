@@ -1,0 +1,225 @@
+"""The three training stages end to end: data -> loop -> exported checkpoint.
+
+    run_ae       studio (+ real) frames -> autoencoder; held-out PSNR in ae_eval.json
+    run_teacher  AE checkpoint + studio clips -> guided flow-matching teacher
+    run_student  teacher checkpoint + studio clips -> few-step causal student
+
+Every stage writes into its `out` directory: `train_state.pt` (exact resume),
+`config.json` + `model.safetensors` (a regular checkpoint the engine can load,
+re-exported at every interval checkpoint) and, unless told otherwise,
+`log.jsonl`. Each stage starts from the previous stage's checkpoint (`init`).
+
+`TrainPlan` holds the per-preset training sizes: `tiny` for tests (seconds), `cpu`
+for a 2-core CPU, `gpu` for one GPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from realtime.model.bundle import AnimationModel
+from realtime.model.checkpoint import load_checkpoint, save_checkpoint
+from realtime.model.config import get_preset
+from realtime.training.ae import AEConfig, ae_step, fold_latent_stats, reconstruction_psnr
+from realtime.training.data import encode_clips, load_clips, studio_images
+from realtime.training.loop import LoopConfig, LoopResult, StepContext, train_loop
+from realtime.training.student import StudentConfig, student_step
+from realtime.training.teacher import TeacherConfig, teacher_step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    ae_steps: int
+    ae_batch: int
+    teacher_steps: int
+    teacher_batch: int
+    teacher_frames: int
+    student_steps: int
+    student_batch: int
+    max_history: int
+    teacher_sample_steps: int = 16
+    guidance: float = 2.0
+    ae_lr: float = 1e-3
+    teacher_lr: float = 3e-4
+    student_lr: float = 5e-5
+    checkpoint_every: int = 100
+    real_per_clip: int = 48
+
+
+PLANS: dict[str, TrainPlan] = {
+    "tiny": TrainPlan(ae_steps=30, ae_batch=8, teacher_steps=30, teacher_batch=2,
+                      teacher_frames=4, student_steps=6, student_batch=1, max_history=3,
+                      teacher_sample_steps=4, checkpoint_every=10, real_per_clip=4),
+    "cpu": TrainPlan(ae_steps=1500, ae_batch=16, teacher_steps=3000, teacher_batch=4,
+                     teacher_frames=8, student_steps=600, student_batch=2, max_history=5),
+    "gpu": TrainPlan(ae_steps=20000, ae_batch=32, teacher_steps=100000, teacher_batch=16,
+                     teacher_frames=16, student_steps=20000, student_batch=8, max_history=8,
+                     teacher_sample_steps=32, checkpoint_every=1000),
+}
+
+
+@dataclass
+class StageArgs:
+    preset: str
+    data: Path
+    out: Path
+    init: Path | None = None        # previous stage's checkpoint (teacher, student)
+    steps: int | None = None        # total steps (default: the plan's)
+    resume: bool = False
+    json_log: Path | None = None    # default: out/log.jsonl
+    device: str | None = None
+    seed: int = 0
+    progress: bool = True
+    real_media: bool = True         # ae: mix in ../shared/media frames when present
+    log_every: int = 10
+    stop_at: int | None = None      # interrupt after this step (resume continues)
+    time_limit_s: float | None = None
+
+
+def _loop_cfg(a: StageArgs, steps: int, lr: float, plan: TrainPlan) -> LoopConfig:
+    from realtime.training.loop import pick_device
+
+    return LoopConfig(steps=a.steps or steps, lr=lr, seed=a.seed,
+                      device=str(pick_device(a.device)), progress=a.progress,
+                      log_every=a.log_every, stop_at=a.stop_at,
+                      time_limit_s=a.time_limit_s,
+                      checkpoint_every=min(plan.checkpoint_every, a.steps or steps),
+                      warmup=min(50, max(1, (a.steps or steps) // 10)))
+
+
+def _json_log(a: StageArgs) -> Path:
+    return a.json_log or a.out / "log.jsonl"
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def run_ae(a: StageArgs) -> dict[str, Any]:
+    """Train the autoencoder; writes `out` checkpoint (DiT untrained) + ae_eval.json."""
+    from realtime.training.media import real_images
+
+    plan, cfg = PLANS[a.preset], get_preset(a.preset)
+    train_clips = load_clips(a.data, "train", cfg)
+    held_clips = load_clips(a.data, "heldout_character", cfg)
+    studio = studio_images(train_clips)
+    studio_held = studio_images(held_clips, every=4)
+    if a.real_media:
+        real, real_held = real_images(cfg.resolution, plan.real_per_clip)
+    else:
+        real = real_held = torch.zeros(0, 3, cfg.resolution, cfg.resolution, dtype=torch.uint8)
+    pool = torch.cat((studio, real))
+    log.info("autoencoder: %d studio + %d real training frames", len(studio), len(real))
+    model = AnimationModel.random(cfg, seed=a.seed, zero_init=True).train()
+    ae_cfg = AEConfig(batch=plan.ae_batch)
+    loop = _loop_cfg(a, plan.ae_steps, plan.ae_lr, plan)
+
+    def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        return ae_step(model.ae, pool, ctx, ae_cfg)
+
+    metrics: dict[str, Any] = {}
+
+    def export(step_no: int) -> None:
+        folded = copy.deepcopy(model).cpu().eval()
+        fold_latent_stats(folded.ae, pool[:: max(1, len(pool) // 512)])
+        metrics.update({"step": step_no,
+                   "psnr_studio_heldout": reconstruction_psnr(folded.ae, studio_held),
+                   "psnr_real_heldout": reconstruction_psnr(folded.ae, real_held),
+                   "frames_studio_train": len(studio), "frames_real_train": len(real),
+                   "frames_studio_heldout": len(studio_held),
+                   "frames_real_heldout": len(real_held)})
+        save_checkpoint(folded, a.out, meta={"stage": "ae", "preset": a.preset,
+                                             "trained": False, "ae": metrics})
+        _write_json(a.out / "ae_eval.json", metrics)
+
+    res = train_loop("ae", {"ae": model.ae}, step, loop, a.out, a.resume, _json_log(a),
+                     on_checkpoint=export)
+    if metrics.get("step") != res.step:
+        export(res.step)
+    return {**metrics, **_timing(res)}
+
+
+def _load_trainable(path: Path, preset: str) -> AnimationModel:
+    """A checkpoint as a training model: fp32, DiT trainable, AE frozen."""
+    model = load_checkpoint(path, preset, "cpu").float()
+    model.dit.requires_grad_(True).train()
+    return model
+
+
+def _timing(res: LoopResult) -> dict[str, Any]:
+    return {"steps_done": res.step, "wall_s": round(res.wall_s, 1), "cpu_s": round(res.cpu_s, 1),
+            "last": res.last_logs}
+
+
+def run_teacher(a: StageArgs) -> dict[str, Any]:
+    """Flow-matching teacher with CFG dropout, from the AE checkpoint `init`."""
+    if a.init is None:
+        raise ValueError("the teacher starts from an autoencoder checkpoint: pass --init")
+    plan, cfg = PLANS[a.preset], get_preset(a.preset)
+    model = _load_trainable(a.init, a.preset)
+    data = encode_clips(model.ae, load_clips(a.data, "train", cfg))
+    frames = min(plan.teacher_frames, data.n_frames - data.n_frames % cfg.chunk)
+    tcfg = TeacherConfig(batch=plan.teacher_batch, frames=frames,
+                         steps=plan.teacher_sample_steps, guidance=plan.guidance)
+    loop = _loop_cfg(a, plan.teacher_steps, plan.teacher_lr, plan)
+    meta = {"stage": "teacher", "preset": a.preset, "trained": True,
+            "teacher_steps": tcfg.steps, "guidance": tcfg.guidance}
+
+    def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        return teacher_step(model.dit, data, ctx, tcfg)
+
+    def export(step_no: int) -> None:
+        save_checkpoint(model, a.out, meta={**meta, "step": step_no})
+
+    res = train_loop("teacher", {"dit": model.dit}, step, loop, a.out, a.resume,
+                     _json_log(a), on_checkpoint=export)
+    export(res.step)
+    return {**meta, **_timing(res)}
+
+
+def run_student(a: StageArgs) -> dict[str, Any]:
+    """Self-forcing distillation of the teacher checkpoint `init` into the student."""
+    if a.init is None:
+        raise ValueError("the student starts from a teacher checkpoint: pass --init")
+    plan, cfg = PLANS[a.preset], get_preset(a.preset)
+    teacher = load_checkpoint(a.init, a.preset, "cpu").float()
+    info = json.loads((a.init / "config.json").read_text()).get("meta", {})
+    student = _load_trainable(a.init, a.preset)
+    device = torch.device(_loop_cfg(a, 1, 0.0, plan).device)
+    teacher.to(device)
+    data = encode_clips(teacher.ae, load_clips(a.data, "train", cfg))
+    scfg = StudentConfig(batch=plan.student_batch, max_history=plan.max_history,
+                         teacher_steps=int(info.get("teacher_steps", plan.teacher_sample_steps)),
+                         guidance=float(info.get("guidance", plan.guidance)))
+    max_hist = (data.n_frames // cfg.chunk) - 1
+    scfg = replace(scfg, max_history=min(scfg.max_history, max_hist))
+    loop = _loop_cfg(a, plan.student_steps, plan.student_lr, plan)
+    meta = {"stage": "student", "preset": a.preset, "trained": True,
+            "teacher_steps": scfg.teacher_steps, "guidance": scfg.guidance,
+            "distilled_steps": list(scfg.step_choices), "cache_write": cfg.cache_write}
+
+    def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        return student_step(student.dit, teacher.dit, data, ctx, scfg)
+
+    def export(step_no: int) -> None:
+        save_checkpoint(student, a.out, meta={**meta, "step": step_no})
+        # the teacher travels with the student so eval can compare against it
+        save_checkpoint(teacher, a.out / "teacher", meta={**info, "stage": "teacher"})
+
+    res = train_loop("student", {"dit": student.dit}, step, loop, a.out, a.resume,
+                     _json_log(a), on_checkpoint=export)
+    export(res.step)
+    return {**meta, **_timing(res)}
+
+
+STAGES = {"ae": run_ae, "teacher": run_teacher, "student": run_student}

@@ -1,0 +1,148 @@
+"""Teacher stage: flow matching with classifier-free-guidance dropout, and the teacher's
+many-step guided sampler.
+
+The teacher is the runtime's own causal chunked DiT (so the student starts from its
+weights), trained teacher-forcing style: every chunk of a clip is denoised at its
+own flow time against the clean history before it (`forward.forward_train`).
+
+Flow matching (rectified flow, as `realtime.model.sampler`): x_t = (1 - t) x_0 +
+t * noise, target velocity noise - x_0. Flow times are drawn per chunk from a
+logit-normal (SD3, Esser et al. 2024), which spends training on mid noise levels.
+
+Classifier-free guidance (Ho & Salimans 2022) with two branches, not three: with
+probability `p_uncond` a sample loses BOTH its reference (the identity sink is hidden)
+and its motion (pose maps, face vector and presence flags zeroed: "unknown"). At
+sampling, v = v_uncond + g (v_cond - v_uncond): one conditional and one
+unconditional pass per step, never separate reference-only / motion-only branches.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from realtime.model.cache import KVCache
+from realtime.model.dit import StudentDiT
+from realtime.model.sampler import SampledChunk
+from realtime.training.data import LatentClips
+from realtime.training.forward import drop_motion, forward_train
+from realtime.training.loop import StepContext
+
+
+@dataclass
+class TeacherConfig:
+    batch: int = 4
+    frames: int = 8                 # frames per training clip (a multiple of the chunk)
+    p_uncond: float = 0.1           # probability of dropping reference + motion together
+    hist_noise: float = 0.05        # std of noise added to the clean history latents
+    steps: int = 16                 # sampling steps at full quality
+    guidance: float = 2.0           # CFG scale g
+
+
+def logit_normal(n: int, gen: torch.Generator) -> torch.Tensor:
+    """n flow times in (0, 1), sigmoid of a standard normal."""
+    return torch.sigmoid(torch.randn(n, generator=gen))
+
+
+def teacher_step(
+    model: StudentDiT, data: LatentClips, ctx: StepContext, cfg: TeacherConfig,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One flow-matching loss on a batch of clip windows."""
+    mcfg = model.cfg
+    b = data.sample(ctx.rng, cfg.batch, cfg.frames, ctx.device)
+    B, N = b.latents.shape[:2]
+    K = mcfg.chunk
+    t = logit_normal(B * (N // K), ctx.gen).view(B, N // K).repeat_interleave(K, dim=1)
+    t = t.to(ctx.device)                                                # (B, N)
+    noise = torch.randn(b.latents.shape, generator=ctx.gen).to(ctx.device)
+    tt = t[:, :, None, None, None]
+    x_t = (1 - tt) * b.latents + tt * noise
+    hist = b.latents + cfg.hist_noise * torch.randn(b.latents.shape, generator=ctx.gen
+                                                    ).to(ctx.device)
+    keep = torch.from_numpy(ctx.rng.random(B) >= cfg.p_uncond).to(ctx.device)
+    with ctx.autocast():
+        v = forward_train(model, b.ref, hist, torch.zeros_like(t), x_t, t, b.pose, b.face,
+                          b.presence, keep_ref=keep, keep_motion=keep)
+    loss = F.mse_loss(v.float(), noise - b.latents)
+    return loss, {"t_mean": float(t.mean())}
+
+
+def flow_times(steps: int, shift: float = 1.0) -> list[float]:
+    """steps + 1 times from 1 to 0 (any step count; the runtime sampler allows 1-4)."""
+    ts = [1.0 - i / steps for i in range(steps + 1)]
+    return [shift * t / (1.0 + (shift - 1.0) * t) for t in ts]
+
+
+def uncond_view(cache: KVCache) -> KVCache:
+    """The same cache buffers with the identity sink hidden (sink_len 0): what the
+    unconditional branch attends to. Shares k/v and ring state with `cache`."""
+    view = copy.copy(cache)
+    view.sink_len = torch.zeros_like(cache.sink_len)
+    return view
+
+
+@torch.no_grad()
+def guided_velocity(
+    model: StudentDiT, cache: KVCache, x: torch.Tensor, t: float, pose: torch.Tensor,
+    face: torch.Tensor, presence: torch.Tensor, guidance: float,
+) -> torch.Tensor:
+    """v_u + g (v_c - v_u) for one chunk: two branches (conditional; no reference and
+    no motion). x (B, K, c, h, w)."""
+    B, K = x.shape[:2]
+    tt = x.new_full((B, K), t)
+    v_c, _, _ = model.forward_chunk(x, tt, pose, face, presence, cache)
+    assert v_c is not None
+    if guidance == 1.0:
+        return v_c
+    keep = torch.zeros(B, dtype=torch.bool, device=x.device)
+    v_u, _, _ = model.forward_chunk(x, tt, *drop_motion(pose, face, presence, keep),
+                                    uncond_view(cache))
+    assert v_u is not None
+    return v_u + guidance * (v_c - v_u)
+
+
+@torch.no_grad()
+def write_history(
+    model: StudentDiT, cache: KVCache, latents: torch.Tensor, t: float, pose: torch.Tensor,
+    face: torch.Tensor, presence: torch.Tensor,
+) -> None:
+    """Append a chunk's keys/values, computed by `model` from `latents` at flow time t
+    (what the cache-write mode says was written), to `cache`."""
+    B, K = latents.shape[:2]
+    _, ks, vs = model.forward_chunk(latents, latents.new_full((B, K), t), pose, face,
+                                    presence, cache, kv_only=True)
+    cache.write_chunk(ks, vs)
+
+
+@torch.no_grad()
+def teacher_sample_chunk(
+    model: StudentDiT,
+    cache: KVCache,
+    noise: torch.Tensor,            # (B, K, c, h, w)
+    pose: torch.Tensor,             # (B, K, 16, P, P)
+    face: torch.Tensor,             # (B, K, 12)
+    presence: torch.Tensor,         # (B, K, 4)
+    steps: int,
+    guidance: float,
+    time_shift: float = 1.0,
+    cache_write: str = "clean",
+    write: bool = True,
+) -> SampledChunk:
+    """Guided Euler sampling of one chunk with `steps` steps, then the cache write in
+    the runtime's mode ('clean': t = 0 pass; 'last_step': the last step's input)."""
+    ts = flow_times(steps, time_shift)
+    x = noise
+    written, written_t = x, ts[-2]
+    for i in range(steps):
+        if i == steps - 1:
+            written, written_t = x, ts[i]
+        x = x + (ts[i + 1] - ts[i]) * guided_velocity(model, cache, x, ts[i], pose, face,
+                                                      presence, guidance)
+    if cache_write == "clean":
+        written, written_t = x, 0.0
+    if write:
+        write_history(model, cache, written, written_t, pose, face, presence)
+    return SampledChunk(x, written, written_t)

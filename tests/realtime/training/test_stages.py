@@ -1,0 +1,146 @@
+"""The training stages on the tiny preset: they learn, resume exactly, stream the
+student's history exactly as inference does, and eval reports every metric."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from realtime.engine import StreamingEngine
+from realtime.model.bundle import AnimationModel
+from realtime.model.checkpoint import load_checkpoint
+from realtime.model.config import get_preset
+from realtime.motion.types import MotionCondition
+from realtime.training import evaluate
+from realtime.training.data import encode_clips, load_clips
+from realtime.training.loop import StepContext
+from realtime.training.stages import StageArgs, run_teacher
+from realtime.training.student import (
+    StudentConfig,
+    new_cache,
+    rollout_history,
+    set_reference,
+    student_step,
+)
+from realtime.training.teacher import TeacherConfig, teacher_step
+
+
+def _fixed_ctx(seed: int = 0) -> StepContext:
+    """Fresh generators each call: every step draws the same batch and noise."""
+    return StepContext(0, torch.device("cpu"), np.random.default_rng(seed),
+                       torch.Generator().manual_seed(seed))
+
+
+def _model(seed: int = 0) -> AnimationModel:
+    return AnimationModel.random(get_preset("tiny"), seed=seed, zero_init=True)
+
+
+def test_teacher_and_student_steps_lower_the_loss_on_a_fixed_batch(tiny_data: Path) -> None:
+    cfg = get_preset("tiny")
+    m = _model()
+    data = encode_clips(m.ae, load_clips(tiny_data, "train", cfg))
+    opt = torch.optim.Adam(m.dit.parameters(), lr=3e-3)
+    tcfg = TeacherConfig(batch=2, frames=4)
+    losses = []
+    for _ in range(20):
+        loss, _ = teacher_step(m.dit, data, _fixed_ctx(), tcfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0], losses
+
+    teacher = AnimationModel.random(get_preset("tiny"), seed=1, zero_init=False).dit
+    student = _model(seed=2).dit
+    opt = torch.optim.Adam(student.parameters(), lr=1e-3)
+    scfg = StudentConfig(batch=1, max_history=2, teacher_steps=3)
+    losses = []
+    for _ in range(8):
+        loss, _ = student_step(student, teacher, data, _fixed_ctx(3), scfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_resume_continues_the_same_loss_trajectory(tiny_data: Path, tiny_ckpt: Path,
+                                                   tmp_path: Path) -> None:
+    def args(out: Path, stop_at: int | None = None, resume: bool = False) -> StageArgs:
+        return StageArgs("tiny", tiny_data, out, init=tiny_ckpt, steps=6, resume=resume,
+                         progress=False, log_every=1, stop_at=stop_at)
+
+    def losses(log: Path) -> list[float]:
+        return [r["loss"] for r in map(json.loads, log.read_text().splitlines()) if "loss" in r]
+
+    run_teacher(args(tmp_path / "straight"))
+    run_teacher(args(tmp_path / "stopped", stop_at=3))         # interrupted after step 3
+    run_teacher(args(tmp_path / "stopped", resume=True))
+    straight = losses(tmp_path / "straight" / "log.jsonl")
+    assert len(straight) == 6
+    assert losses(tmp_path / "stopped" / "log.jsonl") == straight
+    # and the exported checkpoints are identical
+    a = load_checkpoint(tmp_path / "straight").state_dict()
+    b = load_checkpoint(tmp_path / "stopped").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_student_training_writes_the_cache_exactly_as_inference(tiny_data: Path,
+                                                                 tiny_ckpt: Path) -> None:
+    model = load_checkpoint(tiny_ckpt)
+    cfg = model.cfg
+    clip = load_clips(tiny_data, "train", cfg, limit=1)[0]
+    n = len(clip.frames) - len(clip.frames) % cfg.chunk
+    seed = 5
+
+    engine = StreamingEngine(model, seed=seed)
+    engine.set_reference(list(clip.reference))
+    engine.push([MotionCondition(i, 0.0, clip.pose[i], clip.face[i], clip.presence[i])
+                 for i in range(n)])
+
+    batch = encode_clips(model.ae, [clip]).window(0, 0, n)
+    cache = new_cache(model.dit, 1, "cpu")
+    set_reference(model.dit, cache, batch.ref)
+    rollout_history(model.dit, cache, None, None, batch, n // cfg.chunk, cfg.steps,
+                    torch.Generator().manual_seed(seed))
+    assert int(cache.window_len[0]) == min(n, cfg.window)
+    for name in ("k", "v", "sink_len", "ring_start", "window_len"):
+        torch.testing.assert_close(getattr(cache, name), getattr(engine.cache, name),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
+                                          tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    out = tmp_path / "eval.json"
+    args = parser.parse_args(["--checkpoint", str(tiny_ckpt), "--data", str(tiny_data),
+                              "--clips", "2", "--clip-frames", "8", "--frames", "24",
+                              "--json", str(out)])
+    assert evaluate.run(args) == 0
+    res = json.loads(out.read_text())
+    for key in ("psnr", "ssim", "face_psnr", "hand_psnr", "flicker", "drift_db",
+                "ms_per_frame"):
+        assert math.isfinite(res[key]), key
+    assert set(res["student_vs_teacher_db"]) == {"1", "2", "4"}
+    assert all(math.isfinite(v) for v in res["student_vs_teacher_db"].values())
+    assert res["drift"]["shortened"] is True and res["drift"]["frames"] == 24
+    assert 0.0 <= res["ssim"] <= 1.0
+
+
+@pytest.mark.parametrize("n", [1])
+def test_heldout_eval_clips_are_unseen_characters(tiny_data: Path, n: int) -> None:
+    from realtime.training.studio import heldout_clips
+
+    cfg = get_preset("tiny")
+    train_chars = {c.character for c in load_clips(tiny_data, "train", cfg)}
+    clips = heldout_clips(tiny_data, cfg, n, 4)
+    assert len(clips) == n and clips[0].frames.shape == (4, 32, 32, 3)
+    assert clips[0].pose.shape == (4, 16, cfg.pose_size, cfg.pose_size)
+    assert not {c.character for c in clips} & train_chars
