@@ -126,7 +126,13 @@ class Server:
             # codec preferences BEFORE setRemoteDescription (aiortc #104)
             prefer_codecs(transceiver, self.config.transport.codec_order)
             tune_receiver(transceiver.receiver, self.config.transport)
-            pipeline = await asyncio.to_thread(self.factory)
+            try:
+                pipeline = await asyncio.to_thread(self.factory)
+            except Exception as exc:     # the engine could not start: say so, keep serving
+                log.exception("pipeline factory failed")
+                raise web.HTTPInternalServerError(
+                    text=f"the engine failed to start a session: {type(exc).__name__}: {exc}"
+                ) from None
             session = Session(pc, pipeline, self.config.session, self.metrics,
                               await self._character_names())
             transceiver.sender.replaceTrack(session.output)

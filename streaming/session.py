@@ -39,6 +39,7 @@ from streaming.tracks import OutputTrack
 log = logging.getLogger(__name__)
 
 MAX_TRACES = 512        # inputs awaiting their output; older ones are forgotten
+WORKER_JOIN_TIMEOUT = 10.0   # seconds a closing session waits for a pipeline call to return
 Command = Callable[[FramePipeline], dict[str, Any]]
 
 
@@ -261,7 +262,11 @@ class Session:
 
     def _deliver(self, frames: list[tuple[av.VideoFrame, FrameTrace]]) -> None:
         if not self._closing:
+            before = self.output.dropped
             self.output.push(frames)
+            if self.output.dropped > before:
+                self.metrics.inc("dropped_frames_total", self.output.dropped - before,
+                                 label="output")
 
     def _on_sent(self, trace: FrameTrace, out_pts: int, t_sent: float) -> None:
         record = frame_record(self.id, trace, out_pts, t_sent, self.drops, self.output.repeats)
@@ -298,7 +303,10 @@ class Session:
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
-        await asyncio.to_thread(self._worker.join)
+        await asyncio.to_thread(self._worker.join, WORKER_JOIN_TIMEOUT)
+        if self._worker.is_alive():
+            log.error("session %s: pipeline thread still busy after %.0f s; abandoning it",
+                      self.id, WORKER_JOIN_TIMEOUT)
         self.closed.set()
         if self.on_closed is not None:
             self.on_closed(self)

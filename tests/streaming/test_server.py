@@ -342,3 +342,23 @@ async def test_demo_motion_drives_the_pipeline_and_degrades_clearly_when_missing
     errors = [m for m in missing.control if m["type"] == "error" and m["for"] == "demo"]
     assert errors and "demo motion is not available" in errors[0]["message"]
     assert len(missing.received) > 10                   # the session itself went on
+
+
+async def test_an_engine_that_cannot_start_gives_500_and_the_server_goes_on() -> None:
+    attempts: list[int] = []
+
+    def factory() -> RecordingPipeline:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise MemoryError("no room for another KV cache")
+        return RecordingPipeline()
+
+    running, runner = await start_server(factory)
+    try:
+        with pytest.raises(ConnectionError, match="500.*KV cache"):
+            await run_client(running.url, synthetic=True, seconds=0.5, size=(320, 240))
+        assert not running.server.sessions
+        result = await run_client(running.url, synthetic=True, seconds=0.8, size=(320, 240))
+        assert len(result.received) > 5
+    finally:
+        await runner.cleanup()
