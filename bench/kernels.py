@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="GPU: presets + the smallest and largest streams only")
     parser.add_argument("--no-interpreter", action="store_true",
                         help="CPU: skip the Triton-interpreter correctness entries")
+    parser.add_argument("--only", metavar="TEXT", default=None,
+                        help="only shapes whose name contains TEXT (split a long GPU run)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU: torch intra-op threads (default: torch's choice)")
     parser.add_argument("--dry-run", action="store_true",
@@ -221,12 +223,12 @@ def flex_runner(p: dict[str, Any], compiled: bool = True) -> Callable[[], Any]:
     valid = wvalid | (torch.arange(S, device=dev)[None] < sink_len[:, None].long())
     keep = torch.cat((valid, valid.new_ones(valid.shape[0], lay.chunk_tokens)), 1)
 
-    def mask_mod(b, h, q_idx, kv_idx):  # noqa: ANN001, ANN202
+    def mask_mod(b, h, q_idx, kv_idx):  # type: ignore[no-untyped-def]
         return keep[b, kv_idx]
 
     B, H, Lq, _ = p["q"].shape
     bm = create_block_mask(mask_mod, B, None, Lq, S + Lq, device=dev)
-    flex = torch.compile(flex_attention, dynamic=False) if compiled else flex_attention
+    flex: Callable[..., Any] = _compiled_flex() if compiled else flex_attention
     chunk_pos = lay.chunk_positions(dev)
 
     def run() -> Any:
@@ -236,6 +238,19 @@ def flex_runner(p: dict[str, Any], compiled: bool = True) -> Callable[[], Any]:
         return flex(apply_rope_ref(p["q"], chunk_pos), kr, vv, block_mask=bm)
 
     return run
+
+
+@functools.cache
+def _compiled_flex() -> Callable[..., Any]:
+    """One compiled FlexAttention for every shape (dynamic after the first recompile;
+    a raised recompile limit so no shape falls back to the eager, score-materialising
+    path)."""
+    import torch
+    import torch._dynamo
+    from torch.nn.attention.flex_attention import flex_attention
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    return torch.compile(flex_attention)
 
 
 def attention_flops(p: dict[str, Any]) -> float:
@@ -267,8 +282,8 @@ def attention_errors(p: dict[str, Any], outs: dict[str, Any], heads: int = 2) ->
 
 # --- runs -----------------------------------------------------------------------------
 
-def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool = False
-                    ) -> list[dict[str, Any]]:
+def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool = False,
+                    only: str | None = None) -> list[dict[str, Any]]:
     import torch
 
     from kernels._dispatch import kernel_module
@@ -278,6 +293,8 @@ def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool =
     entries = []
     dtype = torch.bfloat16 if device == "cuda" or dry_run else torch.float32
     for shape in attention_shapes(device, quick, dry_run):
+        if only and only not in shape["name"]:
+            continue
         p = make_attention(shape, dtype, device)
         args = (p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"], p["layout"])
         runs: dict[str, Callable[[], Any]] = {
@@ -330,7 +347,8 @@ def interpreted_attention(shape: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
-def bench_norm(device: str, interpreter: bool) -> list[dict[str, Any]]:
+def bench_norm(device: str, interpreter: bool, only: str | None = None
+               ) -> list[dict[str, Any]]:
     import torch
 
     from kernels._dispatch import kernel_module
@@ -339,6 +357,8 @@ def bench_norm(device: str, interpreter: bool) -> list[dict[str, Any]]:
     entries = []
     dtypes = (torch.bfloat16,) if device == "cuda" else (torch.float32, torch.bfloat16)
     for shape in norm_shapes(device):
+        if only and only not in shape["name"]:
+            continue
         for dtype in dtypes:
             B, L, C, G = shape["B"], shape["L"], shape["C"], shape["G"]
             g = torch.Generator(device=device).manual_seed(0)
@@ -449,6 +469,15 @@ def print_table(entries: list[dict[str, Any]]) -> None:
               f"{f(e['max_err_ratio'], '7.2f')}")
 
 
+def command_line(args: argparse.Namespace) -> str:
+    flags = [f"--device {args.device}"] + (["--quick"] if args.quick else [])
+    flags += [f"--threads {args.threads}"] if args.threads else []
+    flags += [f"--only {args.only}"] if args.only else []
+    flags += ["--no-interpreter"] if args.no_interpreter else []
+    flags += [f"--json {args.json_out}"] if args.json_out else []
+    return "marionette bench kernels " + " ".join(flags)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -460,21 +489,23 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         if device != "cpu":
             raise SystemExit("--dry-run is the CPU check of the GPU comparison")
-        entries = bench_attention("cpu", True, True, dry_run=True)
+        entries = bench_attention("cpu", True, True, dry_run=True, only=args.only)
         print_table(entries)
         print(json.dumps({"bench": "kernels", "dry_run": True, "entries": len(entries)}))
         return 0
     interpreter = device == "cpu" and not args.no_interpreter
     info = describe_device(device)          # before the run: its load average
     entries = ceilings(device)
-    entries += bench_norm(device, interpreter)
-    entries += bench_attention(device, args.quick, interpreter)
+    entries += bench_norm(device, interpreter, args.only)
+    entries += bench_attention(device, args.quick, interpreter, only=args.only)
     print_table(entries)
     doc = {"device": info, "commit": git_commit(),
            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-           "command": "marionette bench kernels", "entries": entries,
-           "notes": ("CPU: shared with other work; ms is a median over repeated calls. "
-                     "triton-interpreter rows check correctness only."
+           "command": command_line(args), "entries": entries,
+           "notes": ("CPU: 2 cores shared with other engineers' work (see loadavg_at_start); "
+                     "backends timed round-robin, ms = median. triton-interpreter rows check "
+                     "correctness only (their ms is the interpreter's). GPU: not measured, "
+                     "no GPU in this session."
                      if device == "cpu" else "GPU: triton.testing.do_bench medians.")}
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
