@@ -228,7 +228,7 @@ def flex_runner(p: dict[str, Any], compiled: bool = True) -> Callable[[], Any]:
 
     B, H, Lq, _ = p["q"].shape
     bm = create_block_mask(mask_mod, B, None, Lq, S + Lq, device=dev)
-    flex: Callable[..., Any] = _compiled_flex() if compiled else flex_attention
+    flex: Any = _compiled_flex() if compiled else flex_attention
     chunk_pos = lay.chunk_positions(dev)
 
     def run() -> Any:
