@@ -32,6 +32,16 @@ def generate_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def required_token(host: str, token: str | None) -> tuple[str | None, bool]:
+    """The token a server bound to `host` must use, and whether it was generated.
+    Loopback needs none (but keeps one if given); anything else always has one."""
+    if token:
+        return token, False
+    if is_loopback(host):
+        return None, False
+    return generate_token(), True
+
+
 def request_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):

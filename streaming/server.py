@@ -371,10 +371,9 @@ def build_factory(args: argparse.Namespace) -> PipelineFactory:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    token = args.token
-    if not auth.is_loopback(args.host) and not token:
-        token = auth.generate_token()
-        print(f"Binding {args.host}: generated access token {token}")
+    token, generated = auth.required_token(args.host, args.token)
+    if generated:
+        print(f"Binding {args.host} (not loopback): generated access token {token}")
     transport = transport_preset(args.transport, args.codec_order)
     try:
         factory = build_factory(args)

@@ -362,3 +362,18 @@ async def test_an_engine_that_cannot_start_gives_500_and_the_server_goes_on() ->
         assert len(result.received) > 5
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("host, given, needs", [
+    ("127.0.0.1", None, False), ("localhost", None, False), ("::1", None, False),
+    ("0.0.0.0", None, True), ("192.168.1.20", None, True), ("0.0.0.0", "mine", True),
+])
+def test_binding_beyond_loopback_always_has_a_token(host: str, given: str | None,
+                                                    needs: bool) -> None:
+    from streaming.auth import required_token
+
+    token, generated = required_token(host, given)
+    assert (token is not None) == needs
+    assert generated == (needs and given is None)
+    if given:
+        assert token == given
