@@ -59,8 +59,11 @@ PLANS: dict[str, TrainPlan] = {
     "tiny": TrainPlan(ae_steps=30, ae_batch=8, teacher_steps=30, teacher_batch=2,
                       teacher_frames=4, student_steps=6, student_batch=1, max_history=3,
                       teacher_sample_steps=4, checkpoint_every=10, real_per_clip=4),
-    "cpu": TrainPlan(ae_steps=1500, ae_batch=16, teacher_steps=3000, teacher_batch=4,
-                     teacher_frames=8, student_steps=600, student_batch=2, max_history=5),
+    # sized for the shipped default on a shared 2-core CPU (about 1.5 h in all);
+    # more steps help: every stage resumes with --resume and a larger --steps
+    "cpu": TrainPlan(ae_steps=800, ae_batch=16, teacher_steps=2500, teacher_batch=2,
+                     teacher_frames=8, student_steps=400, student_batch=1, max_history=5,
+                     student_lr=1e-4),
     "gpu": TrainPlan(ae_steps=20000, ae_batch=32, teacher_steps=100000, teacher_batch=16,
                      teacher_frames=16, student_steps=20000, student_batch=8, max_history=8,
                      teacher_sample_steps=32, checkpoint_every=1000),
