@@ -220,10 +220,33 @@ def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
             server.stop()
 
 
+def _missing_requirements(client: str) -> str | None:
+    """What this machine lacks for the chosen client, in words; None when complete."""
+    import importlib.util
+    import shutil
+
+    need = ["aiortc", "aiohttp", "av"] + (["playwright"] if client == "browser" else [])
+    absent = [m for m in need if importlib.util.find_spec(m) is None]
+    if absent:
+        return "the Python packages " + ", ".join(absent) + " (pip install " + \
+            " ".join(absent) + ")"
+    if client == "browser":
+        from bench.latency_browser import CHROMIUM
+
+        if not shutil.which(CHROMIUM):
+            return f"Debian's Chromium at {CHROMIUM} (make browser-deps)"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from bench.latency_plot import write_plot
     from bench.latency_report import build_document, headline, write_json, write_markdown
 
+    missing = _missing_requirements(args.client)
+    if missing:
+        print(f"marionette bench latency --client {args.client} needs {missing}",
+              file=sys.stderr)
+        return 2
     engines = ["echo", "model"] if args.engine == "both" else [args.engine]
     if args.server and len(engines) > 1:
         print("--engine both needs a server per engine; drop --server", file=sys.stderr)
