@@ -102,7 +102,7 @@ class RunRecorder:
             "samples": self.e2e.count,
             "first_frame_ms": ((self.first_arrival - self.t0) * 1e3
                                if self.first_arrival is not None else math.nan),
-            "fps_in": counts.sent / send_s,
+            "fps_in": (counts.sent - 1) / send_s if counts.sent > 1 else math.nan,
             # distinct generated frames per second after warm-up
             "fps_out": (self.e2e.count - 1) / recv_s if recv_s > 0 else math.nan,
             "jitter_ms": self.interarrival.std,
