@@ -35,8 +35,9 @@ def sdpa_lowp(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.
     """Chunk attention as a PyTorch user writes it at the inputs' precision: rotate
     (fp32 math, rounded back), concatenate the cache, one masked SDPA call."""
     cache_pos, window_valid = layout.cache_positions(ring_start, window_len)
-    valid = window_valid | (torch.arange(layout.capacity)[None, :] < sink_len[:, None].long())
-    chunk_pos = layout.chunk_positions()
+    slots = torch.arange(layout.capacity, device=q.device)
+    valid = window_valid | (slots[None, :] < sink_len[:, None].long())
+    chunk_pos = layout.chunk_positions(q.device)
     kr = torch.cat((apply_rope_ref(k_cache, cache_pos[:, None]), apply_rope_ref(k, chunk_pos)),
                    dim=2)
     vv = torch.cat((v_cache, v), dim=2)
