@@ -49,6 +49,9 @@ class SessionConfig:
     max_reference_bytes: int = control.MAX_REFERENCE_BYTES
     max_reference_pixels: int = control.MAX_REFERENCE_PIXELS
     demo_seed: int = 0
+    # a client that vanishes without a goodbye is otherwise noticed only by ICE
+    # consent checks (~30 s); no inbound video for this long ends the session
+    input_timeout: float = 15.0
 
 
 @dataclass
@@ -92,6 +95,7 @@ class Session:
         self._demo_task: asyncio.Task[None] | None = None
         self._reference = control.ReferenceAssembler(config.max_reference_bytes)
         self._closing = False
+        self._last_input = time.monotonic()
         self._worker = threading.Thread(target=self._work, name=f"pipeline-{self.id}",
                                         daemon=True)
         self._worker.start()
@@ -114,6 +118,16 @@ class Session:
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video":
             self._spawn(self._receive(track))
+            self._spawn(self._watch_input())
+
+    async def _watch_input(self) -> None:
+        """End the session when its client stops sending video (vanished, crashed)."""
+        timeout = self.config.input_timeout
+        while not self._closing:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            if time.monotonic() - self._last_input > timeout:
+                self._spawn(self.close(f"no video from the client for {timeout:g} s"))
+                return
 
     def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
@@ -147,7 +161,7 @@ class Session:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            start = time.monotonic()
+            start = self._last_input = time.monotonic()
             # aiortc's remote-track queue is unbounded (aiortc #1192): skip to the newest
             while pending is not None and not pending.empty():
                 newer = pending.get_nowait()

@@ -101,7 +101,10 @@ function startDrawing() {
     schedule();
   };
   const schedule = () => {
-    if (!state.demo && camera.requestVideoFrameCallback && (camera.srcObject || camera.src)) {
+    // requestVideoFrameCallback stops in a hidden tab; timers still run (throttled),
+    // so the server keeps getting frames and does not take the session for dead
+    if (!state.demo && !document.hidden && camera.requestVideoFrameCallback &&
+        (camera.srcObject || camera.src)) {
       camera.requestVideoFrameCallback(draw);
     } else {
       setTimeout(draw, 1000 / 30);

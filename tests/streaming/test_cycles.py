@@ -76,3 +76,41 @@ async def test_connect_disconnect_cycles_leak_nothing(echo_server: Running) -> N
     assert not [t for t in threading.enumerate() if t.name.startswith("pipeline-")]
     growth = rss_mb() - memory
     assert growth < 40, f"RSS grew by {growth:.1f} MB over {CYCLES} cycles"
+
+
+def vanish(pc: RTCPeerConnection) -> None:
+    """Cut a peer connection's sockets: no DTLS close, no more packets, as when the
+    client process is killed or the laptop lid shuts."""
+    for transceiver in pc.getTransceivers():
+        ice = transceiver.sender.transport.transport
+        for protocol in ice._connection._protocols:
+            protocol.transport.close()
+
+
+async def test_a_client_that_vanishes_is_freed_without_a_goodbye() -> None:
+    from streaming.session import SessionConfig
+    from tests.streaming.conftest import start_server
+
+    running, runner = await start_server(session=SessionConfig(input_timeout=1.0))
+    pc = RTCPeerConnection()
+    try:
+        source = StampedSource(synthetic_frames((320, 240), 30), 30)
+        pc.addTransceiver(source, direction="sendrecv")
+        got_frame = asyncio.Event()
+        pc.on("track", lambda track: asyncio.ensure_future(track.recv()).add_done_callback(
+            lambda _: got_frame.set()))
+        await pc.setLocalDescription(await pc.createOffer())
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{running.url}/whip", data=pc.localDescription.sdp,
+                                 headers={"Content-Type": "application/sdp"}) as resp:
+                await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))
+        await asyncio.wait_for(got_frame.wait(), 10)
+        (session,) = running.server.sessions.values()
+        vanish(pc)
+        await asyncio.wait_for(session.closed.wait(), 10)
+        assert "no video from the client" in (session.close_reason or "")
+        assert not running.server.sessions
+        assert not [t for t in threading.enumerate() if t.name == f"pipeline-{session.id}"]
+    finally:
+        await pc.close()
+        await runner.cleanup()
