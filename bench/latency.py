@@ -238,6 +238,17 @@ def _missing_requirements(client: str) -> str | None:
     return None
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as typed, or rebuilt from `args` when called from Python."""
+    if sys.argv[1:3] == ["bench", "latency"]:
+        return "marionette " + " ".join(sys.argv[1:])
+    names = {"json_out": "json"}
+    flags = [f"--{names.get(k, k).replace('_', '-')} {v}" for k, v in vars(args).items()
+             if v not in (None, False, "") and not k.startswith("_")
+             and k not in ("bench", "command")]
+    return "marionette bench latency " + " ".join(f.removesuffix(" True") for f in flags)
+
+
 def run(args: argparse.Namespace) -> int:
     from bench.latency_plot import write_plot
     from bench.latency_report import build_document, headline, write_json, write_markdown
@@ -253,8 +264,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     load_before = [round(x, 2) for x in os.getloadavg()]
     runs = [measure(engine, args) for engine in engines]
-    config = {"command": "marionette " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"]
-              else "marionette bench latency " + " ".join(sys.argv[1:]),
+    config = {"command": _command_line(args),
               "source": f"file {args.video}" if args.video else "synthetic",
               "client": args.client, "seconds": args.seconds, "fps": args.fps,
               "size": args.size, "preset": args.preset, "checkpoint": args.checkpoint,

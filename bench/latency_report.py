@@ -159,13 +159,15 @@ def markdown(doc: dict[str, Any], plot_name: str | None = None) -> str:
             f"{_f(e['p50'])} | {_f(e['p95'])} | {_f(e['p99'])} | {_f(r['first_frame_ms'], 0)} | "
             f"{_f(r['fps_in'])} | {_f(r['fps_out'])} | {_f(r['jitter_ms'])} | "
             f"{r['dropped']['total']} | {_drift(r['drift'])} |")
-    lines += ["", "Median per stage (ms); the parts of each frame add up to its e2e latency:", ""]
+    lines += ["", "Per stage (ms), median and p95 over frames; for each frame the parts add up "
+              "to its e2e latency:", ""]
     stages = ordered_parts(doc["runs"])
     lines.append("| engine | " + " | ".join(stages) + " |")
     lines.append("|---|" + "---:|" * len(stages))
     for r in doc["runs"]:
-        lines.append(f"| {r['engine']} | "
-                     + " | ".join(_f(r["stages_ms"].get(s)) for s in stages) + " |")
+        for stat, key in (("p50", "stages_ms"), ("p95", "stages_p95_ms")):
+            lines.append(f"| {r['engine']} {stat} | "
+                         + " | ".join(_f(r.get(key, {}).get(s)) for s in stages) + " |")
     lines += ["", "Drops by stage (server counters, then frames the server never saw): "
               + "; ".join(f"{r['engine']}: " + ", ".join(
                   [f"{k} {v}" for k, v in r["dropped"]["by_stage"].items()]
