@@ -73,3 +73,13 @@ def test_unknown_fields_and_versions_are_refused(ckpt: Path) -> None:
 def test_missing_checkpoint_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="marionette train init"):
         load_checkpoint(tmp_path / "nothing")
+
+
+def test_train_init_command_writes_a_loadable_checkpoint(tmp_path: Path) -> None:
+    from realtime.cli import main
+
+    assert main(["train", "init", "--preset", "tiny", "--out", str(tmp_path / "c"),
+                 "--seed", "5"]) == 0
+    model = load_checkpoint(tmp_path / "c", preset="tiny")
+    assert model.cfg.resolution == 32
+    assert main(["train", "init", "--preset", "huge", "--out", str(tmp_path / "d")]) == 2
