@@ -318,7 +318,7 @@ def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool =
             else:
                 t = shared[name]
             entries.append(dict(kernel="chunk_attention", shape=shape, backend=name,
-                                dtype=str(dtype).removeprefix("torch."), **t,
+                                dtype=str(dtype).removeprefix("torch."), **t, gflop=flops / 1e9,
                                 tflops=flops / t["ms"] / 1e9, max_err_ratio=errs[name]))
         if device == "cpu" and interpreter and not dry_run:
             entries += interpreted_attention(shape)
@@ -469,6 +469,42 @@ def print_table(entries: list[dict[str, Any]]) -> None:
               f"{f(e['max_err_ratio'], '7.2f')}")
 
 
+def goals(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's H100 goals read off the entries (GPU), or the PyTorch path's
+    speed-up over the fp32 reference (CPU)."""
+    by = {(e["kernel"], e["shape"].get("name"), e["backend"], e["dtype"]): e for e in entries}
+    peak = next((e["tflops"] for e in entries if e["kernel"] == "matmul"), None)
+    copy = next((e["gbps"] for e in entries if e["kernel"] == "copy"), None)
+    out: dict[str, Any] = {}
+    attn = [k for k in by if k[0] == "chunk_attention" and k[2] == "triton"]
+    if attn:
+        rows = []
+        for k in attn:
+            t = by[k]["ms"]
+            rows.append({"shape": k[1],
+                         "vs_flex": by[(k[0], k[1], "flex", k[3])]["ms"] / t,
+                         "vs_sdpa_gather": by[(k[0], k[1], "sdpa_flash_gather", k[3])]["ms"] / t,
+                         "frac_matmul_peak": by[k]["tflops"] / peak if peak else None})
+        presets = [r for r in rows if str(r["shape"]).startswith("preset-")]
+        largest = max(attn, key=lambda k: by[k]["gflop"])
+        out["attention"] = rows
+        out["faster_than_flex_on_presets"] = (
+            all(r["vs_flex"] > 1 for r in presets) if presets else None)
+        out["faster_than_sdpa_gather_on_presets"] = (
+            all(r["vs_sdpa_gather"] > 1 for r in presets) if presets else None)
+        out["frac_matmul_peak_on_largest"] = (by[largest]["tflops"] / peak) if peak else None
+    norms = [e for e in entries if e["kernel"] == "adaln_norm" and e["backend"] == "triton"]
+    if norms and copy:
+        out["norm_frac_copy_bw"] = {e["shape"]["name"]: e["gbps"] / copy for e in norms}
+    cpu = [(k, e) for k, e in by.items() if k[2] == "torch" and (k[0], k[1], "torch_ref", k[3])
+           in by]
+    if cpu:
+        out["torch_path_speedup_vs_ref"] = {
+            f"{k[0]}/{k[1]}/{k[3]}": by[(k[0], k[1], "torch_ref", k[3])]["ms"] / e["ms"]
+            for k, e in cpu}
+    return out
+
+
 def command_line(args: argparse.Namespace) -> str:
     flags = [f"--device {args.device}"] + (["--quick"] if args.quick else [])
     flags += [f"--threads {args.threads}"] if args.threads else []
@@ -501,7 +537,7 @@ def run(args: argparse.Namespace) -> int:
     print_table(entries)
     doc = {"device": info, "commit": git_commit(),
            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-           "command": command_line(args), "entries": entries,
+           "command": command_line(args), "goals": goals(entries), "entries": entries,
            "notes": ("CPU: 2 cores shared with other engineers' work (see loadavg_at_start); "
                      "backends timed round-robin, ms = median. triton-interpreter rows check "
                      "correctness only (their ms is the interpreter's). GPU: not measured, "
@@ -512,6 +548,8 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json_out).write_text(json.dumps(doc, indent=1) + "\n")
     worst = max((e["max_err_ratio"] for e in entries if e["max_err_ratio"] is not None),
                 default=None)
+    g = goals(entries)
     print(json.dumps({"bench": "kernels", "device": device, "entries": len(entries),
-                      "worst_max_err_ratio": worst, "json": args.json_out}))
+                      "worst_max_err_ratio": worst, "json": args.json_out,
+                      **{k: v for k, v in g.items() if not isinstance(v, list | dict)}}))
     return 0
