@@ -86,8 +86,10 @@ function pickFile() {
 function startDrawing() {
   const canvas = $("input"), ctx = canvas.getContext("2d", { alpha: false });
   const camera = $("camera");
-  const draw = () => {
-    if (!state.running) return;
+  let generation = 0, lastDraw = performance.now();
+  const draw = (gen) => {
+    if (!state.running || gen !== generation) return;   // a superseded chain ends here
+    lastDraw = performance.now();
     if (!state.demo && camera.videoWidth) {
       ctx.drawImage(camera, 0, 0, canvas.width, canvas.height);
     } else {
@@ -96,21 +98,26 @@ function startDrawing() {
     }
     const index = state.index++;
     BARCODE.draw(ctx, canvas.width, index);
-    state.drawn.set(index, performance.now());
+    state.drawn.set(index, lastDraw);
     if (state.drawn.size > 600) state.drawn.delete(index - 600);
-    schedule();
+    schedule(gen);
   };
-  const schedule = () => {
-    // requestVideoFrameCallback stops in a hidden tab; timers still run (throttled),
-    // so the server keeps getting frames and does not take the session for dead
+  const schedule = (gen) => {
     if (!state.demo && !document.hidden && camera.requestVideoFrameCallback &&
         (camera.srcObject || camera.src)) {
-      camera.requestVideoFrameCallback(draw);
+      camera.requestVideoFrameCallback(() => draw(gen));
     } else {
-      setTimeout(draw, 1000 / 30);
+      setTimeout(() => draw(gen), 1000 / 30);
     }
   };
-  schedule();
+  // requestVideoFrameCallback stops in a hidden tab and a pending one may never fire;
+  // timers still run (throttled), so restart the chain on a timer when it stalls and
+  // the server keeps getting frames instead of taking the session for dead
+  const watchdog = setInterval(() => {
+    if (!state.running) return clearInterval(watchdog);
+    if (performance.now() - lastDraw > 500) draw(++generation);
+  }, 500);
+  schedule(generation);
   return canvas.captureStream();
 }
 
