@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from realtime.frames import EchoPipeline, GeneratedFrame
 from streaming import barcode
@@ -118,6 +119,19 @@ async def test_page_receives_generated_video_and_shows_telemetry(tmp_path: Path)
             latency = await wait_for(page, "window.marionette.latencies.length > 5 && "
                                            "document.getElementById('latency').textContent")
             assert float(str(latency)) > 0                             # overlay shows a number
+            # the uplink keeps its resolution, the downlink plays out without buffering
+            prefs = await page.evaluate(  # type: ignore[attr-defined]
+                "[window.marionette.pc.getSenders()[0].getParameters().degradationPreference,"
+                " window.marionette.pc.getReceivers()[0].jitterBufferTarget]")
+            assert prefs == ["maintain-resolution", 0]
+            # a reference upload bigger than one data-channel message goes in parts
+            noisy = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+            upload = tmp_path / "reference.png"
+            Image.fromarray(noisy).save(upload)
+            assert upload.stat().st_size > 3 * 48 * 1024
+            await page.set_input_files("#upload", str(upload))  # type: ignore[attr-defined]
+            await wait_for(page, "document.getElementById('log').textContent"
+                                 ".includes('\u2713 reference')", 15)
             # a second viewer (an OBS browser source, another page) watches over WHEP
             viewer = await page.context.new_page()  # type: ignore[attr-defined]
             await viewer.goto(f"{running.url}/watch.html")
