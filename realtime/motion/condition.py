@@ -9,8 +9,8 @@ channel, then scaled to [0, 1] float32.
 Why OpenCV and not a numpy distance field: with ~60 short strokes, OpenCV touches
 only the pixels near each stroke, while a distance field evaluates every
 (stroke, pixel) pair: 60 x 256 x 256 = 4M distances per frame. Measured
-(bench/test_motion.py, bench/results/motion-cpu.json, busy 2-core CPU): p50 0.12 ms
-at 64x64 and 0.5 ms at 256x256, next to tens of milliseconds of extraction.
+(bench/test_motion.py, bench/results/motion-cpu.json, shared 2-core CPU): p50 0.1 ms
+at 64x64 and 0.3 ms at 256x256, next to 25-55 ms of extraction.
 
 A stroke's brightness is the part's presence (so a part that fades out while held
 fades in the maps too); an absent part (presence 0) draws nothing. Body bones with

@@ -47,8 +47,8 @@ class ExtractorConfig:
         crops and resizes internally to its own model inputs, so the input size
         changes the cost little: measured on a full-body dance clip
         (bench/test_motion.py::test_extract_long_side, bench/results/motion-cpu.json)
-        the process CPU time per frame rose ~7 % from 256 to 640 px and the
-        detection rates did not change beyond noise (also on a small subject in a
+        the process CPU time per frame stayed within 51-57 ms from 256 to 640 px
+        (two runs) and the detection rates did not change beyond noise (also on a small subject in a
         1280x720 frame and on a 1080x1920 one). 512 is chosen because it leaves a
         640x480 webcam frame almost untouched (the face and hand crops keep their
         pixels, which the iris and finger landmarks need) while bounding the
