@@ -227,6 +227,31 @@ class MotionExtractor:
             "right_hand": 1.0 if right is not None else 0.0,
         }
 
+        left, right = self._reconcile_hands(small, body, face, left, right, conf)
+
+        return MotionFrame(
+            frame_id=frame_id,
+            t_capture=t_capture,
+            image_size=(w, h),
+            body=body,
+            left_hand=left,
+            right_hand=right,
+            face=face,
+            confidence=conf,
+            stamps={"extract": (t0, time.monotonic())},
+        )
+
+    def _reconcile_hands(
+        self,
+        small: np.ndarray,
+        body: np.ndarray | None,
+        face: np.ndarray | None,
+        left: np.ndarray | None,
+        right: np.ndarray | None,
+        conf: dict[str, float],
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Holistic's hands, de-duplicated and completed by the Hands fallback.
+        Updates `conf` for the hands it changes."""
         # A body without a face is usually Holistic guessing a person around a hand
         # close-up; it then may report one hand as both.
         body_trusted = body is not None and face is not None
@@ -271,18 +296,7 @@ class MotionExtractor:
                 if seen:
                     left, conf["left_hand"] = found.get("left_hand", (None, 0.0))
                     right, conf["right_hand"] = found.get("right_hand", (None, 0.0))
-
-        return MotionFrame(
-            frame_id=frame_id,
-            t_capture=t_capture,
-            image_size=(w, h),
-            body=body,
-            left_hand=left,
-            right_hand=right,
-            face=face,
-            confidence=conf,
-            stamps={"extract": (t0, time.monotonic())},
-        )
+        return left, right
 
     def _run_hands(
         self,
