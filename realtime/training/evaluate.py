@@ -26,6 +26,7 @@ Reported (JSON with `--json`):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -50,6 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="studio dataset directory")
     p.add_argument("--clips", type=int, default=8, help="held-out clips to evaluate")
     p.add_argument("--clip-frames", type=int, default=48, help="frames per held-out clip")
+    p.add_argument("--split", default="heldout_both",
+                   choices=("heldout_both", "heldout_character", "heldout_motion", "train"),
+                   help="heldout_both (default): unseen characters driven by unseen "
+                        "performers, rendered on the fly; or one of the dataset's splits")
     p.add_argument("--frames", type=int, default=DRIFT_FRAMES,
                    help=f"length of the drift stream (default {DRIFT_FRAMES})")
     p.add_argument("--json", type=Path, default=None, help="write the summary JSON here")
@@ -237,7 +242,7 @@ def evaluate(
 
 def run(args: argparse.Namespace) -> int:
     from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model
-    from realtime.training.studio import heldout_clips
+    from realtime.training.studio import heldout_clips, read_split
 
     ckpt = args.checkpoint or DEFAULT_CHECKPOINT
     model = load_model(args.checkpoint, device=args.device)
@@ -249,7 +254,13 @@ def run(args: argparse.Namespace) -> int:
         info = json.loads((teacher_dir / "config.json").read_text()).get("meta", {})
     cfg = model.cfg
     clip_frames = args.clip_frames - args.clip_frames % cfg.chunk
-    clips = heldout_clips(args.data, cfg, args.clips, clip_frames)
+    if args.split == "heldout_both":
+        clips = heldout_clips(args.data, cfg, args.clips, clip_frames)
+    else:
+        clips = read_split(args.data, args.split, cfg, limit=args.clips)
+        clips = [dataclasses.replace(c, frames=c.frames[:clip_frames], pose=c.pose[:clip_frames],
+                                     face=c.face[:clip_frames],
+                                     presence=c.presence[:clip_frames]) for c in clips]
     frames, window = drift_window(args.frames, cfg.chunk)
     long = drift_clip(heldout_clips(args.data, cfg, 1, frames - window), frames, window)
     summary = evaluate(model, teacher, clips, long, window, args.seed,
@@ -257,7 +268,11 @@ def run(args: argparse.Namespace) -> int:
     summary = {"checkpoint": str(ckpt),
                "teacher_checkpoint": str(teacher_dir) if teacher else None,
                "data": str(args.data),
-               "heldout": "characters held out of training driven by held-out performers",
+               "split": args.split,
+               "heldout": {"heldout_both": "characters and performers held out of training",
+                           "heldout_character": "unseen characters, training motion sources",
+                           "heldout_motion": "training characters, unseen motion sources",
+                           "train": "training clips (not held out)"}[args.split],
                **summary}
     text = json.dumps(summary, indent=2)
     if args.json:
