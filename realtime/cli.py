@@ -1,8 +1,9 @@
 """Marionette: real-time streaming character animation.
 
-Each subcommand lives beside the code it drives and exposes `add_arguments(parser)` and `run(args) -> int`; it is imported
-only when chosen, so `marionette --help` starts instantly and the GPU machine (no
-MediaPipe) can run the subcommands that do not need it."""
+Each subcommand lives beside the code it drives and exposes `add_arguments(parser)`
+and `run(args) -> int`. It is imported only when chosen, so `marionette --help`
+starts instantly and the GPU machine (no MediaPipe) can run the subcommands that
+do not need it."""
 
 from __future__ import annotations
 
