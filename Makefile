@@ -4,7 +4,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
