@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -241,7 +242,7 @@ def _missing_requirements(client: str) -> str | None:
 def _command_line(args: argparse.Namespace) -> str:
     """The command as typed, or rebuilt from `args` when called from Python."""
     if sys.argv[1:3] == ["bench", "latency"]:
-        return "marionette " + " ".join(sys.argv[1:])
+        return "marionette " + shlex.join(sys.argv[1:])
     names = {"json_out": "json"}
     flags = [f"--{names.get(k, k).replace('_', '-')} {v}" for k, v in vars(args).items()
              if v not in (None, False, "") and not k.startswith("_")
