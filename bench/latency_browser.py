@@ -83,6 +83,29 @@ def unwrap_captures(captures: list[tuple[int, float]], period: int) -> list[tupl
     return out
 
 
+def captures_by_barcode(captures: list[tuple[int, float]],
+                        period: int) -> dict[int, list[tuple[float, int]]]:
+    """Run-wide (id, t) captures -> barcode k -> [(t, id)] in time order."""
+    by_k: dict[int, list[tuple[float, int]]] = collections.defaultdict(list)
+    for g, t in sorted(captures, key=lambda c: c[1]):
+        by_k[g % period].append((t, g))
+    return by_k
+
+
+def resolve_barcode(by_k: dict[int, list[tuple[float, int]]], k: int | None,
+                    before: float, max_age: float = LOOP_SECONDS / 2) -> int | None:
+    """The run-wide id of the capture of barcode k that happened last before `before`,
+    if that was less than `max_age` seconds earlier: when the page missed this loop's
+    capture of k, the previous loop's must not stand in for it (a whole-loop error)."""
+    if k is None:
+        return None
+    seen = by_k.get(int(k), [])
+    i = bisect.bisect_right(seen, (before, float("inf"))) - 1
+    if i < 0 or before - seen[i][0] > max_age:
+        return None
+    return seen[i][1]
+
+
 def measure_browser(url: str, engine: str, args: argparse.Namespace,
                     server_pid: int | None) -> dict[str, Any]:
     """One engine's run with headless Chromium; returns its `runs[]` entry."""
@@ -136,22 +159,12 @@ def measure_browser(url: str, engine: str, args: argparse.Namespace,
 
     t0 = mono(info["tConnectStart"])
     captures = unwrap_captures([(c["k"], mono(c["t"])) for c in events["captures"]], period)
-    by_k: dict[int, list[tuple[float, int]]] = collections.defaultdict(list)
-    for g, t in captures:
-        by_k[g % period].append((t, g))
-
-    def run_wide_id(k: int | None, before: float) -> int | None:
-        """The capture of barcode k that happened last before `before`."""
-        if k is None:
-            return None
-        seen = by_k.get(int(k), [])
-        i = bisect.bisect_right(seen, (before, float("inf"))) - 1
-        return seen[i][1] if i >= 0 else None
+    by_k = captures_by_barcode(captures, period)
 
     telemetry = []
     for r in events["telemetry"]:
         first = min((s for s, _ in r.get("stages", {}).values()), default=r.get("t_capture"))
-        telemetry.append({**r, "input_id": run_wide_id(r.get("input_id"), first)})
+        telemetry.append({**r, "input_id": resolve_barcode(by_k, r.get("input_id"), first)})
     displays = [d for d in events["displays"] if d.get("rtp") is not None]
     sent = sorted((float(r["t_sent"]), int(r["out_pts"])) for r in telemetry if "t_sent" in r)
     # displays carry raw RTP timestamps: subtract the sender's random origin once

@@ -9,7 +9,12 @@ import shutil
 import pytest
 
 from bench import latency
-from bench.latency_browser import CHROMIUM, unwrap_captures
+from bench.latency_browser import (
+    CHROMIUM,
+    captures_by_barcode,
+    resolve_barcode,
+    unwrap_captures,
+)
 
 
 def test_looping_barcodes_become_run_wide_ids() -> None:
@@ -17,6 +22,16 @@ def test_looping_barcodes_become_run_wide_ids() -> None:
     ks = [*range(10), *range(9), *range(2, 10)]
     got = unwrap_captures([(k, float(i)) for i, k in enumerate(ks)], period=10)
     assert [g for g, _ in got] == [*range(10), *range(10, 19), *range(22, 30)]
+
+
+def test_a_missed_capture_is_not_replaced_by_the_previous_loops() -> None:
+    period, fps = 120, 30.0
+    seen = [(g, g / fps) for g in range(3 * period) if g != 2 * period + 7]  # one missed
+    by_k = captures_by_barcode(seen, period)
+    assert resolve_barcode(by_k, 8, before=(2 * period + 8) / fps + 0.02) == 2 * period + 8
+    # barcode 7 of the third loop was never seen: unidentified, not 4 s old
+    assert resolve_barcode(by_k, 7, before=(2 * period + 7) / fps + 0.02) is None
+    assert resolve_barcode(by_k, None, before=1.0) is None
 
 
 @pytest.mark.slow
