@@ -40,15 +40,17 @@ from typing import Any
 # Server stage names (streaming/telemetry.py STAGE_ORDER), in pipeline order, and the
 # label each is reported under. Names the server adds later keep their own.
 SERVER_STAGES: dict[str, str] = {
-    "decode": "video_decode",      # aiortc's video decoder
+    "video_decode": "video_decode",  # aiortc's video decoder
     "receive": "receive",          # decoded frame handed over -> into the mailbox
-    "mailbox": "mailbox",          # waiting for the worker (1 slot)
+    "mailbox": "mailbox",          # waiting for the motion thread (1 slot)
     "convert": "convert",          # VideoFrame -> RGB + barcode read
     "extract": "extraction",       # MediaPipe
     "motion": "motion",            # filtering, normalisation, retargeting
     "condition": "condition",      # pose maps + face vector
+    "handoff": "handoff",          # waiting for the chunk to fill and the model thread
     "model": "model",              # DiT chunk (all steps)
-    "decode_ae": "ae_decode",      # tiny autoencoder decode
+    "decode": "ae_decode",         # the model's autoencoder decode
+    "decode_ae": "ae_decode",      # (its name in an earlier telemetry schema)
     "output": "output",            # waiting in the paced output buffer
     "encode": "encode",            # video encoder
     "send": "send",                # encode end -> last packet handed to the transport
@@ -82,11 +84,6 @@ def stage_parts(t_capture: float, t_arrival: float, stages: Mapping[str, Any]) -
                  jitter buffer and decode)
     """
     spans = {str(k): (float(v[0]), float(v[1])) for k, v in stages.items()}
-    # realtime/engine.py stamps the autoencoder as 'decode', the server stamps its video
-    # decoder so too: a 'decode' that starts after the model began is the autoencoder.
-    if "decode" in spans and "model" in spans and "decode_ae" not in spans \
-            and spans["decode"][0] >= spans["model"][0]:
-        spans["decode_ae"] = spans.pop("decode")
     e2e = (t_arrival - t_capture) * 1e3
     if not spans:
         return {"network_up": math.nan, "queue": math.nan, "network_down": math.nan}

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.latency_report import ordered_parts
+from bench.latency_summary import PART_ORDER
 
-# One fixed colour per part, in pipeline order (tab20), so runs and figures compare.
-_PARTS = ("network_up", "video_decode", "receive", "mailbox", "convert", "extraction", "motion",
-          "condition", "model", "ae_decode", "output", "encode", "send", "queue", "network_down")
-COLORS = {name: f"tab20:{i}" for i, name in enumerate(_PARTS)}
+# One fixed colour per part, in pipeline order (tab20: 20 colours), so figures compare.
+COLORS = {name: f"tab20:{i}" for i, name in enumerate(PART_ORDER)}
 
 
 def _color(name: str) -> object:

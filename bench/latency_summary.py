@@ -19,8 +19,8 @@ from bench.latency_stats import BoundedSeries, Quantiles, RunningStats, SecondSe
 
 # The order parts are reported (and stacked in the plot); others follow.
 PART_ORDER = ("network_up", "video_decode", "receive", "mailbox", "convert", "extraction",
-              "motion", "condition", "model", "ae_decode", "output", "encode", "send", "queue",
-              "network_down")
+              "motion", "condition", "handoff", "model", "ae_decode", "output", "encode",
+              "send", "queue", "network_down")
 
 
 class RunRecorder:

@@ -162,9 +162,12 @@ def test_pts_offset_is_recovered_despite_repeats_and_losses(origin: int) -> None
     assert estimate_pts_offset(arrivals, sent) == origin
 
 
-def test_a_decode_stamp_after_the_model_is_the_autoencoder() -> None:
-    parts = stage_parts(0.0, 0.2, {"receive": [0.01, 0.011], "model": [0.05, 0.1],
-                                   "decode": [0.1, 0.12], "encode": [0.15, 0.16]})
-    assert parts["ae_decode"] == pytest.approx(20) and "video_decode" not in parts
-    parts = stage_parts(0.0, 0.2, {"decode": [0.005, 0.006], "model": [0.05, 0.1]})
-    assert parts["video_decode"] == pytest.approx(1) and "ae_decode" not in parts
+def test_stage_names_follow_the_telemetry_schema() -> None:
+    parts = stage_parts(0.0, 0.2, {"video_decode": [0.004, 0.005], "receive": [0.005, 0.006],
+                                   "handoff": [0.01, 0.05], "model": [0.05, 0.1],
+                                   "decode": [0.1, 0.12], "encode": [0.15, 0.16],
+                                   "newstage": [0.16, 0.17]})
+    assert parts["video_decode"] == pytest.approx(1) and parts["handoff"] == pytest.approx(40)
+    assert parts["ae_decode"] == pytest.approx(20)
+    assert parts["newstage"] == pytest.approx(10)          # unknown names are kept
+    assert sum(parts.values()) == pytest.approx(200)

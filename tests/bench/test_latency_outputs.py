@@ -29,7 +29,8 @@ def _synthetic_run(engine: str, seconds: float = 30, fps: float = 30, base_ms: f
         lat = (base_ms + creep_ms_per_s * i / fps + rng.uniform(0, 10)) / 1e3
         t_in = t_cap + 0.01
         telemetry.append({"type": "frame", "frame_id": i, "input_id": i, "out_pts": pts,
-                          "stages": {"decode": [t_in - 0.002, t_in], "receive": [t_in, t_in],
+                          "stages": {"video_decode": [t_in - 0.002, t_in],
+                                     "receive": [t_in, t_in],
                                      "model": [t_in + 0.001, t_cap + lat - 0.01]},
                           "drops": {"mailbox": i // drop_every if drop_every else 0}})
         received.append((pts, t_cap + lat))
