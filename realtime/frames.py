@@ -1,7 +1,15 @@
 """What a session's pipeline returns, and the interface the server drives.
 
 The server (streaming/) knows nothing of MediaPipe or the model: it hands decoded
-frames to a `FramePipeline` on a worker thread and sends back what comes out. Two
+frames to a `FramePipeline` and sends back what comes out. The work is split in
+two stages so that a session can overlap them on two threads (MediaPipe and torch
+both release the GIL):
+
+    prepare(image) ──► Prepared ──► generate([Prepared] * chunk) ──► [GeneratedFrame]
+    (motion thread: extraction,        (model thread: DiT + decode, once per chunk)
+     filtering, condition rendering)
+
+`process(...)` is `generate([prepare(...)])`, for offline use on one thread. Two
 implementations exist: `realtime.pipeline.AnimationPipeline` (extraction + model)
 and `EchoPipeline` below, which returns its input and lets the transport be
 measured on its own.
@@ -11,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 
@@ -28,23 +36,57 @@ class GeneratedFrame:
     stamps: Stamps = field(default_factory=dict)
 
 
+Prepared: TypeAlias = Any
+"""One input after the motion stage, opaque to the server: a `MotionCondition`
+for AnimationPipeline, the resized frame for EchoPipeline."""
+
+
 class FramePipeline(Protocol):
-    """Per-session processing. Called from one worker thread, never the event loop."""
+    """Per-session processing, never called from the event loop.
+
+    Threads: the motion stage (`prepare`, `prepare_motion`, `set_filter_strength`,
+    `reset_calibration`) is called from one thread and the model stage
+    (`generate`, `set_character`, `set_reference_image`, `set_steps`) from one
+    other thread, concurrently; each stage's state belongs to its thread. The one
+    thing they share, the character's skeleton, is swapped by the model stage as
+    a single attribute assignment (the motion stage may retarget one more frame to
+    the old skeleton). `close` is called once, after both have returned.
+    """
 
     @property
     def resolution(self) -> tuple[int, int]:
         """(width, height) of the frames it produces."""
         ...
 
+    @property
+    def chunk(self) -> int:
+        """Frames per `generate` call that produce output (K; 1 for per-frame pipelines)."""
+        ...
+
+    def prepare(self, image: np.ndarray, frame_id: int, t_capture: float) -> Prepared | None:
+        """Motion stage for one RGB (H, W, 3) uint8 camera frame; None when the
+        frame gives the model nothing to do."""
+        ...
+
+    def prepare_motion(
+        self, motion: NormalizedMotion, frame_id: int, t_capture: float
+    ) -> Prepared | None:
+        """Same, for motion that needs no extraction (the built-in demo performer)."""
+        ...
+
+    def generate(self, prepared: list[Prepared]) -> list[GeneratedFrame]:
+        """Model stage: returns the frames completed by these inputs (none while a
+        chunk is filling, K when one completes), in input order."""
+        ...
+
     def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
-        """Feed one RGB (H, W, 3) uint8 camera frame; returns the frames completed
-        by it (none while a chunk is filling, K when it completes)."""
+        """`generate([prepare(...)])` on the calling thread (offline use)."""
         ...
 
     def process_motion(
         self, motion: NormalizedMotion, frame_id: int, t_capture: float
     ) -> list[GeneratedFrame]:
-        """Same, for motion that needs no extraction (the built-in demo performer)."""
+        """`generate([prepare_motion(...)])` on the calling thread."""
         ...
 
     def set_character(self, name: str) -> None:
@@ -67,7 +109,10 @@ class FramePipeline(Protocol):
 
 
 class EchoPipeline:
-    """Returns each input frame, resized: the model replaced by a pass-through."""
+    """Returns each input frame, resized: the model replaced by a pass-through.
+    prepare = resize (stamped "model", as before the split), generate = pass-through."""
+
+    chunk = 1
 
     def __init__(self, width: int = 256, height: int = 256) -> None:
         self._size = (width, height)
@@ -76,19 +121,30 @@ class EchoPipeline:
     def resolution(self) -> tuple[int, int]:
         return self._size
 
-    def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
+    def prepare(self, image: np.ndarray, frame_id: int, t_capture: float) -> GeneratedFrame:
         import cv2
 
         start = time.monotonic()
         out = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
-        return [GeneratedFrame(frame_id, t_capture, out, {"model": (start, time.monotonic())})]
+        return GeneratedFrame(frame_id, t_capture, out, {"model": (start, time.monotonic())})
+
+    def prepare_motion(
+        self, motion: NormalizedMotion, frame_id: int, t_capture: float
+    ) -> GeneratedFrame:
+        grey = np.full((self._size[1], self._size[0], 3), 128, np.uint8)
+        now = time.monotonic()
+        return GeneratedFrame(frame_id, t_capture, grey, {"model": (now, now)})
+
+    def generate(self, prepared: list[GeneratedFrame]) -> list[GeneratedFrame]:
+        return list(prepared)
+
+    def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
+        return self.generate([self.prepare(image, frame_id, t_capture)])
 
     def process_motion(
         self, motion: NormalizedMotion, frame_id: int, t_capture: float
     ) -> list[GeneratedFrame]:
-        grey = np.full((self._size[1], self._size[0], 3), 128, np.uint8)
-        now = time.monotonic()
-        return [GeneratedFrame(frame_id, t_capture, grey, {"model": (now, now)})]
+        return self.generate([self.prepare_motion(motion, frame_id, t_capture)])
 
     def set_character(self, name: str) -> None:
         pass

@@ -4,9 +4,12 @@
           ─► render_condition ─► StreamingEngine (DiT + KV cache + decode) ─► frames
 
 It implements `realtime.frames.FramePipeline`, the interface the streaming server
-drives from one worker thread per session. `create_pipeline_factory` loads the
-weights once and returns a factory of per-session pipelines sharing them: only the
-extractor, the motion filters and the engine's cache are per session.
+drives from two threads per session: `prepare*` (extraction, motion filtering,
+retargeting, condition rendering: everything up to the `MotionCondition`) on the
+motion thread, `generate` (the engine, once per chunk of K) on the model thread.
+`create_pipeline_factory` loads the weights once and returns a factory of
+per-session pipelines sharing them: only the extractor, the motion filters and the
+engine's cache are per session.
 
 Motion, avatars and MediaPipe are imported when first needed, so the model side
 (and the GPU machine, which has no MediaPipe) can import this module.
@@ -58,26 +61,52 @@ class AnimationPipeline:
     def resolution(self) -> tuple[int, int]:
         return self.engine.resolution
 
-    # --- frames in ----------------------------------------------------------------------
+    @property
+    def chunk(self) -> int:
+        """K: frames the engine generates at once."""
+        return self.engine.cfg.chunk
 
-    def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
+    # --- motion stage (motion thread) ---------------------------------------------------
+
+    def prepare(self, image: np.ndarray, frame_id: int, t_capture: float) -> MotionCondition:
+        """Camera frame (H, W, 3) uint8 RGB -> the model's condition for it."""
         t0 = time.monotonic()
         frame = self.extractor.process(image, frame_id, t_capture)
         frame.stamps.setdefault("extract", (t0, time.monotonic()))
-        return self.process_frame(frame)
+        return self.prepare_frame(frame)
 
-    def process_frame(self, frame: MotionFrame) -> list[GeneratedFrame]:
-        """Extracted landmarks in (a camera frame or a recorded track's frame)."""
+    def prepare_frame(self, frame: MotionFrame) -> MotionCondition:
+        """Extracted landmarks (a camera frame's or a recorded track's) -> condition."""
         t0 = time.monotonic()
         motion = self.processor.process(frame)
         motion.stamps = {**frame.stamps, **motion.stamps}
         motion.stamps.setdefault("motion", (t0, time.monotonic()))
-        return self.process_motion(motion, frame.frame_id, frame.t_capture)
+        return self.prepare_motion(motion, frame.frame_id, frame.t_capture)
+
+    def prepare_motion(
+        self, motion: NormalizedMotion, frame_id: int, t_capture: float
+    ) -> MotionCondition:
+        return self.condition(motion, frame_id, t_capture)
+
+    # --- model stage (model thread) -----------------------------------------------------
+
+    def generate(self, prepared: list[MotionCondition]) -> list[GeneratedFrame]:
+        """Conditions into the engine; the frames of every chunk they complete."""
+        return self.engine.push(prepared)
+
+    # --- both, on the calling thread (offline) ------------------------------------------
+
+    def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
+        return self.generate([self.prepare(image, frame_id, t_capture)])
+
+    def process_frame(self, frame: MotionFrame) -> list[GeneratedFrame]:
+        """Extracted landmarks in (a camera frame or a recorded track's frame)."""
+        return self.generate([self.prepare_frame(frame)])
 
     def process_motion(
         self, motion: NormalizedMotion, frame_id: int, t_capture: float
     ) -> list[GeneratedFrame]:
-        return self.engine.push([self.condition(motion, frame_id, t_capture)])
+        return self.generate([self.prepare_motion(motion, frame_id, t_capture)])
 
     def condition(self, motion: NormalizedMotion, frame_id: int,
                   t_capture: float) -> MotionCondition:
@@ -86,7 +115,7 @@ class AnimationPipeline:
         from realtime.motion.retarget import retarget
 
         t0 = time.monotonic()
-        pose = retarget(motion, self.skeleton)
+        pose = retarget(motion, self.skeleton)      # one read: the model thread may swap it
         cond = render_condition(pose, self.engine.cfg.pose_size, frame_id, t_capture)
         cond.stamps = {**motion.stamps, **cond.stamps, "condition": (t0, time.monotonic())}
         return cond
@@ -100,7 +129,8 @@ class AnimationPipeline:
             self._extractor = MotionExtractor(ExtractorConfig())
         return self._extractor
 
-    # --- controls -----------------------------------------------------------------------
+    # --- controls: character, reference, steps on the model thread; filter and
+    # calibration on the motion thread (see realtime.frames.FramePipeline) -------------
 
     def set_character(self, name: str) -> None:
         """Built-in character: its rendered reference into the identity sink, its

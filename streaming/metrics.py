@@ -3,6 +3,9 @@
 Counters, gauges and fixed-bucket histograms with at most one label, all
 updated on the event loop (the worker threads report through it), rendered in
 text format 0.0.4 (https://prometheus.io/docs/instrumenting/exposition_formats/).
+
+`dropped_frames_total` is labelled by the stage that dropped the frame: receive,
+mailbox, handoff (motion -> model threads), output; see streaming/telemetry.py.
 """
 
 from __future__ import annotations

@@ -1,13 +1,21 @@
-"""One performer's session: a peer connection, a pipeline on a worker thread,
+"""One performer's session: a peer connection, a pipeline on two worker threads,
 the paced output track, the data channels, and WHEP viewers of its output.
 
-    aiortc track ─► receive coroutine ─► Mailbox (1 slot) ─► worker thread
-       (drain to newest)    (event loop)                       pipeline.process
+    aiortc track ─► receive coroutine ─► Mailbox (1 slot) ─► motion thread
+       (drain to newest)    (event loop)                       pipeline.prepare
+                                                                   │
+                                      HandOff (one chunk, oldest dropped)
+                                                                   │
+                                                               model thread
+                                                                   pipeline.generate
                                                                    │
     telemetry ◄── OutputTrack.recv (paced, sender) ◄── push ◄──────┘ (call_soon_threadsafe)
 
-The pipeline is only ever touched from the worker thread (control changes are
-queued to it as commands). If it raises, the session closes with the reason on
+The two threads overlap: while the model generates one chunk, the motion thread
+extracts the next frames (MediaPipe and torch release the GIL). Each stage of the
+pipeline is only touched from its own thread; control changes are queued to the
+thread owning what they change (filter, calibration: motion; character, reference,
+steps: model). If either thread raises, the session closes with the reason on
 `control`; the server and the other sessions go on.
 """
 
@@ -31,6 +39,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from realtime.frames import FramePipeline, GeneratedFrame
 from streaming import barcode, control
+from streaming.handoff import HandOff
 from streaming.mailbox import Mailbox
 from streaming.metrics import Metrics
 from streaming.telemetry import SCHEMA_VERSION, FrameTrace, frame_record
@@ -41,6 +50,7 @@ log = logging.getLogger(__name__)
 MAX_TRACES = 512        # inputs awaiting their output; older ones are forgotten
 WORKER_JOIN_TIMEOUT = 10.0   # seconds a closing session waits for a pipeline call to return
 Command = Callable[[FramePipeline], dict[str, Any]]
+MOTION, MODEL = "motion", "model"    # the worker threads, and the commands each runs
 
 
 @dataclass
@@ -58,6 +68,12 @@ class SessionConfig:
 class _Input:
     trace: FrameTrace
     frame: av.VideoFrame | None          # None: a demo-performer tick
+
+
+@dataclass
+class _Prepared:
+    trace: FrameTrace
+    item: Any                            # what pipeline.prepare returned
 
 
 class Session:
@@ -86,7 +102,9 @@ class Session:
         self.on_closed: Callable[[Session], None] | None = None
         self._loop = asyncio.get_running_loop()
         self._mailbox: Mailbox[_Input] = Mailbox()
-        self._commands: queue.SimpleQueue[tuple[str, Command]] = queue.SimpleQueue()
+        self._handoff: HandOff[_Prepared] = HandOff(max(1, int(pipeline.chunk)))
+        self._commands: dict[str, queue.SimpleQueue[tuple[str, Command]]] = {
+            MOTION: queue.SimpleQueue(), MODEL: queue.SimpleQueue()}
         self._control: RTCDataChannel | None = None
         self._telemetry: RTCDataChannel | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -96,9 +114,15 @@ class Session:
         self._reference = control.ReferenceAssembler(config.max_reference_bytes)
         self._closing = False
         self._last_input = time.monotonic()
-        self._worker = threading.Thread(target=self._work, name=f"pipeline-{self.id}",
-                                        daemon=True)
-        self._worker.start()
+        self._running = 2                    # worker threads not yet ended
+        self._running_lock = threading.Lock()
+        self._workers = [
+            threading.Thread(target=self._guarded, args=(MOTION, self._motion_work),
+                             name=f"pipeline-{self.id}-motion", daemon=True),
+            threading.Thread(target=self._guarded, args=(MODEL, self._model_work),
+                             name=f"pipeline-{self.id}-model", daemon=True)]
+        for worker in self._workers:
+            worker.start()
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_state)
@@ -108,7 +132,7 @@ class Session:
     @property
     def drops(self) -> dict[str, int]:
         return {"receive": self._receive_drops, "mailbox": self._mailbox.dropped,
-                "output": self.output.dropped}
+                "handoff": self._handoff.dropped, "output": self.output.dropped}
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -212,11 +236,11 @@ class Session:
                                                f"unknown character {name!r}") from None
                 return {"name": name}
 
-            self._command("character", set_character)
+            self._command("character", set_character, MODEL)
         elif msg.type == "reference":
             data = self._reference.add(body)
             if data is not None:
-                self._command("reference", self._reference_command(data))
+                self._command("reference", self._reference_command(data), MODEL)
         elif msg.type == "steps":
             steps = int(body["value"])
 
@@ -224,7 +248,7 @@ class Session:
                 p.set_steps(steps)
                 return {"value": steps}
 
-            self._command("steps", set_steps)
+            self._command("steps", set_steps, MODEL)
         elif msg.type == "filter":
             strength = float(body["value"])
 
@@ -232,14 +256,14 @@ class Session:
                 p.set_filter_strength(strength)
                 return {"value": strength}
 
-            self._command("filter", set_filter)
+            self._command("filter", set_filter, MOTION)
         elif msg.type == "reset_calibration":
 
             def reset(p: FramePipeline) -> dict[str, Any]:
                 p.reset_calibration()
                 return {}
 
-            self._command("reset_calibration", reset)
+            self._command("reset_calibration", reset, MOTION)
 
     def _reference_command(self, data: bytes) -> Command:
         max_pixels = self.config.max_reference_pixels
@@ -254,9 +278,10 @@ class Session:
 
         return set_reference
 
-    def _command(self, kind: str, command: Command) -> None:
-        self._commands.put((kind, command))
-        self._mailbox.wake()
+    def _command(self, kind: str, command: Command, thread: str) -> None:
+        """Run `command` on the worker thread that owns what it changes."""
+        self._commands[thread].put((kind, command))
+        (self._mailbox if thread == MOTION else self._handoff).wake()
 
     def _set_demo(self, on: bool) -> None:
         if on and self._demo_task is None:
@@ -309,6 +334,7 @@ class Session:
         if self._demo_task is not None:
             self._demo_task.cancel()
         self._mailbox.close()
+        self._handoff.close()
         self.output.stop()
         for viewer in list(self.viewers):
             await viewer.close()
@@ -317,62 +343,100 @@ class Session:
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
-        await asyncio.to_thread(self._worker.join, WORKER_JOIN_TIMEOUT)
-        if self._worker.is_alive():
-            log.error("session %s: pipeline thread still busy after %.0f s; abandoning it",
-                      self.id, WORKER_JOIN_TIMEOUT)
+        await asyncio.to_thread(self._join_workers)
         self.closed.set()
         if self.on_closed is not None:
             self.on_closed(self)
 
-    # --- worker thread side -------------------------------------------------------------
+    # --- worker threads side -----------------------------------------------------------
 
-    def _work(self) -> None:
-        """Worker thread: run control commands and process the newest input."""
-        traces: dict[int, FrameTrace] = {}
-        performer: Iterator[Any] | None = None
+    def _join_workers(self) -> None:
+        deadline = time.monotonic() + WORKER_JOIN_TIMEOUT
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                log.error("session %s: %s still busy after %.0f s; abandoning it",
+                          self.id, worker.name, WORKER_JOIN_TIMEOUT)
+
+    def _guarded(self, stage: str, work: Callable[[], None]) -> None:
+        """Run one worker loop; a pipeline error ends this session, not the server.
+        The last thread out closes the pipeline (after both stopped calling it)."""
         try:
-            while not self._mailbox.closed:
-                self._run_commands()
-                item = self._mailbox.get(timeout=0.5)
-                if item is None:
-                    continue
-                trace = item.trace
-                taken = time.monotonic()
-                trace.stamps["mailbox"] = (trace.stamps["receive"][1], taken)
-                if item.frame is None:
-                    if performer is None:
-                        performer = self._demo_performer()
-                        if performer is None:
-                            continue
-                    outputs = self.pipeline.process_motion(next(performer), trace.frame_id,
-                                                           trace.t_capture)
-                else:
-                    image = item.frame.to_ndarray(format="rgb24")       # (H, W, 3)
-                    trace.input_id = barcode.decode(image)
-                    trace.stamps["convert"] = (taken, time.monotonic())
-                    outputs = self.pipeline.process(image, trace.frame_id, trace.t_capture)
-                traces[trace.frame_id] = trace
-                if len(traces) > MAX_TRACES:
-                    for old in sorted(traces)[: len(traces) - MAX_TRACES]:
-                        del traces[old]
-                if outputs:
-                    ready = [self._to_video(out, traces) for out in outputs]
-                    self._loop.call_soon_threadsafe(self._deliver, ready)
+            work()
         except Exception as exc:  # the pipeline died: end this session, keep the server
-            log.exception("session %s: pipeline failed", self.id)
+            log.exception("session %s: pipeline %s stage failed", self.id, stage)
             reason = f"pipeline error: {type(exc).__name__}: {exc}"
+            self._mailbox.close()          # stop the other thread now, not at close()
+            self._handoff.close()
             self._loop.call_soon_threadsafe(self._fail, reason)
         finally:
-            try:
-                self.pipeline.close()
-            except Exception:
-                log.exception("session %s: pipeline.close() failed", self.id)
+            with self._running_lock:
+                self._running -= 1
+                last = self._running == 0
+            if last:
+                try:
+                    self.pipeline.close()
+                except Exception:
+                    log.exception("session %s: pipeline.close() failed", self.id)
 
-    def _run_commands(self) -> None:
+    def _motion_work(self) -> None:
+        """Motion thread: take the newest input, prepare it, hand it to the model."""
+        performer: Iterator[Any] | None = None
+        while not self._mailbox.closed:
+            self._run_commands(MOTION)
+            item = self._mailbox.get(timeout=0.5)
+            if item is None:
+                continue
+            trace = item.trace
+            taken = time.monotonic()
+            trace.stamps["mailbox"] = (trace.stamps["receive"][1], taken)
+            if item.frame is None:
+                if performer is None:
+                    performer = self._demo_performer()
+                    if performer is None:
+                        continue
+                prepared = self.pipeline.prepare_motion(next(performer), trace.frame_id,
+                                                        trace.t_capture)
+            else:
+                image = item.frame.to_ndarray(format="rgb24")       # (H, W, 3)
+                trace.input_id = barcode.decode(image)
+                trace.stamps["convert"] = (taken, time.monotonic())
+                prepared = self.pipeline.prepare(image, trace.frame_id, trace.t_capture)
+            if prepared is None:
+                continue
+            trace.stamps["handoff"] = (time.monotonic(), 0.0)  # end set by the model thread
+            if self._handoff.put(_Prepared(trace, prepared)) is not None:
+                self._loop.call_soon_threadsafe(self._count_drop, "handoff")
+
+    def _model_work(self) -> None:
+        """Model thread: generate each full chunk of prepared inputs, send the frames."""
+        traces: dict[int, FrameTrace] = {}
+        while not self._handoff.closed:
+            self._run_commands(MODEL)
+            chunk = self._handoff.take(timeout=0.5)
+            if not chunk:
+                continue
+            taken = time.monotonic()
+            for prepared in chunk:
+                trace = prepared.trace
+                trace.stamps["handoff"] = (trace.stamps["handoff"][0], taken)
+                traces[trace.frame_id] = trace
+            if len(traces) > MAX_TRACES:
+                for old in sorted(traces)[: len(traces) - MAX_TRACES]:
+                    del traces[old]
+            outputs = self.pipeline.generate([p.item for p in chunk])
+            if outputs:
+                ready = [self._to_video(out, traces) for out in outputs]
+                self._loop.call_soon_threadsafe(self._deliver, ready)
+
+    def _count_drop(self, stage: str) -> None:
+        self.metrics.inc("dropped_frames_total", label=stage)
+
+    def _run_commands(self, thread: str) -> None:
+        commands = self._commands[thread]
         while True:
             try:
-                kind, command = self._commands.get_nowait()
+                kind, command = commands.get_nowait()
             except queue.Empty:
                 return
             try:

@@ -19,17 +19,26 @@ seconds -- on one machine that is the same clock the Python client uses):
     stages      {stage: [start, end]} in pipeline order; present when measured:
                   receive    aiortc handed us the decoded frame -> into the mailbox
                   video_decode  aiortc's video decoder (its own thread)
-                  mailbox    waiting in the 1-slot mailbox for the worker
-                  convert    VideoFrame -> RGB array + barcode read (worker)
-                  extract, motion, condition, model, decode, ...
-                             whatever the pipeline stamped (realtime/frames.py;
-                             "decode" there is the model's autoencoder decode)
+                  mailbox    waiting in the 1-slot mailbox for the motion thread
+                  convert    VideoFrame -> RGB array + barcode read (motion thread)
+                  extract, motion, condition
+                             the pipeline's motion stage (`prepare`, motion thread)
+                  handoff    prepared, waiting in the one-chunk hand-off for the
+                             model thread: for the chunk to fill, and for the
+                             model to finish the previous chunk
+                  model, decode
+                             the pipeline's model stage (`generate`, model thread;
+                             "decode" is the model's autoencoder decode). Other
+                             names: whatever else the pipeline stamped
+                             (realtime/frames.py)
                   output     waiting in the paced output buffer
                   encode     the video encoder (aiortc's executor thread)
                   send       encode end -> last packet handed to the transport
     drops       {stage: count} frames dropped so far in this session:
                   receive    skipped while draining aiortc's receive queue
                   mailbox    replaced unread in the mailbox
+                  handoff    prepared, then pushed out of the one-chunk hand-off
+                             (oldest first) while the model was busy
                   output     pushed out of the bounded output buffer
     repeats     output frames so far that repeated the previous frame (int)
 
@@ -46,7 +55,7 @@ from realtime.motion.types import Stamps
 
 SCHEMA_VERSION = 1
 STAGE_ORDER = ("video_decode", "receive", "mailbox", "convert", "extract", "motion",
-               "condition", "model", "decode", "output", "encode", "send")
+               "condition", "handoff", "model", "decode", "output", "encode", "send")
 
 
 @dataclass

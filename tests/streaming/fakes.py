@@ -12,15 +12,15 @@ from realtime.frames import EchoPipeline, GeneratedFrame
 
 
 class SlowPipeline(EchoPipeline):
-    """Echo, but taking `seconds` per frame: slower than a 30 fps camera."""
+    """Echo, but its motion stage takes `seconds` per frame: slower than a 30 fps camera."""
 
     def __init__(self, seconds: float) -> None:
         super().__init__()
         self.seconds = seconds
 
-    def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
+    def prepare(self, image: np.ndarray, frame_id: int, t_capture: float) -> GeneratedFrame:
         time.sleep(self.seconds)
-        return super().process(image, frame_id, t_capture)
+        return super().prepare(image, frame_id, t_capture)
 
 
 class FailingPipeline(EchoPipeline):
@@ -32,12 +32,12 @@ class FailingPipeline(EchoPipeline):
         self.calls = 0
         self.failed_at: float | None = None
 
-    def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
-        self.calls += 1
+    def generate(self, prepared: list[GeneratedFrame]) -> list[GeneratedFrame]:
+        self.calls += len(prepared)
         if self.calls > self.after:
             self.failed_at = time.monotonic()
             raise RuntimeError("simulated CUDA out of memory")
-        return super().process(image, frame_id, t_capture)
+        return super().generate(prepared)
 
 
 class RecordingPipeline(EchoPipeline):
@@ -68,12 +68,10 @@ class RecordingPipeline(EchoPipeline):
         self.threads.add(threading.current_thread().name)
         self.steps = steps
 
-    def process_motion(
-        self, motion: object, frame_id: int, t_capture: float
-    ) -> list[GeneratedFrame]:
+    def prepare_motion(self, motion: object, frame_id: int, t_capture: float) -> GeneratedFrame:
         self.threads.add(threading.current_thread().name)
         self.motions.append(motion)
-        return super().process_motion(motion, frame_id, t_capture)  # type: ignore[arg-type]
+        return super().prepare_motion(motion, frame_id, t_capture)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.closed = True

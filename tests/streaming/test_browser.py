@@ -152,12 +152,12 @@ class FaceCountingPipeline(EchoPipeline):
         self.faces = 0
         self.lock = threading.Lock()
 
-    def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
+    def prepare(self, image: np.ndarray, frame_id: int, t_capture: float) -> GeneratedFrame:
         motion = self.extractor.process(image, frame_id, t_capture)
         with self.lock:
             self.frames += 1
             self.faces += motion.face is not None
-        return super().process(image, frame_id, t_capture)
+        return super().prepare(image, frame_id, t_capture)
 
     def close(self) -> None:
         self.extractor.close()

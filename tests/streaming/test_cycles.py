@@ -110,7 +110,8 @@ async def test_a_client_that_vanishes_is_freed_without_a_goodbye() -> None:
         await asyncio.wait_for(session.closed.wait(), 10)
         assert "no video from the client" in (session.close_reason or "")
         assert not running.server.sessions
-        assert not [t for t in threading.enumerate() if t.name == f"pipeline-{session.id}"]
+        mine = f"pipeline-{session.id}-"
+        assert not [t for t in threading.enumerate() if t.name.startswith(mine)]
     finally:
         await pc.close()
         await runner.cleanup()

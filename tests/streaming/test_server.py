@@ -38,7 +38,7 @@ async def test_frames_flow_both_ways_and_telemetry_traces_each_input(
         start, end = record["stages"][stage]
         assert start <= end
     assert record["stages"]["receive"][0] <= record["stages"]["send"][1] <= record["t_sent"]
-    assert set(record["drops"]) == {"receive", "mailbox", "output"}
+    assert set(record["drops"]) == {"receive", "mailbox", "handoff", "output"}
     # matched latency is positive: outputs arrive after their inputs were sent
     matched = result.matched()
     assert len(matched) > 0.8 * len(frames)
