@@ -91,3 +91,31 @@ def test_camera_frames_without_a_person_still_produce_frames(factory) -> None:
         assert "extract" in out[0].stamps
     finally:
         p.close()
+
+
+def test_prepare_and_generate_on_two_threads_match_process(factory) -> None:
+    """What a session does (prepare on one thread, generate whole chunks on
+    another) gives the same frames, ids and stages as `process_motion` in one call."""
+    import threading
+
+    offline, split = factory(), factory()
+    assert split.chunk == split.engine.cfg.chunk >= 1
+    motions = _motions(2 * split.chunk)
+    expected = [f for i, m in enumerate(motions) for f in offline.process_motion(m, i, float(i))]
+
+    prepared = []
+    motion_thread = threading.Thread(target=lambda: prepared.extend(
+        split.prepare_motion(m, i, float(i)) for i, m in enumerate(motions)))
+    motion_thread.start()
+    motion_thread.join()
+    got = []
+    model_thread = threading.Thread(target=lambda: [
+        got.extend(split.generate(prepared[i : i + split.chunk]))
+        for i in range(0, len(prepared), split.chunk)])
+    model_thread.start()
+    model_thread.join()
+    assert [(f.frame_id, f.t_capture) for f in got] == [(f.frame_id, f.t_capture)
+                                                        for f in expected]
+    assert np.array_equal(np.stack([f.image for f in got]), np.stack([f.image for f in expected]))
+    for f in got:
+        assert {"condition", "model", "decode"} <= set(f.stamps)
