@@ -5,6 +5,7 @@ offline, frame by frame exactly as a streaming session would (the same
     marionette animate --character NAME | --reference IMG
                        --driving VIDEO | TRACK.npz --out OUT.mp4
                        [--checkpoint C] [--preset P] [--steps S] [--json OUT.json]
+                       [--strip OUT.png [--strip-columns N]]
 
 The JSON summary: {frames, fps, ms_per_frame: {stage: {p50, p95}}, ...}. Stages
 'extract', 'motion', 'condition' are per input frame; 'model' and 'decode' run once
@@ -19,6 +20,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from realtime.frames import GeneratedFrame
+from realtime.motion.types import MotionFrame
+from realtime.strip import StripRecorder, pick_frames
 
 if TYPE_CHECKING:
     from realtime.pipeline import AnimationPipeline
@@ -53,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, help="stop after this many input frames")
     parser.add_argument("--json", help="write the summary JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--strip", help="also write a picture: input, landmarks, condition, "
+                        "studio render and output for a few frames (realtime/strip.py)")
+    parser.add_argument("--strip-columns", type=int, default=6, help="frames in the strip")
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -93,7 +100,8 @@ def _video_frames(path: Path) -> tuple[float, int | None, Iterator[tuple[np.ndar
 
 
 def _drive(pipe: AnimationPipeline, driving: Path, max_frames: int | None,
-           progress: Any) -> tuple[float, Iterator[list[GeneratedFrame]]]:
+           progress: Any, strip: StripRecorder | None = None,
+           ) -> tuple[float, Iterator[list[GeneratedFrame]]]:
     """fps and an iterator of the frames each input produced."""
     if driving.suffix.lower() == ".npz":
         from realtime.motion.track import load_track, track_meta
@@ -108,7 +116,7 @@ def _drive(pipe: AnimationPipeline, driving: Path, max_frames: int | None,
 
         def from_track() -> Iterator[list[GeneratedFrame]]:
             for mf in track:
-                yield pipe.process_frame(mf)
+                yield _step(pipe, mf, None, strip)
                 progress.advance(task)
 
         return fps, from_track()
@@ -122,10 +130,59 @@ def _drive(pipe: AnimationPipeline, driving: Path, max_frames: int | None,
         for i, (rgb, t) in enumerate(frames):
             if max_frames and i >= max_frames:
                 break
-            yield pipe.process(rgb, i, t)
+            t0 = time.monotonic()
+            mf = pipe.extractor.process(rgb, i, t)
+            mf.stamps.setdefault("extract", (t0, time.monotonic()))
+            yield _step(pipe, mf, rgb, strip)
             progress.advance(task)
 
     return fps, from_video()
+
+
+def _step(pipe: AnimationPipeline, mf: MotionFrame, rgb: np.ndarray | None,
+          strip: StripRecorder | None) -> list[GeneratedFrame]:
+    """One input frame through the pipeline's two stages, as a live session runs them
+    (`prepare_frame` on the motion thread, `generate` on the model thread)."""
+    cond = pipe.prepare_frame(mf)
+    if strip is not None and strip.wants(mf.frame_id):
+        if rgb is not None:
+            strip.record_input(mf.frame_id, rgb, mf)
+        if pipe.last_pose is not None:
+            strip.record_motion(mf.frame_id, pipe.last_pose, cond)
+    out = pipe.generate([cond])
+    if strip is not None:
+        for f in out:
+            strip.record_output(f.frame_id, f.image)
+    return out
+
+
+def _strip_recorder(args: argparse.Namespace, pipe: AnimationPipeline,
+                    driving: Path) -> StripRecorder | None:
+    if not args.strip:
+        return None
+    if driving.suffix.lower() == ".npz":
+        from realtime.motion.track import load_track
+
+        length: int | None = len(load_track(driving))
+    else:
+        length = _video_frames_count(driving)
+    total = min(filter(None, (length, args.max_frames)), default=None)
+    character = None
+    if pipe.character is not None:
+        from realtime.avatars import gallery
+
+        character = gallery.get(pipe.character)
+    return StripRecorder(pick_frames(total, args.strip_columns), character=character)
+
+
+def _video_frames_count(path: Path) -> int | None:
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            return c.streams.video[0].frames or None if c.streams.video else None
+    except (av.error.FFmpegError, OSError, ValueError):
+        return None
 
 
 def _flush(pipe: AnimationPipeline) -> list[GeneratedFrame]:
@@ -229,9 +286,11 @@ def _run(args: argparse.Namespace) -> int:
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         disable=args.quiet)
     writer: _Writer | None = None
+    strip: StripRecorder | None = None
     try:
         with progress:
-            fps, produced = _drive(pipe, driving, args.max_frames, progress)
+            strip = _strip_recorder(args, pipe, driving)
+            fps, produced = _drive(pipe, driving, args.max_frames, progress, strip)
             writer = _Writer(Path(args.out), fps, pipe.resolution)
             for frames in produced:
                 for f in frames:
@@ -240,6 +299,8 @@ def _run(args: argparse.Namespace) -> int:
             for f in _flush(pipe):
                 writer.write(f.image)
                 out_frames.append(f)
+                if strip is not None:
+                    strip.record_output(f.frame_id, f.image)
     finally:
         if writer is not None:
             writer.close()
@@ -247,6 +308,10 @@ def _run(args: argparse.Namespace) -> int:
     if not out_frames:
         raise InputError(f"no frames could be read from {driving}")
 
+    if strip is not None:
+        from PIL import Image
+
+        Image.fromarray(strip.compose()).save(args.strip)
     summary = {
         "frames": len(out_frames),
         "fps": fps,

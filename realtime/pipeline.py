@@ -27,7 +27,13 @@ import numpy as np
 from realtime.engine import StreamingEngine, configure_torch_threads
 from realtime.frames import FramePipeline, GeneratedFrame
 from realtime.model.bundle import AnimationModel
-from realtime.motion.types import MotionCondition, MotionFrame, NormalizedMotion, Skeleton
+from realtime.motion.types import (
+    MotionCondition,
+    MotionFrame,
+    NormalizedMotion,
+    Pose,
+    Skeleton,
+)
 
 if TYPE_CHECKING:
     from realtime.motion.extractor import MotionExtractor
@@ -51,6 +57,7 @@ class AnimationPipeline:
         self._extractor: MotionExtractor | None = None
         self.skeleton: Skeleton = _default_skeleton()
         self.character: str | None = None
+        self.last_pose: Pose | None = None          # for offline pictures (realtime/strip.py)
         if character is None:
             from realtime.avatars import gallery
 
@@ -116,6 +123,7 @@ class AnimationPipeline:
 
         t0 = time.monotonic()
         pose = retarget(motion, self.skeleton)      # one read: the model thread may swap it
+        self.last_pose = pose
         cond = render_condition(pose, self.engine.cfg.pose_size, frame_id, t_capture)
         cond.stamps = {**motion.stamps, **cond.stamps, "condition": (t0, time.monotonic())}
         return cond

@@ -83,3 +83,32 @@ def test_bad_inputs_exit_2_with_one_line(inputs: dict[str, Path], args: list[str
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert reason in err[-1] and err[-1].startswith("marionette animate:")
+
+
+def test_strip_shows_condition_studio_render_and_output_per_chosen_frame(
+        inputs: dict[str, Path]) -> None:
+    """The README picture: one column per chosen frame, one row per stage (a track
+    has no camera image, so: condition, the character's studio render, the output)."""
+    from PIL import Image
+
+    from realtime.avatars import gallery
+
+    strip = inputs["dir"] / "strip.png"
+    out = inputs["dir"] / "strip.mp4"
+    name = gallery.names()[0]
+    assert _animate(inputs, "--character", name, "--out", str(out), "--strip", str(strip),
+                    "--strip-columns", "3") == 0
+    img = np.asarray(Image.open(strip).convert("RGB"))
+    tile, gap = 160, 2
+    assert img.shape == (3 * tile + 2 * gap, 3 * tile + 2 * gap, 3)
+    step = tile + gap
+    tiles = [[img[r * step:r * step + tile, c * step:c * step + tile] for c in range(3)]
+             for r in range(3)]
+    # the condition row draws the driver's strokes on black; the studio row draws the
+    # character over its plain background; neither is blank
+    for c in range(3):
+        cond, studio = tiles[0][c].astype(int), tiles[1][c].astype(int)
+        assert (cond.max(axis=-1) > 0).mean() > 0.005 and (cond.max(axis=-1) == 0).mean() > 0.5
+        assert studio.std() > 10
+    # the driver moves, so the columns' condition maps differ
+    assert np.abs(tiles[0][0].astype(int) - tiles[0][2].astype(int)).sum() > 0
