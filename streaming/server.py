@@ -353,6 +353,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None, help="access token (generated when binding "
                                                       "beyond loopback without one)")
     parser.add_argument("--fps", type=float, default=30.0, help="output frame rate per session")
+    parser.add_argument("--no-overlap", action="store_true",
+                        help="run a session's motion and model stages in turn, not overlapped")
     parser.add_argument("--transport", choices=tuple(PRESETS), default="tuned",
                         help="stock: aiortc's defaults; no-*: one tuning off (before/after "
                              "measurements, streaming/TRANSPORT.md)")
@@ -382,7 +384,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     config = ServerConfig(host=args.host, port=args.port, token=token,
                           max_sessions=args.max_sessions,
-                          session=SessionConfig(fps=args.fps), transport=transport)
+                          session=SessionConfig(fps=args.fps, overlap=not args.no_overlap),
+                          transport=transport)
     server = Server(factory, config)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown}:{args.port}/" + (f"?token={token}" if token else "")

@@ -62,6 +62,11 @@ class SessionConfig:
     # a client that vanishes without a goodbye is otherwise noticed only by ICE
     # consent checks (~30 s); no inbound video for this long ends the session
     input_timeout: float = 15.0
+    # the motion thread prepares the next frames while the model generates (True),
+    # or waits for the model to finish first (False: the stages in turn, as one
+    # thread would run them). Overlap pays when a core is free for it; on a CPU
+    # already saturated the two stages slow each other (streaming/TRANSPORT.md §4)
+    overlap: bool = True
 
 
 @dataclass
@@ -114,6 +119,8 @@ class Session:
         self._reference = control.ReferenceAssembler(config.max_reference_bytes)
         self._closing = False
         self._last_input = time.monotonic()
+        self._model_idle = threading.Event()     # set while no generate() runs
+        self._model_idle.set()
         self._running = 2                    # worker threads not yet ended
         self._running_lock = threading.Lock()
         self._workers = [
@@ -384,6 +391,8 @@ class Session:
         performer: Iterator[Any] | None = None
         while not self._mailbox.closed:
             self._run_commands(MOTION)
+            if not self.config.overlap and not self._model_idle.wait(timeout=0.5):
+                continue                         # no overlap: the model is generating
             item = self._mailbox.get(timeout=0.5)
             if item is None:
                 continue
@@ -405,6 +414,8 @@ class Session:
             if prepared is None:
                 continue
             trace.stamps["handoff"] = (time.monotonic(), 0.0)  # end set by the model thread
+            if not self.config.overlap and len(self._handoff) + 1 >= self._handoff.capacity:
+                self._model_idle.clear()         # this put completes a chunk: the model's turn
             if self._handoff.put(_Prepared(trace, prepared)) is not None:
                 self._loop.call_soon_threadsafe(self._count_drop, "handoff")
 
@@ -424,7 +435,11 @@ class Session:
             if len(traces) > MAX_TRACES:
                 for old in sorted(traces)[: len(traces) - MAX_TRACES]:
                     del traces[old]
-            outputs = self.pipeline.generate([p.item for p in chunk])
+            self._model_idle.clear()
+            try:
+                outputs = self.pipeline.generate([p.item for p in chunk])
+            finally:
+                self._model_idle.set()
             if outputs:
                 ready = [self._to_video(out, traces) for out in outputs]
                 self._loop.call_soon_threadsafe(self._deliver, ready)
