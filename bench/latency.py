@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="server transport: tuned, or aiortc's defaults (before/after)")
     parser.add_argument("--codec-order", default=None,
                         help="server codec preference, e.g. 'VP8,H264' (default: the server's)")
+    parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                        help="extra argument for the spawned `marionette serve` (repeatable), "
+                             "e.g. --serve-arg=--no-overlap")
     parser.add_argument("--warmup", type=float, default=2.0,
                         help="seconds after the first generated frame left out of percentiles")
     parser.add_argument("--json", dest="json_out", metavar="OUT.json", default=None)
@@ -85,6 +88,7 @@ class ServerProcess:
             cmd += ["--checkpoint", args.checkpoint]
         if args.codec_order:
             cmd += ["--codec-order", args.codec_order]
+        cmd += list(args.serve_arg)
         self._log = tempfile.NamedTemporaryFile("w+", prefix=f"marionette-serve-{engine}-",
                                                 suffix=".log", delete=False)
         path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
@@ -273,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
               # other work on the machine: 1/5/15-min load average before and after
               "load_average_before": load_before,
               "load_average_after": [round(x, 2) for x in os.getloadavg()],
-              "codec_order": args.codec_order,
+              "codec_order": args.codec_order, "serve_args": list(args.serve_arg),
               "server": args.server or "spawned on 127.0.0.1"}
     doc = build_document(runs, config, notes=args.notes)
     if args.json_out:
