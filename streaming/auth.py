@@ -2,9 +2,11 @@
 
 Bound to 127.0.0.1 (the default) the server needs no token. Bound to anything
 else it refuses to start without one: `--token` or one generated here and
-printed. Requests carry it as `Authorization: Bearer T` or `?token=T` (the
-page link the server prints has it, and the page passes it on to its own
-requests). `/healthz` stays open for probes; it reveals nothing.
+printed. Requests carry it as `Authorization: Bearer T`, `?token=T` (the page
+link the server prints has it) or the `marionette_token` cookie: a request that
+passes with `?token=` gets the cookie back, so the page's own scripts, styles and
+thumbnails, which browsers fetch without the query, pass too. `/healthz` stays
+open for probes; it reveals nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 OPEN_PATHS = frozenset({"/healthz"})
+COOKIE = "marionette_token"
 
 
 def is_loopback(host: str) -> bool:
@@ -46,7 +49,7 @@ def request_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return header[len("Bearer "):].strip()
-    return request.query.get("token")
+    return request.query.get("token") or request.cookies.get(COOKIE)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -63,6 +66,9 @@ def token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[w
                 raise web.HTTPUnauthorized(
                     text="missing or wrong token: pass ?token=... or 'Authorization: Bearer ...'"
                 )
-        return await handler(request)
+        response = await handler(request)
+        if "token" in request.query and request.cookies.get(COOKIE) != token:
+            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+        return response
 
     return check

@@ -297,6 +297,26 @@ async def test_token_is_required_when_set() -> None:
         await runner.cleanup()
 
 
+async def test_page_opened_with_the_token_can_load_its_own_scripts() -> None:
+    """Browsers fetch the page's scripts and thumbnails without `?token=`: the cookie
+    set when the page itself was opened with the token lets them through."""
+    running, runner = await start_server(token="s3cret")
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            async with http.get(f"{running.url}/app.js") as resp:
+                assert resp.status == 401                          # no token, no cookie yet
+            async with http.get(f"{running.url}/?token=s3cret") as resp:
+                assert resp.status == 200
+            async with http.get(f"{running.url}/app.js") as resp:
+                assert resp.status == 200
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            http.cookie_jar.update_cookies({"marionette_token": "wrong"})
+            async with http.get(f"{running.url}/app.js") as resp:
+                assert resp.status == 401
+    finally:
+        await runner.cleanup()
+
+
 async def test_healthz_and_metrics_report_sessions_frames_and_stages(echo_server: Running) -> None:
     await run_client(echo_server.url, synthetic=True, seconds=1.0, size=(320, 240))
     async with aiohttp.ClientSession() as http:
