@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.machine import cpu_model, git_commit
+
 REPO = Path(__file__).resolve().parents[1]
 FP32_FLOOR = 1e-5
 
@@ -434,25 +436,9 @@ def describe_device(device: str) -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             info["driver"] = "unknown"
         info["cuda"] = torch.version.cuda
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info.update(cpu=cpu, cores=len(os.sched_getaffinity(0)), threads=torch.get_num_threads(),
-                loadavg_at_start=os.getloadavg())
+    info.update(cpu=cpu_model(), cores=len(os.sched_getaffinity(0)),
+                threads=torch.get_num_threads(), loadavg_at_start=os.getloadavg())
     return info
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def print_table(entries: list[dict[str, Any]]) -> None:

@@ -82,7 +82,7 @@ def measure(engine: Any, warmup: int, chunks: int) -> dict[str, list[float]]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from bench.latency_report import git_commit, machine_info, utc_now
+    from bench.machine import git_commit, machine_info, utc_now
     from realtime.engine import StreamingEngine, configure_torch_threads
     from realtime.model.bundle import AnimationModel
     from realtime.model.checkpoint import load_checkpoint, prepare

@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import json
 import platform
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.machine import cpu_model, git_commit
 from realtime.avatars import gallery
 from realtime.avatars.dataset import DatasetConfig, _Tracks, make_sample, plan
 from realtime.avatars.motion import ProceduralMotion, to_pose
@@ -148,16 +148,6 @@ def test_dataset_clip(benchmark) -> None:
                        warmup_rounds=1)
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def summarise(raw: Path, out: Path, notes: str) -> dict:
     """pytest-benchmark JSON -> the committed results file."""
     data = json.loads(raw.read_text())
@@ -170,15 +160,14 @@ def summarise(raw: Path, out: Path, notes: str) -> dict:
             "per_s": round(1.0 / s["median"], 1),        # from the median
             "per_s_best": round(1.0 / s["min"], 1),      # from the fastest round
         }
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=False).stdout.strip()
+    commit = git_commit()
     import os
 
     import skia
 
     result = {
         "bench": "avatars",
-        "device": {"cpu": _cpu(), "cores": os.cpu_count(), "gpu": None},
+        "device": {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": None},
         "commit": commit,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),

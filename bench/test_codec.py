@@ -161,7 +161,7 @@ def summarise(raw: Path, out: Path, notes: str) -> dict[str, Any]:
     and min per call in ms, with the machine, commit, date and load average."""
     import numpy as np
 
-    from bench.latency_report import git_commit, machine_info, utc_now
+    from bench.machine import git_commit, machine_info, utc_now
 
     rows = {}
     for b in json.loads(raw.read_text())["benchmarks"]:

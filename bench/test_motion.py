@@ -26,13 +26,14 @@ import itertools
 import json
 import os
 import platform
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from bench.machine import cpu_model, git_commit
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "driving"
 CLIPS = {"face": "LivePortrait__d3.mp4", "hands": "LivePortrait__s20.mp4"}
@@ -131,16 +132,6 @@ def test_condition(benchmark, tracks, size: int) -> None:
     assert out.pose_maps.shape == (16, size, size)
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def summarise(raw: Path, out: Path, notes: str) -> dict:
     """pytest-benchmark JSON -> the committed results file."""
     data = json.loads(raw.read_text())
@@ -155,13 +146,12 @@ def summarise(raw: Path, out: Path, notes: str) -> dict:
             "rounds": s["rounds"],
             **b.get("extra_info", {}),
         }
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=False).stdout.strip()
+    commit = git_commit()
     import mediapipe
 
     result = {
         "bench": "motion",
-        "device": {"cpu": _cpu(), "cores": os.cpu_count(), "gpu": None},
+        "device": {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": None},
         "commit": commit,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
