@@ -240,6 +240,15 @@ def evaluate(
     return summary
 
 
+def _finite_or_null(x: Any) -> Any:
+    """NaN/inf (e.g. hand_psnr over frames without hands) -> null: strict JSON."""
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite_or_null(v) for k, v in x.items()}
+    return x
+
+
 def run(args: argparse.Namespace) -> int:
     from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model
     from realtime.training.studio import heldout_clips, read_split
@@ -274,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
                            "heldout_motion": "training characters, unseen motion sources",
                            "train": "training clips (not held out)"}[args.split],
                **summary}
-    text = json.dumps(summary, indent=2)
+    text = json.dumps(_finite_or_null(summary), indent=2)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
