@@ -29,7 +29,7 @@ from kernels.rope import apply_rope_ref
 from realtime.model.dit import StudentDiT
 
 
-def _token_positions(frame_t: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+def token_positions(frame_t: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """Per-frame times (n,) -> per-token positions (n*T, 3)."""
     gh, gw = grid
     T = gh * gw
@@ -88,7 +88,7 @@ def forward_dense(
                 own = (stream == s) & (chunk_of == ch)
                 see = (stream == 0) | window | own
                 frame_t = torch.where(stream == 0, 0.0, W + 1 + index - start)
-            pos = _token_positions(frame_t, cfg.grid)           # (all tokens, 3)
+            pos = token_positions(frame_t, cfg.grid)           # (all tokens, 3)
             qs = q[:, :, f0 * T: f1 * T]
             mask = see.repeat_interleave(T)                     # (all tokens,)
             qr = apply_rope_ref(qs.float(), pos[f0 * T: f1 * T])

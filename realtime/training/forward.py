@@ -23,17 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from kernels.rope import apply_rope_ref
+from realtime.model.dense import token_positions
 from realtime.model.dit import StudentDiT
-
-
-def _token_positions(frame_t: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Per-frame times (n,) -> per-token positions (n*T, 3)."""
-    gh, gw = grid
-    T = gh * gw
-    p = torch.arange(T, device=frame_t.device)
-    t = frame_t[:, None].expand(-1, T).reshape(-1)
-    yx = torch.stack((p // gw, p % gw), dim=-1).repeat(frame_t.shape[0], 1)
-    return torch.cat((t[:, None].float(), yx.float()), dim=-1)
 
 
 def drop_motion(
@@ -86,8 +77,8 @@ def forward_train(
     n_ch = N // K
     index = torch.arange(N, device=dev)
     frame_t = torch.cat((torch.zeros(R, device=dev), W + 1 + index, W + 1 + index))
-    q_pos = _token_positions(frame_t, cfg.grid)                         # (Lq, 3)
-    sink_pos = torch.cat([_token_positions(torch.full((R,), float(ch * K), device=dev),
+    q_pos = token_positions(frame_t, cfg.grid)                         # (Lq, 3)
+    sink_pos = torch.cat([token_positions(torch.full((R,), float(ch * K), device=dev),
                                            cfg.grid) for ch in range(n_ch)])
     frame_pos = q_pos[R * T:]                                           # (2N*T, 3)
 
