@@ -74,3 +74,33 @@ def git_commit(repo: Path = REPO) -> str:
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def summarise_pytest_benchmark(raw: Path, out: Path, bench: str, notes: str = "",
+                               versions: dict[str, str] | None = None) -> dict[str, Any]:
+    """A pytest-benchmark JSON -> the committed results file: per benchmark the median
+    (p50, the quoted statistic), p95, IQR, fastest round and rate, with the machine,
+    commit, date and load average."""
+    import json
+
+    import numpy as np
+
+    rows = {}
+    for b in json.loads(Path(raw).read_text())["benchmarks"]:
+        s = b["stats"]
+        times = np.asarray(s.get("data") or [s["median"]])
+        rows[b["name"]] = {
+            "p50_ms": round(s["median"] * 1e3, 3),
+            "p95_ms": round(float(np.percentile(times, 95)) * 1e3, 3),
+            "iqr_ms": round(s["iqr"] * 1e3, 3),
+            "min_ms": round(s["min"] * 1e3, 3),
+            "per_s": round(1.0 / s["median"], 1),
+            "per_s_best": round(1.0 / s["min"], 1),
+            "rounds": s["rounds"],
+            **b.get("extra_info", {}),
+        }
+    result = {"bench": bench, "machine": machine_info(), "commit": git_commit(),
+              "date": utc_now(), "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+              "versions": versions or {}, "notes": notes, "results": rows}
+    Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    return result

@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import platform
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.machine import cpu_model, git_commit
+from bench.machine import summarise_pytest_benchmark
 from realtime.avatars import gallery
 from realtime.avatars.dataset import DatasetConfig, _Tracks, make_sample, plan
 from realtime.avatars.motion import ProceduralMotion, to_pose
@@ -149,35 +147,11 @@ def test_dataset_clip(benchmark) -> None:
 
 
 def summarise(raw: Path, out: Path, notes: str) -> dict:
-    """pytest-benchmark JSON -> the committed results file."""
-    data = json.loads(raw.read_text())
-    rows = {}
-    for b in data["benchmarks"]:
-        s = b["stats"]
-        rows[b["name"]] = {
-            "median_ms": round(s["median"] * 1e3, 3), "min_ms": round(s["min"] * 1e3, 3),
-            "iqr_ms": round(s["iqr"] * 1e3, 3), "rounds": s["rounds"],
-            "per_s": round(1.0 / s["median"], 1),        # from the median
-            "per_s_best": round(1.0 / s["min"], 1),      # from the fastest round
-        }
-    commit = git_commit()
-    import os
-
+    """pytest-benchmark JSON -> the committed results file (bench/machine.py)."""
     import skia
 
-    result = {
-        "bench": "avatars",
-        "device": {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": None},
-        "commit": commit,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "skia_python": skia.__version__,
-        "load_average": [round(x, 2) for x in os.getloadavg()],   # at summary time
-        "notes": notes,
-        "results": rows,
-    }
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    return result
+    versions = {"skia_python": skia.__version__}
+    return summarise_pytest_benchmark(raw, out, "avatars", notes, versions)
 
 
 if __name__ == "__main__":

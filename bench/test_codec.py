@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import fractions
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -157,26 +156,14 @@ def test_decode(benchmark: Any, codec: str, size: str) -> None:
 
 
 def summarise(raw: Path, out: Path, notes: str) -> dict[str, Any]:
-    """pytest-benchmark JSON -> the committed results file: median (quoted), IQR, p95
-    and min per call in ms, with the machine, commit, date and load average."""
-    import numpy as np
+    """pytest-benchmark JSON -> the committed results file (bench/machine.py)."""
+    import aiortc
+    import av
 
-    from bench.machine import git_commit, machine_info, utc_now
+    from bench.machine import summarise_pytest_benchmark
 
-    rows = {}
-    for b in json.loads(raw.read_text())["benchmarks"]:
-        s = b["stats"]
-        times = np.asarray(s.get("data") or [s["median"]])
-        rows[b["name"]] = {"median_ms": round(s["median"] * 1e3, 3),
-                           "iqr_ms": round(s["iqr"] * 1e3, 3),
-                           "p95_ms": round(float(np.percentile(times, 95)) * 1e3, 3),
-                           "min_ms": round(s["min"] * 1e3, 3), "rounds": s["rounds"],
-                           **b.get("extra_info", {})}
-    result = {"bench": "codec", "machine": machine_info(), "commit": git_commit(),
-              "date": utc_now(), "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
-              "notes": notes, "results": rows}
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    return result
+    versions = {"aiortc": aiortc.__version__, "av": av.__version__}
+    return summarise_pytest_benchmark(raw, out, "codec", notes, versions)
 
 
 if __name__ == "__main__":

@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import platform
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.machine import cpu_model, git_commit
+from bench.machine import summarise_pytest_benchmark
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "driving"
 CLIPS = {"face": "LivePortrait__d3.mp4", "hands": "LivePortrait__s20.mp4"}
@@ -133,35 +130,11 @@ def test_condition(benchmark, tracks, size: int) -> None:
 
 
 def summarise(raw: Path, out: Path, notes: str) -> dict:
-    """pytest-benchmark JSON -> the committed results file."""
-    data = json.loads(raw.read_text())
-    rows = {}
-    for b in data["benchmarks"]:
-        s = b["stats"]
-        times = np.asarray(s.get("data") or [s["median"]])
-        rows[b["name"]] = {
-            "p50_ms": round(s["median"] * 1e3, 3),
-            "p95_ms": round(float(np.percentile(times, 95)) * 1e3, 3),
-            "min_ms": round(s["min"] * 1e3, 3),
-            "rounds": s["rounds"],
-            **b.get("extra_info", {}),
-        }
-    commit = git_commit()
+    """pytest-benchmark JSON -> the committed results file (bench/machine.py)."""
     import mediapipe
 
-    result = {
-        "bench": "motion",
-        "device": {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": None},
-        "commit": commit,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "mediapipe": mediapipe.__version__,
-        "notes": notes,
-        "results": rows,
-    }
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    return result
+    versions = {"mediapipe": mediapipe.__version__}
+    return summarise_pytest_benchmark(raw, out, "motion", notes, versions)
 
 
 if __name__ == "__main__":
