@@ -87,6 +87,9 @@ def attention_shapes(device: str, quick: bool, dry_run: bool = False) -> list[di
                                        D=64))
         shapes.append(dict(name="256px-k4-w12-8sessions", sink=2, window=12, chunk=4,
                            grid=(16, 16), B=8, H=12, D=64))
+        # presets first, then the largest: a run cut short keeps what the goals need
+        shapes.sort(key=lambda s: (not s["name"].startswith("preset-"),
+                                   s["name"] != "512px-k4-w32"))
     return shapes
 
 
@@ -285,7 +288,9 @@ def attention_errors(p: dict[str, Any], outs: dict[str, Any], heads: int = 2) ->
 # --- runs -----------------------------------------------------------------------------
 
 def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool = False,
-                    only: str | None = None) -> list[dict[str, Any]]:
+                    only: str | None = None,
+                    progress: Callable[[list[dict[str, Any]]], None] | None = None
+                    ) -> list[dict[str, Any]]:
     import torch
 
     from kernels._dispatch import kernel_module
@@ -325,6 +330,11 @@ def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool =
         if device == "cpu" and interpreter and not dry_run:
             entries += interpreted_attention(shape)
         del p, outs
+        if device == "cuda":                # progress on a long GPU run
+            print(shape["name"], " ".join(f"{e['backend']}={e['ms']:.4f}ms"
+                                          for e in entries[-len(runs):]), flush=True)
+        if progress is not None:
+            progress(entries)
     return entries
 
 
@@ -519,19 +529,27 @@ def run(args: argparse.Namespace) -> int:
     info = describe_device(device)          # before the run: its load average
     entries = ceilings(device)
     entries += bench_norm(device, interpreter, args.only)
-    entries += bench_attention(device, args.quick, interpreter, only=args.only)
-    print_table(entries)
-    doc = {"device": info, "commit": git_commit(),
-           "date": datetime.now(UTC).isoformat(timespec="seconds"),
-           "command": command_line(args), "goals": goals(entries), "entries": entries,
-           "notes": ("CPU: 2 cores shared with other engineers' work (see loadavg_at_start); "
-                     "backends timed round-robin, ms = median. triton-interpreter rows check "
-                     "correctness only (their ms is the interpreter's). GPU: not measured, "
-                     "no GPU in this session."
-                     if device == "cpu" else "GPU: triton.testing.do_bench medians.")}
-    if args.json_out:
+
+    def save(attention: list[dict[str, Any]], done: bool = False) -> None:
+        """Write the JSON so far (after each shape: a run cut short keeps its rows)."""
+        if not args.json_out:
+            return
+        rows = entries + attention
+        doc = {"device": info, "commit": git_commit(),
+               "date": datetime.now(UTC).isoformat(timespec="seconds"),
+               "command": command_line(args), "complete": done, "goals": goals(rows),
+               "entries": rows,
+               "notes": ("CPU: backends timed round-robin, ms = median; see loadavg_at_start "
+                         "for other work on the machine. triton-interpreter rows check "
+                         "correctness only (their ms is the interpreter's)."
+                         if device == "cpu" else "GPU: triton.testing.do_bench medians.")}
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(doc, indent=1) + "\n")
+
+    attention = bench_attention(device, args.quick, interpreter, only=args.only, progress=save)
+    save(attention, done=True)
+    entries += attention
+    print_table(entries)
     worst = max((e["max_err_ratio"] for e in entries if e["max_err_ratio"] is not None),
                 default=None)
     g = goals(entries)

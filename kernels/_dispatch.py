@@ -99,9 +99,11 @@ def interpreter_env() -> Iterator[None]:
     os.environ["TRITON_INTERPRET"] = "1"
     compiled_call = JITFunction.__call__
     JITFunction.__call__ = _call_interpreted  # type: ignore[method-assign]
+    saved = _language_snapshot()
     try:
         yield
     finally:
+        _language_restore(saved)
         JITFunction.__call__ = compiled_call  # type: ignore[method-assign]
         if previous is None:
             del os.environ["TRITON_INTERPRET"]
@@ -109,6 +111,37 @@ def interpreter_env() -> Iterator[None]:
             os.environ["TRITON_INTERPRET"] = previous
 
 
+def _language_objects() -> list[Any]:
+    """What Triton's interpreter patches while it runs (triton/runtime/interpreter.py,
+    `_patch_lang`): the language modules and a few of their classes."""
+    import triton.language as tl
+
+    core = tl.core
+    return [tl, core, tl.math, core.tensor, core.condition, core.dtype,
+            getattr(core, "tensor_descriptor_base", core.tensor)]
+
+
+def _language_snapshot() -> list[tuple[Any, dict[str, Any]]]:
+    return [(obj, dict(vars(obj))) for obj in _language_objects()]
+
+
+def _language_restore(saved: list[tuple[Any, dict[str, Any]]]) -> None:
+    """Undo what the interpreter left patched. Triton (3.9) restores the patches of a
+    kernel launch but not those of a device-function call (`InterpretedFunction.
+    __call__` patches and never restores), so after an interpreted kernel that calls
+    a helper, compiled code would lower through interpreter stubs (e.g. `dtype.to_ir`)
+    and fail. Attributes added since the snapshot are removed, except submodules."""
+    for obj, before in saved:
+        now = vars(obj)
+        for name in [n for n in now if n not in before]:
+            if not isinstance(now[name], ModuleType):
+                delattr(obj, name)
+        for name, value in before.items():
+            if now.get(name, _MISSING) is not value:
+                setattr(obj, name, value)
+
+
+_MISSING = object()
 _twins: dict[int, Any] = {}
 
 

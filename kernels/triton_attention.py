@@ -99,6 +99,7 @@ def _chunk_attn_fwd(
     H, Lq, sink_tokens, T, grid_w, W, P, qk_scale,
     HALF: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IEEE: tl.constexpr, INTERP: tl.constexpr, COUNT: tl.constexpr,
+    ROPE_K: tl.constexpr = True,
 ):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -141,15 +142,16 @@ def _chunk_attn_fwd(
         valid = s_idx < sink_len
         rows = s_idx.to(tl.int64)
         k_ptr = kc_base + rows[:, None] * scl + offs_h[None, :]
-        k1 = tl.load(k_ptr, mask=valid[:, None], other=0.0).to(tl.float32)
-        k2 = tl.load(k_ptr + HALF, mask=valid[:, None], other=0.0).to(tl.float32)
-        p = s_idx % T
-        k1, k2 = _rotate(k1, k2, s_idx * 0, p // grid_w, p % grid_w, COS, SIN, axis,
-                         offs_h, P, HALF)
+        k1 = tl.load(k_ptr, mask=valid[:, None], other=0.0)
+        k2 = tl.load(k_ptr + HALF, mask=valid[:, None], other=0.0)
+        if ROPE_K:
+            p = s_idx % T
+            k1, k2 = _rotate(k1.to(tl.float32), k2.to(tl.float32), s_idx * 0, p // grid_w,
+                             p % grid_w, COS, SIN, axis, offs_h, P, HALF)
+            k1 = _round(k1, dtype, INTERP)
+            k2 = _round(k2, dtype, INTERP)
         v = tl.load(vc_base + rows[:, None] * sdl + offs_d[None, :], mask=valid[:, None],
                     other=0.0)
-        k1 = _round(k1, dtype, INTERP)
-        k2 = _round(k2, dtype, INTERP)
         m_i, l_i, acc = _attend(q1, q2, k1, k2, v, valid, m_i, l_i, acc, qk_scale, IEEE,
                                 INTERP)
         n_visited += 1
@@ -164,14 +166,15 @@ def _chunk_attn_fwd(
         slot = sink_tokens + ((ring_start + rank) % W) * T + p
         rows = tl.where(valid, slot, 0).to(tl.int64)
         k_ptr = kc_base + rows[:, None] * scl + offs_h[None, :]
-        k1 = tl.load(k_ptr, mask=valid[:, None], other=0.0).to(tl.float32)
-        k2 = tl.load(k_ptr + HALF, mask=valid[:, None], other=0.0).to(tl.float32)
-        k1, k2 = _rotate(k1, k2, W - window_len + 1 + rank, p // grid_w, p % grid_w, COS,
-                         SIN, axis, offs_h, P, HALF)
+        k1 = tl.load(k_ptr, mask=valid[:, None], other=0.0)
+        k2 = tl.load(k_ptr + HALF, mask=valid[:, None], other=0.0)
+        if ROPE_K:
+            k1, k2 = _rotate(k1.to(tl.float32), k2.to(tl.float32), W - window_len + 1 + rank,
+                             p // grid_w, p % grid_w, COS, SIN, axis, offs_h, P, HALF)
+            k1 = _round(k1, dtype, INTERP)
+            k2 = _round(k2, dtype, INTERP)
         v = tl.load(vc_base + rows[:, None] * sdl + offs_d[None, :], mask=valid[:, None],
                     other=0.0)
-        k1 = _round(k1, dtype, INTERP)
-        k2 = _round(k2, dtype, INTERP)
         m_i, l_i, acc = _attend(q1, q2, k1, k2, v, valid, m_i, l_i, acc, qk_scale, IEEE,
                                 INTERP)
         n_visited += 1
@@ -184,15 +187,16 @@ def _chunk_attn_fwd(
         valid = c_idx < Lq
         rows = c_idx.to(tl.int64)
         k_ptr = k_base + rows[:, None] * skl + offs_h[None, :]
-        k1 = tl.load(k_ptr, mask=valid[:, None], other=0.0).to(tl.float32)
-        k2 = tl.load(k_ptr + HALF, mask=valid[:, None], other=0.0).to(tl.float32)
-        p = c_idx % T
-        k1, k2 = _rotate(k1, k2, W + 1 + c_idx // T, p // grid_w, p % grid_w, COS, SIN,
-                         axis, offs_h, P, HALF)
+        k1 = tl.load(k_ptr, mask=valid[:, None], other=0.0)
+        k2 = tl.load(k_ptr + HALF, mask=valid[:, None], other=0.0)
+        if ROPE_K:
+            p = c_idx % T
+            k1, k2 = _rotate(k1.to(tl.float32), k2.to(tl.float32), W + 1 + c_idx // T,
+                             p // grid_w, p % grid_w, COS, SIN, axis, offs_h, P, HALF)
+            k1 = _round(k1, dtype, INTERP)
+            k2 = _round(k2, dtype, INTERP)
         v = tl.load(v_base + rows[:, None] * svl + offs_d[None, :], mask=valid[:, None],
                     other=0.0)
-        k1 = _round(k1, dtype, INTERP)
-        k2 = _round(k2, dtype, INTERP)
         m_i, l_i, acc = _attend(q1, q2, k1, k2, v, valid, m_i, l_i, acc, qk_scale, IEEE,
                                 INTERP)
         n_visited += 1
@@ -228,6 +232,36 @@ def _rows_contiguous(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
+def kernel_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,
+                v_cache: torch.Tensor, sink_len: torch.Tensor, ring_start: torch.Tensor,
+                window_len: torch.Tensor, layout: CacheLayout, out: torch.Tensor | None = None,
+                visited: torch.Tensor | None = None) -> tuple:
+    """The kernel's positional arguments (tensors made row-contiguous, `out`
+    allocated), shared by `chunk_attention_triton` and bench/kernels_profile.py."""
+    B, H, Lq, D = q.shape
+    if D not in (32, 64, 128):
+        raise ValueError(f"head dim must be 32, 64 or 128, got {D}")
+    if Lq != layout.chunk_tokens or k_cache.shape[2] != layout.capacity:
+        raise ValueError(f"shapes {tuple(q.shape)} / {tuple(k_cache.shape)} do not match "
+                         f"{layout}")
+    q, k, v = (_rows_contiguous(t) for t in (q, k, v))
+    k_cache, v_cache = _rows_contiguous(k_cache), _rows_contiguous(v_cache)
+    if out is None:
+        out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    assert out.is_contiguous() and out.shape == q.shape and out.dtype == q.dtype
+    n_pos = max(layout.window + layout.chunk + 1, *layout.grid)
+    cos, sin, axis = _tables(D, n_pos, q.device)
+    i32 = torch.int32
+    return (q, k, v, k_cache, v_cache, out, cos, sin, axis, sink_len.to(i32),
+            ring_start.to(i32), window_len.to(i32), out if visited is None else visited,
+            q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+            v.stride(0), v.stride(1), v.stride(2),
+            k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+            v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+            H, Lq, layout.sink_tokens, layout.tokens_per_frame, layout.grid[1],
+            layout.window, n_pos, D**-0.5 * LOG2E)
+
+
 def chunk_attention_triton(
     q: torch.Tensor,            # (B, H, Lq, D) chunk queries, un-rotated
     k: torch.Tensor,            # (B, H, Lq, D)
@@ -247,27 +281,10 @@ def chunk_attention_triton(
     32 x 32, compiled code autotunes); `visited`, with `block`, receives the number
     of key blocks each program read (program (b*H + h) * n_qblocks + m)."""
     B, H, Lq, D = q.shape
-    if D not in (32, 64, 128):
-        raise ValueError(f"head dim must be 32, 64 or 128, got {D}")
-    if Lq != layout.chunk_tokens or k_cache.shape[2] != layout.capacity:
-        raise ValueError(f"shapes {tuple(q.shape)} / {tuple(k_cache.shape)} do not match "
-                         f"{layout}")
-    q, k, v = (_rows_contiguous(t) for t in (q, k, v))
-    k_cache, v_cache = _rows_contiguous(k_cache), _rows_contiguous(v_cache)
-    if out is None:
-        out = torch.empty_like(q, memory_format=torch.contiguous_format)
-    assert out.is_contiguous() and out.shape == q.shape and out.dtype == q.dtype
-    n_pos = max(layout.window + layout.chunk + 1, *layout.grid)
-    cos, sin, axis = _tables(D, n_pos, q.device)
+    args = kernel_args(q, k, v, k_cache, v_cache, sink_len, ring_start, window_len, layout,
+                       out, visited)
+    q, out = args[0], args[5]
     i32 = torch.int32
-    args = (q, k, v, k_cache, v_cache, out, cos, sin, axis, sink_len.to(i32),
-            ring_start.to(i32), window_len.to(i32), out if visited is None else visited,
-            q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-            v.stride(0), v.stride(1), v.stride(2),
-            k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-            v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-            H, Lq, layout.sink_tokens, layout.tokens_per_frame, layout.grid[1],
-            layout.window, n_pos, D**-0.5 * LOG2E)
     ieee = q.dtype == torch.float32
     if INTERPRETED or block is not None:
         bm, bn = block or (32, 32)

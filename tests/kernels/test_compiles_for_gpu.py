@@ -49,7 +49,8 @@ def test_attention_compiles_for_h100(dtype: str, half: int, ieee: bool) -> None:
     ptrs.update({n: "*fp32" for n in ("COS", "SIN")})
     ptrs.update({n: "*i32" for n in ("AXIS", "SINK_LEN", "RING_START", "WINDOW_LEN", "VISITED")})
     k = compile_(ta._chunk_attn_fwd, ptrs, {"qk_scale": "fp32"},
-                 dict(HALF=half, BLOCK_M=64, BLOCK_N=64, IEEE=ieee, INTERP=False, COUNT=True),
+                 dict(HALF=half, BLOCK_M=64, BLOCK_N=64, IEEE=ieee, INTERP=False, COUNT=True,
+                      ROPE_K=True),
                  num_warps=4, num_stages=3)
     assert k.metadata.shared <= H100_SMEM
     if not ieee:   # bf16 matmuls on Hopper tensor cores
@@ -61,3 +62,29 @@ def test_norm_compiles_for_h100() -> None:
     compile_(tn._adaln_norm_fwd, {n: "*bf16" for n in ("X", "SHIFT", "SCALE", "O")},
              {"eps": "fp32"}, dict(RMS=False, INTERP=False, BLOCK_R=block_r, BLOCK_C=block_c),
              num_warps=warps, num_stages=1)
+
+
+def test_compiling_still_works_after_interpreting(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triton's interpreter leaves language patches behind after a kernel that calls
+    a helper function; `interpreter_env` must undo them, or compiling any kernel later
+    in the same process (a GPU server that also ran a CPU session) fails."""
+    import torch
+
+    from kernels._dispatch import kernel_module
+    from kernels.layout import CacheLayout
+
+    lay = CacheLayout(sink_frames=1, window=2, chunk=1, grid=(2, 3))
+    B, H, D = 1, 1, 32
+
+    def rnd(n: int) -> torch.Tensor:
+        return torch.randn(B, H, n, D)
+
+    i32 = torch.int32
+    state = (torch.tensor([6], dtype=i32), torch.tensor([1], dtype=i32),
+             torch.tensor([2], dtype=i32))
+    interp = kernel_module("kernels.triton_attention", torch.device("cpu"))
+    interp.chunk_attention_triton(rnd(6), rnd(6), rnd(6), rnd(18), rnd(18), *state, lay)
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))     # compile for real, no cache hit
+    test_attention_compiles_for_h100("bf16", 32, False)
+    assert any(tmp_path.rglob("*.cubin"))
