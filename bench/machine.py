@@ -61,7 +61,10 @@ def machine_info() -> dict[str, Any]:
 
 
 def git_commit(repo: Path = REPO) -> str:
-    """HEAD's sha, with '-dirty' when tracked files differ from it; 'unknown' outside git."""
+    """HEAD's sha, with '-dirty' when tracked files differ from it; 'unknown' outside git.
+    MARIONETTE_COMMIT overrides it (a copy of the tree without .git, e.g. on a GPU host)."""
+    if os.environ.get("MARIONETTE_COMMIT"):
+        return os.environ["MARIONETTE_COMMIT"]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
