@@ -12,8 +12,6 @@ step() { echo "=== $(date +%T) $*"; }
 step env
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda)"
-step tests
-timeout 150 python3 -m pytest -q -p no:cacheprovider -n 8 tests/kernels/test_gpu.py 2>&1 | tail -4
 step bench kernels $mode
 flags=$([ "$mode" = quick ] && echo --quick)
 timeout "${KERNELS_S:-200}" python3 -m realtime.cli bench kernels $flags --json "$out/kernels-h200.json" 2>&1 | grep -v Warning
@@ -25,4 +23,6 @@ timeout 90 ncu --clock-control none -k regex:_chunk_attn_fwd --launch-skip 1 --l
     > "$out/ncu-512px-k4-w32.txt" 2>&1; tail -3 "$out/ncu-512px-k4-w32.txt"
 step model
 timeout "${MODEL_S:-90}" python3 -m realtime.cli bench model --preset gpu --json "$out/model-gpu-h200.json" 2>&1 | tail -5
+step tests
+timeout "${TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -n 8 tests/kernels/test_gpu.py 2>&1 | tail -4
 step done
