@@ -16,13 +16,14 @@ step bench kernels $mode
 flags=$([ "$mode" = quick ] && echo --quick)
 timeout "${KERNELS_S:-200}" python3 -m realtime.cli bench kernels $flags --json "$out/kernels-h200.json" 2>&1 | grep -v Warning
 step profile
-timeout "${PROFILE_S:-120}" python3 -m bench.kernels_profile --json "$out/kernels-profile-h200.json"
+timeout "${PROFILE_S:-120}" python3 -m bench.kernels_profile --json "$out/kernels-profile-h200.json" \
+    --shapes "${PROFILE_SHAPES:-preset-cpu,preset-gpu,256px-k4-w32,512px-k1-w4,512px-k4-w32}"
 step ncu
-timeout 90 ncu --clock-control none -k regex:_chunk_attn_fwd --launch-skip 1 --launch-count 1 \
+timeout "${NCU_S:-90}" ncu --clock-control none -k regex:_chunk_attn_fwd --launch-skip 1 --launch-count 1 \
     --set full python3 -m bench.kernels_profile --single 512px-k4-w32 --block "${NCU_BLOCK:-128,64,8,3}" \
     > "$out/ncu-512px-k4-w32.txt" 2>&1; tail -3 "$out/ncu-512px-k4-w32.txt"
 step model
 timeout "${MODEL_S:-90}" python3 -m realtime.cli bench model --preset gpu --json "$out/model-gpu-h200.json" 2>&1 | tail -5
 step tests
-timeout "${TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -n 8 tests/kernels/test_gpu.py 2>&1 | tail -4
+timeout "${TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -n 16 tests/kernels/test_gpu.py 2>&1 | tail -4
 step done

@@ -158,9 +158,13 @@ def time_gpu(fn: Callable[[], Any]) -> dict[str, float]:
 # --- attention problems and the PyTorch baselines ---------------------------------------
 
 def make_attention(shape: dict[str, Any], dtype: Any, device: str) -> dict[str, Any]:
-    """Random inputs, every session full (steady state) with its ring wrapped."""
+    """Random inputs, every session full (steady state) with its ring wrapped, an hour
+    into its stream (frame_pos 108,000 at 30 fps). The cache holds keys as stored
+    (rotated); `rope` is the chunk's tables, computed once per chunk as the model
+    does (not timed)."""
     import torch
 
+    from kernels.attention import chunk_rope
     from kernels.layout import CacheLayout
 
     layout = CacheLayout(shape["sink"], shape["window"], shape["chunk"], tuple(shape["grid"]))
@@ -173,74 +177,87 @@ def make_attention(shape: dict[str, Any], dtype: Any, device: str) -> dict[str, 
     i32 = torch.int32
     state = (torch.full((B,), layout.sink_tokens, dtype=i32, device=device),
              torch.full((B,), layout.window // 2 + 1, dtype=i32, device=device) % layout.window,
-             torch.full((B,), layout.window, dtype=i32, device=device))
+             torch.full((B,), layout.window, dtype=i32, device=device),
+             torch.full((B,), 108_000, dtype=i32, device=device))
     Lq, S = layout.chunk_tokens, layout.capacity
     return dict(layout=layout, q=rnd(B, H, Lq, D), k=rnd(B, H, Lq, D), v=rnd(B, H, Lq, D),
-                kc=rnd(B, H, S, D), vc=rnd(B, H, S, D), state=state)
+                kc=rnd(B, H, S, D), vc=rnd(B, H, S, D), state=state,
+                rope=chunk_rope(layout, state[3], D), user=user_tables(layout, state[3], D))
 
 
-def gathered_rotated(p: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
-    """What a PyTorch user does: gather the valid cache in age order (contiguous),
-    append the chunk, rotate q and k. Full sessions: same lengths for all."""
+def user_tables(layout: Any, frame_pos: Any, D: int) -> tuple[Any, Any, Any, Any]:
+    """What a PyTorch user precomputes once per chunk: cos/sin of the chunk's tokens on
+    the stream's clock, and of the time shift that moves the sink's stored keys (t = 0)
+    onto that clock (t = frame_pos - window - 1), so one query rotation serves all."""
     import torch
 
-    from kernels.rope import apply_rope_ref
+    from kernels.rope import rope_cos_sin
+
+    shift = torch.zeros(frame_pos.shape[0], layout.sink_tokens, 3, dtype=torch.long,
+                        device=frame_pos.device)
+    shift[..., 0] = frame_pos[:, None].long() - layout.window - 1
+    return (*rope_cos_sin(layout.chunk_abs_positions(frame_pos), D), *rope_cos_sin(shift, D))
+
+
+def user_inputs(p: dict[str, Any], gather: bool = True) -> tuple[Any, Any, Any]:
+    """A PyTorch user's q, k, v over the same stored cache: rotate the chunk's q and k
+    and the sink's keys (time shift), gather the window in age order into a contiguous
+    cache (or, gather=False, take the ring as it lies, for a masked kernel), append
+    the chunk. Full sessions with one ring state, as make_attention builds them."""
+    import torch
+
+    from kernels.rope import rotate
 
     lay, ring_start = p["layout"], p["state"][1]
-    T, W = lay.tokens_per_frame, lay.window
-    dev = p["q"].device
-    rank = torch.arange(W * T, device=dev) // T
-    win = lay.sink_tokens + ((ring_start[0] + rank) % W) * T + torch.arange(W * T, device=dev) % T
-    idx = torch.cat((torch.arange(lay.sink_tokens, device=dev), win))
-    pos = torch.cat((torch.zeros(lay.sink_tokens, device=dev), W - W + 1 + rank.float()))
-    p_in = torch.arange(idx.numel(), device=dev) % T
-    cache_pos = torch.stack((pos, (p_in // lay.grid[1]).float(), (p_in % lay.grid[1]).float()),
-                            -1)
-    chunk_pos = lay.chunk_positions(dev)
-    kr = torch.cat((apply_rope_ref(p["kc"].index_select(2, idx), cache_pos),
-                    apply_rope_ref(p["k"], chunk_pos)), dim=2)
-    vv = torch.cat((p["vc"].index_select(2, idx), p["v"]), dim=2)
-    return apply_rope_ref(p["q"], chunk_pos), kr, vv, idx
+    cos, sin, s_cos, s_sin = p["user"]
+    n, T, W = lay.sink_tokens, lay.tokens_per_frame, lay.window
+    kc, vc, dt = p["kc"], p["vc"], p["q"].dtype
+    q = rotate(p["q"].float(), cos[:, None], sin[:, None]).to(dt)
+    k = rotate(p["k"].float(), cos[:, None], sin[:, None]).to(dt)
+    sink = rotate(kc[:, :, :n].float(), s_cos[:, None], s_sin[:, None]).to(dt)
+    if gather:
+        j = torch.arange(W * T, device=kc.device)
+        idx = n + ((ring_start[0] + j // T) % W) * T + j % T
+        win_k, win_v = kc.index_select(2, idx), vc.index_select(2, idx)
+    else:
+        win_k, win_v = kc[:, :, n:], vc[:, :, n:]
+    return q, torch.cat((sink, win_k, k), 2), torch.cat((vc[:, :, :n], win_v, p["v"]), 2)
 
 
 def sdpa_flash_gather(p: dict[str, Any]) -> Any:
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    q, k, v, _ = gathered_rotated(p)
+    q, k, v = user_inputs(p)
     with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
         return F.scaled_dot_product_attention(q, k, v)
 
 
 def flex_runner(p: dict[str, Any], compiled: bool = True) -> Callable[[], Any]:
-    """FlexAttention over [rotated cache (every slot) ; rotated chunk] with a block
-    mask of the valid slots; the mask is built once (it changes per chunk in a
-    stream, so this flatters Flex slightly)."""
+    """FlexAttention over [sink ; ring as it lies ; chunk] (rotated as `user_inputs`)
+    with a block mask of the valid slots, built once (it changes per chunk in a
+    stream, so this flatters Flex slightly). Softmax is order-free, so the ring needs
+    no gather, only the mask."""
     import torch
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-    from kernels.rope import apply_rope_ref
+    from kernels.torch_attention import valid_slots
 
-    lay, (sink_len, ring_start, window_len) = p["layout"], p["state"]
+    lay, (sink_len, ring_start, window_len, _) = p["layout"], p["state"]
     dev = p["q"].device
-    cache_pos, wvalid = lay.cache_positions(ring_start, window_len)
-    S = lay.capacity
-    valid = wvalid | (torch.arange(S, device=dev)[None] < sink_len[:, None].long())
+    valid = valid_slots(lay, sink_len, ring_start, window_len)
     keep = torch.cat((valid, valid.new_ones(valid.shape[0], lay.chunk_tokens)), 1)
 
     def mask_mod(b, h, q_idx, kv_idx):  # type: ignore[no-untyped-def]
         return keep[b, kv_idx]
 
     B, H, Lq, _ = p["q"].shape
-    bm = create_block_mask(mask_mod, B, None, Lq, S + Lq, device=dev)
+    bm = create_block_mask(mask_mod, B, None, Lq, lay.capacity + Lq, device=dev)
     flex: Any = _compiled_flex() if compiled else flex_attention
-    chunk_pos = lay.chunk_positions(dev)
 
     def run() -> Any:
-        kr = torch.cat((apply_rope_ref(p["kc"], cache_pos[:, None]),
-                        apply_rope_ref(p["k"], chunk_pos)), 2)
-        vv = torch.cat((p["vc"], p["v"]), 2)
-        return flex(apply_rope_ref(p["q"], chunk_pos), kr, vv, block_mask=bm)
+        q, k, v = user_inputs(p, gather=False)
+        return flex(q, k, v, block_mask=bm)
 
     return run
 
@@ -259,7 +276,7 @@ def _compiled_flex() -> Callable[..., Any]:
 
 
 def attention_flops(p: dict[str, Any]) -> float:
-    lay, (sink_len, _, window_len) = p["layout"], p["state"]
+    lay, (sink_len, _, window_len, _) = p["layout"], p["state"]
     B, H, Lq, D = p["q"].shape
     keys = (sink_len.sum() + window_len.sum() * lay.tokens_per_frame).item() / B + Lq
     return 4.0 * B * H * Lq * keys * D
@@ -274,11 +291,10 @@ def attention_errors(p: dict[str, Any], outs: dict[str, Any], heads: int = 2) ->
     h = slice(0, heads)
     sub = {n: p[n][:, h] for n in ("q", "k", "v", "kc", "vc")}
     f = {n: t.float() for n, t in sub.items()}
-    sink_len, ring_start, window_len = p["state"]
-    ref = chunk_attention_ref(f["q"], f["k"], f["v"], f["kc"], f["vc"], sink_len, ring_start,
-                              window_len, p["layout"])
-    q, k, v, _ = gathered_rotated({**p, **sub})
-    base = (F.scaled_dot_product_attention(q, k, v).float() - ref).abs().max().item()
+    ref = chunk_attention_ref(f["q"], f["k"], f["v"], f["kc"], f["vc"], *p["state"],
+                              p["layout"])
+    base = (F.scaled_dot_product_attention(*user_inputs({**p, **sub})).float() - ref
+            ).abs().max().item()
     floor = FP32_FLOOR / 2 if p["q"].dtype.is_floating_point and p["q"].element_size() == 4 \
         else 1e-7
     return {n: (o[:, h].float() - ref).abs().max().item() / max(base, floor)
@@ -293,9 +309,14 @@ def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool =
                     ) -> list[dict[str, Any]]:
     import torch
 
-    from kernels._dispatch import kernel_module
-    from kernels.attention import chunk_attention_ref
-    from kernels.torch_attention import chunk_attention_torch
+    from kernels._dispatch import force_backend, kernel_module
+    from kernels.attention import chunk_attention, chunk_attention_ref
+
+    def entry(backend: str, p: dict[str, Any]) -> Any:
+        """The entry point as the model calls it, per layer: RoPE passes + attention."""
+        with force_backend(backend):  # type: ignore[arg-type]
+            return chunk_attention(p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"],
+                                   p["layout"], rope=p["rope"])
 
     entries = []
     dtype = torch.bfloat16 if device == "cuda" or dry_run else torch.float32
@@ -303,18 +324,23 @@ def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool =
         if only and only not in shape["name"]:
             continue
         p = make_attention(shape, dtype, device)
-        args = (p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"], p["layout"])
-        runs: dict[str, Callable[[], Any]] = {
-            "torch": functools.partial(chunk_attention_torch, *args)}
+        runs: dict[str, Callable[[], Any]] = {"torch": functools.partial(entry, "torch", p)}
         if device == "cuda" or dry_run:
             tri = kernel_module("kernels.triton_attention", p["q"].device)
-            runs = {"triton": functools.partial(tri.chunk_attention_triton, *args),
+            rotated = (p["q"], p["q"], p["k"])          # timing only: attention kernel alone
+            runs = {"triton": functools.partial(entry, "triton", p),
+                    "triton_attn_only": functools.partial(
+                        tri.chunk_attention_triton, *rotated, p["v"], p["kc"], p["vc"],
+                        *p["state"][:3], p["layout"]),
                     "sdpa_flash_gather": functools.partial(sdpa_flash_gather, p),
                     "flex": flex_runner(p, compiled=not dry_run), **runs}
         else:
-            runs["torch_ref"] = functools.partial(chunk_attention_ref, *args)
+            runs["torch_ref"] = functools.partial(
+                chunk_attention_ref, p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"],
+                p["layout"])
         outs = {name: fn() for name, fn in runs.items()}
-        errs = attention_errors(p, outs)
+        errs = attention_errors(p, {n: o for n, o in outs.items()
+                                    if n != "triton_attn_only"})   # its inputs are unrotated
         flops = attention_flops(p)
         shared = time_cpu_interleaved(runs) if device == "cpu" and not dry_run else {}
         for name, fn in runs.items():
@@ -326,7 +352,7 @@ def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool =
                 t = shared[name]
             entries.append(dict(kernel="chunk_attention", shape=shape, backend=name,
                                 dtype=str(dtype).removeprefix("torch."), **t, gflop=flops / 1e9,
-                                tflops=flops / t["ms"] / 1e9, max_err_ratio=errs[name]))
+                                tflops=flops / t["ms"] / 1e9, max_err_ratio=errs.get(name)))
         if device == "cpu" and interpreter and not dry_run:
             entries += interpreted_attention(shape)
         del p, outs
@@ -339,18 +365,20 @@ def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool =
 
 
 def interpreted_attention(shape: dict[str, Any]) -> list[dict[str, Any]]:
-    """The Triton kernel under the interpreter, fp32 and bf16: correctness only."""
+    """The Triton kernels (RoPE + attention) under the interpreter, fp32 and bf16:
+    correctness only."""
     import torch
 
-    from kernels._dispatch import kernel_module
+    from kernels._dispatch import force_backend
+    from kernels.attention import chunk_attention
 
-    mod = kernel_module("kernels.triton_attention", torch.device("cpu"))
     entries = []
     for dtype in (torch.float32, torch.bfloat16):
         p = make_attention(shape, dtype, "cpu")
-        args = (p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"], p["layout"])
         t0 = time.perf_counter()
-        out = mod.chunk_attention_triton(*args)
+        with force_backend("triton"):
+            out = chunk_attention(p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"],
+                                  p["layout"], rope=p["rope"])
         ms = (time.perf_counter() - t0) * 1e3
         entries.append(dict(kernel="chunk_attention", shape=shape, backend="triton-interpreter",
                             dtype=str(dtype).removeprefix("torch."), ms=ms, tflops=None,

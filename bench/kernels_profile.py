@@ -1,12 +1,10 @@
 """Where the chunk-attention kernel's time goes on a GPU (companion to bench/kernels.py).
 
 For a few shapes, every tile config the autotuner tries is launched at a fixed
-config and reported with the compiled kernel's registers per thread, spills and
-shared memory, and its do_bench median:
-  full        the shipped kernel (RoPE applied to every key tile as it is loaded)
-  no_rope_k   the same kernel with the key rotation left out (wrong output): the
-              time RoPE-on-load costs, i.e. what storing keys pre-rotated would save
-and, as floors on the same problem:
+config and reported with the compiled attention kernel's registers per thread,
+spills and shared memory, and its do_bench median; then the RoPE pass the entry
+point runs before it (queries at both clocks, chunk keys) and, as a floor on the
+same problem:
   sdpa_flash_contig  SDPA's flash backend on the already gathered, rotated, contiguous
                      q/k/v (no gather, no RoPE: pure attention)
 
@@ -24,11 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.kernels import attention_flops, attention_shapes, gathered_rotated, make_attention
+from bench.kernels import attention_flops, attention_shapes, make_attention, user_inputs
 from bench.machine import git_commit
+from kernels.triton_attention import CONFIGS
 
-CONFIGS = ((64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2), (128, 64, 8, 3), (64, 32, 4, 3),
-           (128, 32, 4, 3), (64, 128, 4, 2), (128, 128, 8, 2))
 SHAPES = ("preset-cpu", "preset-gpu", "256px-k4-w32", "512px-k1-w4", "512px-k4-w32")
 
 
@@ -36,19 +33,29 @@ def shapes() -> dict[str, dict[str, Any]]:
     return {s["name"]: s for s in attention_shapes("cuda", quick=False)}
 
 
-def launch(p: dict[str, Any], cfg: tuple[int, int, int, int], rope_k: bool) -> Any:
+def launch(p: dict[str, Any], cfg: tuple[int, int, int, int]) -> Any:
+    """The attention kernel alone at one tile config (inputs as if rotated)."""
     import triton
 
     from kernels.triton_attention import _chunk_attn_fwd, kernel_args
 
-    args = kernel_args(p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"], p["layout"],
-                       out=p.setdefault("out", None))
-    p["out"] = args[5]
+    args = kernel_args(p["q"], p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"][:3],
+                       p["layout"], out=p.setdefault("out", None))
+    p["out"] = args[6]
     bm, bn, w, s = cfg
     B, H, Lq, D = p["q"].shape
     return _chunk_attn_fwd[(triton.cdiv(Lq, bm), B * H)](
-        *args, HALF=D // 2, BLOCK_M=bm, BLOCK_N=bn, IEEE=False, INTERP=False, COUNT=False,
-        ROPE_K=rope_k, num_warps=w, num_stages=s)
+        *args, D=D, BLOCK_M=bm, BLOCK_N=bn, IEEE=False, INTERP=False, COUNT=False,
+        ALIGNED=p["layout"].tokens_per_frame % bn == 0, num_warps=w, num_stages=s)
+
+
+def rope_pass(p: dict[str, Any]) -> Any:
+    """What the entry point runs before the kernel: three RoPE row passes."""
+    from kernels.rope import rope_rows
+
+    r = p["rope"]
+    return (rope_rows(p["q"], r.sink_cos[None], r.sink_sin[None]),
+            rope_rows(p["q"], r.cos, r.sin), rope_rows(p["k"], r.cos, r.sin))
 
 
 def profile_shape(shape: dict[str, Any]) -> list[dict[str, Any]]:
@@ -61,20 +68,20 @@ def profile_shape(shape: dict[str, Any]) -> list[dict[str, Any]]:
     flops = attention_flops(p)
     rows = []
     for cfg in CONFIGS:
-        for rope_k in (True, False):
-            try:
-                k = launch(p, cfg, rope_k)
-                ms = do_bench(functools.partial(launch, p, cfg, rope_k), warmup=25, rep=100)
-            except Exception as exc:  # noqa: BLE001  (out of resources at this config)
-                rows.append(dict(shape=shape["name"], config=cfg, rope_k=rope_k,
-                                 error=f"{type(exc).__name__}: {exc}"[:200]))
-                continue
-            rows.append(dict(shape=shape["name"], config=cfg, rope_k=rope_k, ms=ms,
-                             tflops=flops / ms / 1e9, n_regs=getattr(k, "n_regs", None),
-                             n_spills=getattr(k, "n_spills", None),
-                             shared=k.metadata.shared if hasattr(k, "metadata") else None))
-    q, kr, vv, _ = gathered_rotated(p)
-    q, kr, vv = q.contiguous(), kr.contiguous(), vv.contiguous()
+        try:
+            k = launch(p, cfg)
+            ms = do_bench(functools.partial(launch, p, cfg), warmup=25, rep=100)
+        except Exception as exc:  # noqa: BLE001  (out of resources at this config)
+            rows.append(dict(shape=shape["name"], config=cfg,
+                             error=f"{type(exc).__name__}: {exc}"[:200]))
+            continue
+        rows.append(dict(shape=shape["name"], config=cfg, backend="attention_kernel", ms=ms,
+                         tflops=flops / ms / 1e9, n_regs=getattr(k, "n_regs", None),
+                         n_spills=getattr(k, "n_spills", None),
+                         shared=k.metadata.shared if hasattr(k, "metadata") else None))
+    ms = do_bench(functools.partial(rope_pass, p), warmup=25, rep=100)
+    rows.append(dict(shape=shape["name"], config=None, backend="rope_pass", ms=ms))
+    q, kr, vv = (t.contiguous() for t in user_inputs(p))
 
     def floor() -> Any:
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
@@ -92,7 +99,6 @@ def main() -> int:
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--single", default=None, help="one shape: two launches at --block")
     ap.add_argument("--block", default="128,64,8,3", help="BLOCK_M,BLOCK_N,warps,stages")
-    ap.add_argument("--no-rope-k", action="store_true")
     args = ap.parse_args()
     import torch
 
@@ -101,7 +107,7 @@ def main() -> int:
         p = make_attention(table[args.single], torch.bfloat16, "cuda")
         cfg = tuple(int(x) for x in args.block.split(","))
         for _ in range(2):
-            k = launch(p, cfg, not args.no_rope_k)  # type: ignore[arg-type]
+            k = launch(p, cfg)  # type: ignore[arg-type]
         torch.cuda.synchronize()
         print(json.dumps({"shape": args.single, "config": cfg, "n_regs": k.n_regs,
                           "n_spills": k.n_spills}))
@@ -109,13 +115,14 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     for name in args.shapes.split(","):
         rows += profile_shape(table[name])
-        best = {rk: min((r for r in rows if r["shape"] == name and r.get("rope_k") is rk
-                         and "ms" in r), key=lambda r: r["ms"]) for rk in (True, False)}
-        floor = next(r for r in rows if r["shape"] == name and r.get("backend"))
-        print(f"{name:16} full {best[True]['ms']:.4f} ms {best[True]['config']} "
-              f"regs {best[True]['n_regs']} spills {best[True]['n_spills']} | no_rope_k "
-              f"{best[False]['ms']:.4f} ms {best[False]['config']} | sdpa contig "
-              f"{floor['ms']:.4f} ms ({floor['tflops']:.0f} TFLOP/s)", flush=True)
+        mine = [r for r in rows if r["shape"] == name and r.get("backend") == "attention_kernel"]
+        best = min(mine, key=lambda r: r["ms"])
+        other = {r["backend"]: r for r in rows if r["shape"] == name and r.get("config") is None}
+        print(f"{name:16} attention {best['ms']:.4f} ms {best['config']} regs {best['n_regs']} "
+              f"spills {best['n_spills']} ({best['tflops']:.0f} TFLOP/s) | rope pass "
+              f"{other['rope_pass']['ms']:.4f} ms | sdpa contig "
+              f"{other['sdpa_flash_contig']['ms']:.4f} ms "
+              f"({other['sdpa_flash_contig']['tflops']:.0f} TFLOP/s)", flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(
                 {"gpu": torch.cuda.get_device_name(), "commit": git_commit(),

@@ -1,47 +1,72 @@
 """Chunk attention: the current chunk's queries against the identity sink, the
 ring-buffered window of past frames and the chunk itself (bidirectional inside the
-chunk). Layout and positions: `kernels.layout`.
+chunk). Layout, positions and what is stored rotated: `kernels.layout`.
 
 `chunk_attention` is the one entry point; `chunk_attention_ref` is the fp32
-reference every other path is judged against. The entry point's PyTorch branch
-runs `kernels.torch_attention.chunk_attention_torch` (same semantics, ~2x faster
-on CPU); its Triton branch `kernels.triton_attention.chunk_attention_triton`.
+reference every other path is judged against. The entry point rotates the chunk's
+queries (twice: for the sink and for the rest) and keys once (`kernels.rope.rope_rows`,
+one fused Triton pass each on CUDA), then runs
+`kernels.triton_attention.chunk_attention_triton` (Triton) or
+`kernels.torch_attention.chunk_attention_torch` (PyTorch), neither of which applies
+any RoPE: cached keys were rotated when they were written.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from kernels._dispatch import backend_for, kernel_module
 from kernels.layout import CacheLayout
-from kernels.rope import apply_rope_ref
+from kernels.rope import rope_cos_sin, rope_rows, rotate
+
+
+@dataclass(frozen=True)
+class ChunkRope:
+    """cos/sin (fp32) that rotate one chunk's tokens, shared by every layer and
+    denoising step of the chunk: `sink_*` (Lq, D/2) at the sink clock (t = W + 1 + j),
+    `cos`/`sin` (B, Lq, D/2) at the stream's clock (t = frame_pos + j)."""
+    sink_cos: torch.Tensor
+    sink_sin: torch.Tensor
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
+def chunk_rope(layout: CacheLayout, frame_pos: torch.Tensor, head_dim: int) -> ChunkRope:
+    sink_cos, sink_sin = rope_cos_sin(layout.chunk_positions(frame_pos.device), head_dim)
+    cos, sin = rope_cos_sin(layout.chunk_abs_positions(frame_pos), head_dim)
+    return ChunkRope(sink_cos, sink_sin, cos, sin)
 
 
 def chunk_attention_ref(
     q: torch.Tensor,            # (B, H, Lq, D) chunk queries, un-rotated
     k: torch.Tensor,            # (B, H, Lq, D) chunk keys, un-rotated
     v: torch.Tensor,            # (B, H, Lq, D)
-    k_cache: torch.Tensor,      # (B, H, S, D) un-rotated keys, layout.capacity slots
+    k_cache: torch.Tensor,      # (B, H, S, D) keys rotated at their stored positions
     v_cache: torch.Tensor,      # (B, H, S, D)
     sink_len: torch.Tensor,     # (B,) int32 valid sink tokens
     ring_start: torch.Tensor,   # (B,) int32 slot of the oldest valid window frame
     window_len: torch.Tensor,   # (B,) int32 valid window frames
+    frame_pos: torch.Tensor,    # (B,) int32 stream index of the chunk's first frame
     layout: CacheLayout,
 ) -> torch.Tensor:              # (B, H, Lq, D), q's dtype
-    D = q.shape[-1]
-    cache_pos, window_valid = layout.cache_positions(ring_start, window_len)   # (B,S,3), (B,S)
-    slots = torch.arange(layout.capacity, device=q.device)
+    D, S = q.shape[-1], layout.capacity
+    _, window_valid = layout.cache_positions(ring_start, window_len)           # (B, S)
+    slots = torch.arange(S, device=q.device)
     valid = window_valid | (slots[None, :] < sink_len[:, None].long())       # (B, S)
-    chunk_pos = layout.chunk_positions(q.device)                              # (Lq, 3)
+    rope = chunk_rope(layout, frame_pos, D)
 
-    qr = apply_rope_ref(q.float(), chunk_pos)
-    kr = torch.cat((apply_rope_ref(k_cache.float(), cache_pos[:, None]),
-                    apply_rope_ref(k.float(), chunk_pos)), dim=2)             # (B,H,S+Lq,D)
-    vv = torch.cat((v_cache.float(), v.float()), dim=2)
+    q_sink = rotate(q.float(), rope.sink_cos, rope.sink_sin)
+    q_rest = rotate(q.float(), rope.cos[:, None], rope.sin[:, None])
+    k_chunk = rotate(k.float(), rope.cos[:, None], rope.sin[:, None])
+    kc_t = k_cache.float().transpose(-1, -2)
+    in_sink = slots < layout.sink_tokens                                         # (S,)
+    scores = torch.cat((torch.where(in_sink, q_sink @ kc_t, q_rest @ kc_t),
+                        q_rest @ k_chunk.transpose(-1, -2)), dim=-1) * D**-0.5
     keep = torch.cat((valid, valid.new_ones(valid.shape[0], q.shape[2])), dim=1)  # (B, S+Lq)
-
-    scores = (qr @ kr.transpose(-1, -2)) * D**-0.5                            # (B,H,Lq,S+Lq)
     scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
+    vv = torch.cat((v_cache.float(), v.float()), dim=2)
     return (scores.softmax(dim=-1) @ vv).to(q.dtype)
 
 
@@ -54,14 +79,23 @@ def chunk_attention(
     sink_len: torch.Tensor,
     ring_start: torch.Tensor,
     window_len: torch.Tensor,
+    frame_pos: torch.Tensor,
     layout: CacheLayout,
+    rope: ChunkRope | None = None,
 ) -> torch.Tensor:
-    """Dispatching entry point; same arguments as `chunk_attention_ref`."""
+    """Dispatching entry point; same arguments as `chunk_attention_ref`. `rope`: the
+    chunk's tables when the caller already has them (the model computes them once per
+    chunk), else computed here."""
+    if rope is None:
+        rope = chunk_rope(layout, frame_pos, q.shape[-1])
+    q_sink = rope_rows(q, rope.sink_cos[None], rope.sink_sin[None])
+    q_rest = rope_rows(q, rope.cos, rope.sin)
+    k_chunk = rope_rows(k, rope.cos, rope.sin)
     if backend_for(q) == "triton":
         mod = kernel_module("kernels.triton_attention", q.device)
-        return mod.chunk_attention_triton(q, k, v, k_cache, v_cache, sink_len, ring_start,
-                                          window_len, layout)
+        return mod.chunk_attention_triton(q_sink, q_rest, k_chunk, v, k_cache, v_cache,
+                                          sink_len, ring_start, window_len, layout)
     from kernels.torch_attention import chunk_attention_torch
 
-    return chunk_attention_torch(q, k, v, k_cache, v_cache, sink_len, ring_start, window_len,
-                                 layout)
+    return chunk_attention_torch(q_sink, q_rest, k_chunk, v, k_cache, v_cache, sink_len,
+                                 ring_start, window_len, layout)

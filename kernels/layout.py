@@ -7,18 +7,31 @@ Per layer, keys and values are preallocated tensors of shape (B, H, S, D) with
     slots [0, sink_tokens)              identity sink: reference-image tokens, pinned
     slots [sink_tokens + f*T, +T)       window frame slot f in [0, window): a ring buffer
 
-Keys are stored un-rotated. RoPE is applied when attention reads them, with
-positions relative to the current chunk, so positions never grow with the stream:
+Keys are stored rotated (RoPE, `kernels.rope`), each once, when it is written, at a
+position that never changes afterwards; positions are (t, y, x), y = p // grid_w,
+x = p % grid_w for token p of its frame:
 
     sink tokens                 t = 0
-    window frame of age rank r  t = window - window_len + 1 + r   (r = 0 oldest, valid
-                                r < window_len; rank r sits in slot (ring_start + r) % window)
-    chunk frame j               t = window + 1 + j                (j in [0, chunk))
-    token p of any frame        y = p // grid_w, x = p % grid_w
+    a generated frame           t = its absolute frame index in the stream
 
-Per-session state is three int32 tensors of shape (B,) kept on the device:
-`sink_len` (valid sink tokens), `ring_start` (slot of the oldest valid frame) and
-`window_len` (valid frames, <= window).
+Per-session state is four int32 tensors of shape (B,) kept on the device:
+`sink_len` (valid sink tokens), `ring_start` (slot of the oldest valid frame),
+`window_len` (valid frames, <= window) and `frame_pos` (absolute index of the chunk's
+first frame). Window frame of age rank r (r = 0 oldest, valid r < window_len) sits in
+slot (ring_start + r) % window and has t = frame_pos - window_len + r.
+
+Queries are rotated twice, because attention scores depend only on position
+differences and the two kinds of key use different clocks:
+
+    against the window and the chunk    chunk frame j at t = frame_pos + j
+    against the sink                    chunk frame j at t = window + 1 + j
+
+The first gives the window exactly the relative offsets of a sliding window; the
+second keeps the sink a fixed window + 1 + j frames behind the chunk, whatever the
+stream's age. Chunk keys are rotated at t = frame_pos + j, which is also where the
+cache write stores them. Angles are computed in float64 (`rope_cos_sin`), so a stream
+hours long rotates as exactly as its first frame; nothing in the cache is ever
+re-rotated as the window slides, and attention applies no RoPE to cached keys.
 """
 
 from __future__ import annotations
@@ -59,11 +72,39 @@ class CacheLayout:
         t = self.window + 1 + idx // T
         return torch.stack((t, p // self.grid[1], p % self.grid[1]), dim=-1).float()
 
+    def chunk_abs_positions(self, frame_pos: torch.Tensor) -> torch.Tensor:
+        """(B, chunk_tokens, 3) int64 positions of the chunk's tokens on the stream's
+        clock: t = frame_pos + j (queries against the window and chunk; chunk keys)."""
+        pos = self.chunk_positions(frame_pos.device).long()
+        pos = pos[None].repeat(frame_pos.shape[0], 1, 1)
+        pos[..., 0] += frame_pos[:, None].long() - (self.window + 1)
+        return pos
+
+    def sink_positions(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(sink_tokens, 3) positions of the sink's tokens: t = 0."""
+        p = torch.arange(self.sink_tokens, device=device) % self.tokens_per_frame
+        return torch.stack((torch.zeros_like(p), p // self.grid[1], p % self.grid[1]), -1)
+
+    def stored_positions(self, ring_start: torch.Tensor, window_len: torch.Tensor,
+                         frame_pos: torch.Tensor) -> torch.Tensor:
+        """(B, S, 3) int64 positions at which the keys in every slot are stored rotated
+        (sink: t = 0; window rank r: t = frame_pos - window_len + r; invalid slots get
+        positions too, meaningless)."""
+        rel, _ = self.cache_positions(ring_start, window_len)
+        pos = rel.long()
+        in_window = torch.arange(self.capacity, device=pos.device) >= self.sink_tokens
+        shift = frame_pos[:, None].long() - (self.window + 1)                  # rel -> abs
+        pos[..., 0] = torch.where(in_window[None, :], pos[..., 0] + shift, 0)
+        return pos
+
     def cache_positions(
         self, ring_start: torch.Tensor, window_len: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions (B, S, 3) of every cache slot and a (B, S) bool mask of the valid
-        window slots (sink validity comes from `sink_len`)."""
+        """Chunk-relative positions (B, S, 3) of every cache slot (the window's frames
+        at t = window - window_len + 1 + r, so chunk frame j is at window + 1 + j) and a
+        (B, S) bool mask of the valid window slots (sink validity comes from
+        `sink_len`). Relative positions are what the dense reference uses; the cache
+        stores keys at `stored_positions`, the same offsets on the stream's clock."""
         device = ring_start.device
         T, W = self.tokens_per_frame, self.window
         s = torch.arange(self.capacity, device=device)

@@ -4,6 +4,11 @@ The head dimension D is split as rotate-half pairs (i, i + D/2), i < D/2. The fi
 D/8 pairs rotate with time, the next (D/2 - D/8)/2 with y, the rest with x; each axis
 has its own geometric frequency ladder, theta ** (-k / n_axis). D must be a multiple
 of 16 (32, 64 and 128 are the supported head dims).
+
+Scores depend only on position differences, so the cache stores keys already
+rotated, each at a fixed position (`kernels.layout`): nothing is re-rotated as the
+window slides. The Triton kernel that rotates rows (and writes keys into their cache
+slots) is `kernels.triton_rope`; `rope_rows` below is its dispatching entry point.
 """
 
 from __future__ import annotations
@@ -31,27 +36,48 @@ def rope_frequencies(
 
 
 def rope_angles(pos: torch.Tensor, head_dim: int) -> torch.Tensor:
-    """pos (..., L, 3) -> angles (..., L, D/2), fp32."""
+    """pos (..., L, 3) -> angles (..., L, D/2), float64: exact for the absolute frame
+    positions of a long stream (frame 10^9 still gets its angle to ~1e-7 rad, where an
+    fp32 product would be off by tens of radians)."""
     inv_freq, axis = rope_frequencies(head_dim, pos.device)
-    return pos.float()[..., axis] * inv_freq
+    return pos.double()[..., axis] * inv_freq.double()
+
+
+def rope_cos_sin(pos: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin (..., L, D/2) fp32 of positions (..., L, 3), computed in float64."""
+    ang = rope_angles(pos, head_dim)
+    return ang.cos().float(), ang.sin().float()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate-half RoPE of x (..., L, D) by cos/sin broadcastable to (..., L, D/2),
+    in x's dtype (callers upcast when they want fp32 math)."""
+    h = x.shape[-1] // 2
+    x1, x2 = x[..., :h], x[..., h:]
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
 def apply_rope_ref(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """Rotate x (..., L, D) by positions pos broadcastable to (..., L, 3). fp32 math."""
-    D = x.shape[-1]
-    ang = rope_angles(pos, D)                                   # (..., L, D/2)
-    cos, sin = ang.cos(), ang.sin()
-    xf = x.float()
-    x1, x2 = xf[..., : D // 2], xf[..., D // 2 :]
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
+    cos, sin = rope_cos_sin(pos, x.shape[-1])
+    return rotate(x.float(), cos, sin).to(x.dtype)
 
 
-def rope_tables(head_dim: int, n_pos: int,
-                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor,
-                                                               torch.Tensor]:
-    """cos, sin (n_pos, D/2) fp32 for integer positions 0..n_pos-1, and axis (D/2,)
-    int32: pair i at integer position p on axis[i] rotates by cos/sin[p, i]. Same
-    fp32 angles as `rope_angles` (the kernels gather from these tables)."""
-    inv_freq, axis = rope_frequencies(head_dim, device)
-    ang = torch.arange(n_pos, device=device).float()[:, None] * inv_freq     # (P, D/2)
-    return ang.cos().contiguous(), ang.sin().contiguous(), axis.to(torch.int32)
+def rope_rows(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+              out: torch.Tensor | None = None, slots: torch.Tensor | None = None
+              ) -> torch.Tensor:
+    """Rotate x (B, H, L, D) by cos/sin (B or 1, L, D/2) fp32, rounding to x's dtype
+    once. With `out` (B, H, S, D) and `slots` (B, L) int: row l of session b is written
+    to out[b, :, slots[b, l]] (a cache write) and `out` is returned; else a new tensor.
+    Triton on CUDA (one fused pass), PyTorch on CPU (see kernels._dispatch)."""
+    from kernels._dispatch import backend_for, kernel_module
+
+    if backend_for(x) == "triton":
+        return kernel_module("kernels.triton_rope", x.device).rope_rows_triton(
+            x, cos, sin, out, slots)
+    r = rotate(x.float(), cos[:, None], sin[:, None]).to(x.dtype if out is None else out.dtype)
+    if out is None:
+        return r
+    B, H, L, D = x.shape
+    out.scatter_(2, slots.long()[:, None, :, None].expand(B, H, L, D), r)
+    return out

@@ -9,11 +9,14 @@ One preallocated pair of tensors for the whole model, allocated in `setup()`:
     slots [sink_tokens + f*T, +T)     window frame slot f < window: a ring buffer of the
                                       last W generated frames, overwritten in place
 
-Keys are stored un-rotated; attention rotates them with window-relative positions,
-so nothing in the cache depends on how long the stream has run. The ring state is
-three (B,) int32 tensors on the cache's device (`sink_len`, `ring_start`,
-`window_len`): advancing the ring is tensor arithmetic, never `.item()`, so a chunk
-step is free of host syncs and can be captured in a CUDA graph.
+Keys are stored rotated (RoPE), each once, when it is written, at a position that
+never changes: the sink at t = 0, a generated frame at its index in the stream
+(`kernels.layout`), so attention never re-rotates the window as it slides. Angles
+are computed in float64, so a stream hours (or years) long rotates as exactly as
+its first frame. The ring state is four (B,) int32 tensors on the cache's device
+(`sink_len`, `ring_start`, `window_len`, `frame_pos`): advancing the ring is tensor
+arithmetic, never `.item()`, so a chunk step is free of host syncs and can be
+captured in a CUDA graph.
 
 Like gpt-fast's and nanochat's caches: a fixed-shape buffer written by index.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import torch
 
 from kernels.layout import CacheLayout
+from kernels.rope import rope_cos_sin, rope_rows
 
 
 class KVCache:
@@ -45,6 +49,7 @@ class KVCache:
         self.sink_len = torch.empty(0)
         self.ring_start = torch.empty(0)
         self.window_len = torch.empty(0)
+        self.frame_pos = torch.empty(0)
 
     def setup(self) -> KVCache:
         """Allocate the buffers (zeros) and the ring state. Called once per session."""
@@ -54,6 +59,9 @@ class KVCache:
         self.sink_len = torch.zeros(B, dtype=torch.int32, device=self.device)
         self.ring_start = torch.zeros(B, dtype=torch.int32, device=self.device)
         self.window_len = torch.zeros(B, dtype=torch.int32, device=self.device)
+        self.frame_pos = torch.zeros(B, dtype=torch.int32, device=self.device)
+        D = self.shape[-1]
+        self._sink_rope = rope_cos_sin(self.layout.sink_positions(self.device), D)
         # token offsets of one chunk's frames, reused by every write
         T = self.layout.tokens_per_frame
         self._frame_of_token = torch.arange(self.layout.chunk_tokens, device=self.device) // T
@@ -67,7 +75,8 @@ class KVCache:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in
-                   (self.k, self.v, self.sink_len, self.ring_start, self.window_len))
+                   (self.k, self.v, self.sink_len, self.ring_start, self.window_len,
+                    self.frame_pos))
 
     def layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(k, v) of layer i, each (B, H, S, D): views into the buffers."""
@@ -79,18 +88,20 @@ class KVCache:
         """Forget the window (a new stream); keep the reference unless asked not to."""
         self.ring_start.zero_()
         self.window_len.zero_()
+        self.frame_pos.zero_()
         if not keep_sink:
             self.sink_len.zero_()
 
     def set_sink(self, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
-        """Write the reference frames' keys/values, each (B, H, n, D) per layer with
-        n <= sink_tokens, into the sink slots. Swapping the reference this way keeps
-        the session (and its window) alive."""
+        """Write the reference frames' keys (un-rotated) and values, each (B, H, n, D)
+        per layer with n <= sink_tokens, into the sink slots, keys rotated at t = 0.
+        Swapping the reference this way keeps the session (and its window) alive."""
         n = ks[0].shape[2]
         if n > self.layout.sink_tokens:
             raise ValueError(f"{n} sink tokens exceed the cache's {self.layout.sink_tokens}")
+        cos, sin = (t[None, :n] for t in self._sink_rope)
         for i, (k, v) in enumerate(zip(ks, vs, strict=True)):
-            self.k[i, :, :, :n].copy_(k)
+            self.k[i, :, :, :n].copy_(rope_rows(k.to(self.dtype), cos, sin))
             self.v[i, :, :, :n].copy_(v)
         self.sink_len.fill_(n)
 
@@ -103,14 +114,22 @@ class KVCache:
                       + self._frame_of_token[None, :]) % lay.window            # (B, L)
         return lay.sink_tokens + frame_slot * lay.tokens_per_frame + self._token_in_frame
 
+    def chunk_rope(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin (B, chunk_tokens, D/2) fp32 of the next chunk's tokens on the
+        stream's clock (t = frame_pos + j): where its keys are stored."""
+        return rope_cos_sin(self.layout.chunk_abs_positions(self.frame_pos), self.shape[-1])
+
     def write_chunk(self, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
-        """Append one chunk's keys/values, each (B, H, chunk_tokens, D) per layer, to
-        the window, evicting the oldest frames when full, then advance the ring."""
+        """Append one chunk's keys (un-rotated) and values, each (B, H, chunk_tokens, D)
+        per layer, to the window, evicting the oldest frames when full, then advance
+        the ring. Keys are rotated and written to their slots in one pass
+        (`rope_rows` with slots: one fused Triton kernel on CUDA)."""
         slots = self.chunk_slots()                                              # (B, L)
+        cos, sin = self.chunk_rope()
         _, _, H, _, D = self.shape
         idx = slots[:, None, :, None].expand(-1, H, -1, D)                      # (B,H,L,D)
         for i, (k, v) in enumerate(zip(ks, vs, strict=True)):
-            self.k[i].scatter_(2, idx, k.to(self.dtype))
+            rope_rows(k.to(self.dtype), cos, sin, out=self.k[i], slots=slots)
             self.v[i].scatter_(2, idx, v.to(self.dtype))
         self.advance(self.layout.chunk)
 
@@ -121,3 +140,4 @@ class KVCache:
         overflow = (total - W).clamp(min=0)
         self.ring_start.copy_((self.ring_start + overflow) % W)
         self.window_len.copy_(total.clamp(max=W))
+        self.frame_pos.add_(frames)

@@ -52,7 +52,7 @@ def test_entry_points_agree_with_reference(backend: str, gen: torch.Generator,
     q, k, v = (torch.randn(B, H, layout.chunk_tokens, D, generator=gen) for _ in range(3))
     kc, vc = (torch.randn(B, H, layout.capacity, D, generator=gen) for _ in range(2))
     state = (torch.tensor([9, 4], dtype=torch.int32), torch.tensor([1, 0], dtype=torch.int32),
-             torch.tensor([2, 1], dtype=torch.int32))
+             torch.tensor([2, 1], dtype=torch.int32), torch.tensor([40, 1], dtype=torch.int32))
     x = torch.randn(B, 9, 48, generator=gen)
     sh, sc = torch.randn(B, 1, 48, generator=gen), torch.randn(B, 1, 48, generator=gen)
     with force_backend(backend):  # type: ignore[arg-type]

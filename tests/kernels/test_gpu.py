@@ -39,7 +39,7 @@ def test_attention_on_gpu(dtype: torch.dtype, D: int, layout: str, wrap: bool) -
     ref = chunk_attention_ref(q.float(), k.float(), v.float(), kc.float(), vc.float(), *state,
                               lay)
     # NaN in every invalid slot: the kernel must never read them
-    _, window_valid = lay.cache_positions(state[1], state[2])
+    _, window_valid = lay.cache_positions(state[1], state[2])  # sessions(): 4 tensors
     valid = window_valid | (torch.arange(S, device="cuda")[None] < state[0][:, None].long())
     hole = ~valid[:, None, :, None]
     out = chunk_attention(q, k, v, kc.masked_fill(hole, float("nan")),

@@ -1,9 +1,11 @@
-"""The KV cache: fixed memory, bounded positions, the ring buffer's order, the sink."""
+"""The KV cache: fixed memory, the ring buffer's order, keys stored rotated at their
+stream positions, the sink."""
 
 from __future__ import annotations
 
 import torch
 
+from kernels.rope import apply_rope_ref
 from realtime.model.cache import KVCache
 from realtime.model.config import get_preset
 
@@ -16,7 +18,8 @@ def _cache() -> KVCache:
 
 
 def _chunk_kv(frame0: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Keys whose every element is the id of the frame they belong to."""
+    """Keys and values whose every element is the id of the frame they belong to (+0.5
+    for values, which are stored as they are; keys are stored rotated)."""
     T, K = LAYOUT.tokens_per_frame, LAYOUT.chunk
     ids = (frame0 + torch.arange(K * T) // T).float()
     k = ids[None, None, :, None].expand(1, CFG.heads, K * T, CFG.head_dim).clone()
@@ -30,26 +33,27 @@ def _window_frames(cache: KVCache) -> list[int]:
     frames = []
     for s in range(LAYOUT.sink_tokens, LAYOUT.capacity, T):
         if valid[0, s]:
-            frames.append((int(pos[0, s, 0]), int(cache.k[0, 0, 0, s, 0])))
+            frames.append((int(pos[0, s, 0]), int(cache.v[0, 0, 0, s, 0])))
     return [f for _, f in sorted(frames)]
 
 
-def test_memory_and_positions_do_not_grow_with_the_stream() -> None:
+def test_memory_is_fixed_and_keys_are_stored_rotated_at_their_frame() -> None:
     cache = _cache()
     k_ptr, nbytes = cache.k.data_ptr(), cache.nbytes
     K, W = LAYOUT.chunk, LAYOUT.window
-    max_t = LAYOUT.chunk_positions()[:, 0].max()
-    snapshots = {}
     for c in range(10_000 // K):
         cache.write_chunk(*_chunk_kv(c * K))
         frames = (c + 1) * K
         if frames in (10, 10_000):
-            pos, valid = LAYOUT.cache_positions(cache.ring_start, cache.window_len)
-            snapshots[frames] = (cache.nbytes, cache.k.data_ptr(), pos[valid][:, 0].max())
+            assert (cache.nbytes, cache.k.data_ptr()) == (nbytes, k_ptr)
             assert _window_frames(cache) == list(range(frames - W, frames))
-    assert snapshots[10][:2] == snapshots[10_000][:2] == (nbytes, k_ptr)
-    # window times stay in [1, W] and below the chunk's, whatever the stream's age
-    assert snapshots[10][2] == snapshots[10_000][2] == W < max_t
+            assert int(cache.frame_pos[0]) == frames
+            # every stored key is its frame's raw key rotated at (frame, y, x)
+            pos = LAYOUT.stored_positions(cache.ring_start, cache.window_len, cache.frame_pos)
+            raw = (cache.v[:, 0, :, LAYOUT.sink_tokens:] - 0.5)        # the frame ids
+            want = apply_rope_ref(raw, pos[0, LAYOUT.sink_tokens:])
+            assert torch.allclose(cache.k[:, 0, :, LAYOUT.sink_tokens:], want, atol=1e-5)
+            assert int(pos[0, LAYOUT.sink_tokens:, 0].max()) == frames - 1
     assert int(cache.window_len[0]) == W
 
 
@@ -67,11 +71,13 @@ def test_sink_is_pinned_and_swappable_without_losing_the_window() -> None:
     cache.set_sink(sink, sink)
     for c in range(7):
         cache.write_chunk(*_chunk_kv(c * LAYOUT.chunk))
-    assert bool((cache.k[:, :, :, :n] == -7.0).all())           # never overwritten
+    sink_pos = LAYOUT.sink_positions()                             # t = 0, (y, x)
+    assert torch.allclose(cache.k[:, :, :, :n], apply_rope_ref(sink[0], sink_pos))
+    assert bool((cache.v[:, :, :, :n] == -7.0).all())           # never overwritten
     window_before = _window_frames(cache)
     new = [torch.full((1, CFG.heads, n, CFG.head_dim), 3.0)] * CFG.depth
     cache.set_sink(new, new)
-    assert bool((cache.k[:, :, :, :n] == 3.0).all())
+    assert torch.allclose(cache.k[:, :, :, :n], apply_rope_ref(new[0], sink_pos))
     assert _window_frames(cache) == window_before
     assert int(cache.sink_len[0]) == n
 
