@@ -78,6 +78,8 @@ def rope_rows(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     r = rotate(x.float(), cos[:, None], sin[:, None]).to(x.dtype if out is None else out.dtype)
     if out is None:
         return r
+    if slots is None:
+        raise ValueError("rope_rows: out needs slots")
     B, H, L, D = x.shape
     out.scatter_(2, slots.long()[:, None, :, None].expand(B, H, L, D), r)
     return out
