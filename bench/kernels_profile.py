@@ -50,12 +50,11 @@ def launch(p: dict[str, Any], cfg: tuple[int, int, int, int]) -> Any:
 
 
 def rope_pass(p: dict[str, Any]) -> Any:
-    """What the entry point runs before the kernel: three RoPE row passes."""
-    from kernels.rope import rope_rows
+    """What the entry point runs before the kernel: the chunk's q/k rotation."""
+    from kernels.triton_rope import rope_qk_triton
 
     r = p["rope"]
-    return (rope_rows(p["q"], r.sink_cos[None], r.sink_sin[None]),
-            rope_rows(p["q"], r.cos, r.sin), rope_rows(p["k"], r.cos, r.sin))
+    return rope_qk_triton(p["q"], p["k"], r.sink_cos, r.sink_sin, r.cos, r.sin)
 
 
 def profile_shape(shape: dict[str, Any]) -> list[dict[str, Any]]:

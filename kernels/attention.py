@@ -4,8 +4,8 @@ chunk). Layout, positions and what is stored rotated: `kernels.layout`.
 
 `chunk_attention` is the one entry point; `chunk_attention_ref` is the fp32
 reference every other path is judged against. The entry point rotates the chunk's
-queries (twice: for the sink and for the rest) and keys once (`kernels.rope.rope_rows`,
-one fused Triton pass each on CUDA), then runs
+queries (twice: for the sink and for the rest) and keys once (on CUDA in one Triton
+launch, `kernels.triton_rope.rope_qk_triton`; else `kernels.rope.rope_rows`), then runs
 `kernels.triton_attention.chunk_attention_triton` (Triton) or
 `kernels.torch_attention.chunk_attention_torch` (PyTorch), neither of which applies
 any RoPE: cached keys were rotated when they were written.
@@ -26,17 +26,24 @@ from kernels.rope import rope_cos_sin, rope_rows, rotate
 class ChunkRope:
     """cos/sin (fp32) that rotate one chunk's tokens, shared by every layer and
     denoising step of the chunk: `sink_*` (Lq, D/2) at the sink clock (t = W + 1 + j),
-    `cos`/`sin` (B, Lq, D/2) at the stream's clock (t = frame_pos + j)."""
+    `cos`/`sin` (B, Lq, D/2) at the stream's clock (t = frame_pos + j), and `shift_*`
+    (B, 1, D/2): the time rotation by frame_pos - W - 1 that moves the sink's stored
+    keys onto the stream's clock (the PyTorch path's alternative to a second query
+    rotation: one query set, one fused SDPA)."""
     sink_cos: torch.Tensor
     sink_sin: torch.Tensor
     cos: torch.Tensor
     sin: torch.Tensor
+    shift_cos: torch.Tensor
+    shift_sin: torch.Tensor
 
 
 def chunk_rope(layout: CacheLayout, frame_pos: torch.Tensor, head_dim: int) -> ChunkRope:
     sink_cos, sink_sin = rope_cos_sin(layout.chunk_positions(frame_pos.device), head_dim)
     cos, sin = rope_cos_sin(layout.chunk_abs_positions(frame_pos), head_dim)
-    return ChunkRope(sink_cos, sink_sin, cos, sin)
+    shift = torch.zeros(frame_pos.shape[0], 1, 3, dtype=torch.long, device=frame_pos.device)
+    shift[..., 0] = frame_pos[:, None].long() - layout.window - 1
+    return ChunkRope(sink_cos, sink_sin, cos, sin, *rope_cos_sin(shift, head_dim))
 
 
 def chunk_attention_ref(
@@ -88,14 +95,15 @@ def chunk_attention(
     chunk), else computed here."""
     if rope is None:
         rope = chunk_rope(layout, frame_pos, q.shape[-1])
-    q_sink = rope_rows(q, rope.sink_cos[None], rope.sink_sin[None])
-    q_rest = rope_rows(q, rope.cos, rope.sin)
-    k_chunk = rope_rows(k, rope.cos, rope.sin)
     if backend_for(q) == "triton":
+        q_sink, q_rest, k_chunk = kernel_module("kernels.triton_rope", q.device).rope_qk_triton(
+            q, k, rope.sink_cos, rope.sink_sin, rope.cos, rope.sin)       # one launch
         mod = kernel_module("kernels.triton_attention", q.device)
         return mod.chunk_attention_triton(q_sink, q_rest, k_chunk, v, k_cache, v_cache,
                                           sink_len, ring_start, window_len, layout)
     from kernels.torch_attention import chunk_attention_torch
 
-    return chunk_attention_torch(q_sink, q_rest, k_chunk, v, k_cache, v_cache, sink_len,
-                                 ring_start, window_len, layout)
+    return chunk_attention_torch(rope_rows(q, rope.cos, rope.sin),
+                                 rope_rows(k, rope.cos, rope.sin), v, k_cache, v_cache,
+                                 sink_len, ring_start, window_len, layout, rope.shift_cos,
+                                 rope.shift_sin)

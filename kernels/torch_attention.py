@@ -1,18 +1,21 @@
 """The PyTorch path of chunk attention (the entry point's CPU default).
 
-Takes the chunk's queries and keys already rotated (`kernels.attention.chunk_attention`
-does that) and the cache as stored (keys rotated at write), so it applies no RoPE:
-two score matmuls (sink queries against the sink, stream-clock queries against the
-window and the chunk), one masked softmax, one matmul with the values. On CPU it
-computes in fp32 whatever the input dtype (CPU bf16 matmuls are slow and the
-reference is fp32 anyway).
+Takes the chunk's queries and keys already rotated at the stream's clock
+(`kernels.attention.chunk_attention` does that) and the cache as stored (keys
+rotated at write), so the window is used as it lies. Only the sink's keys (stored at
+t = 0) are turned onto the stream's clock, by a time rotation of frame_pos - W - 1:
+then one query set serves every key and the masked softmax runs in one fused
+`scaled_dot_product_attention` call. On CPU it computes in fp32 whatever the input
+dtype (CPU bf16 matmuls are slow and the reference is fp32 anyway).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from kernels.layout import CacheLayout
+from kernels.rope import rotate
 
 
 def valid_slots(layout: CacheLayout, sink_len: torch.Tensor, ring_start: torch.Tensor,
@@ -28,7 +31,6 @@ def valid_slots(layout: CacheLayout, sink_len: torch.Tensor, ring_start: torch.T
 
 
 def chunk_attention_torch(
-    q_sink: torch.Tensor,       # (B, H, Lq, D) queries rotated at the sink clock
     q_rest: torch.Tensor,       # (B, H, Lq, D) queries rotated at the stream clock
     k_chunk: torch.Tensor,      # (B, H, Lq, D) chunk keys rotated at the stream clock
     v: torch.Tensor,            # (B, H, Lq, D)
@@ -38,15 +40,17 @@ def chunk_attention_torch(
     ring_start: torch.Tensor,   # (B,) int32
     window_len: torch.Tensor,   # (B,) int32
     layout: CacheLayout,
+    shift_cos: torch.Tensor,    # (B, 1, D/2) fp32: sink time shift (`ChunkRope.shift_*`)
+    shift_sin: torch.Tensor,
 ) -> torch.Tensor:              # (B, H, Lq, D), q's dtype
-    B, H, Lq, D = q_sink.shape
-    cdt = torch.float32 if q_sink.device.type == "cpu" else q_sink.dtype
+    B, H, Lq, D = q_rest.shape
+    cdt = torch.float32 if q_rest.device.type == "cpu" else q_rest.dtype
     n = layout.sink_tokens
-    kc, vc = k_cache.to(cdt), v_cache.to(cdt)
-    scores = torch.cat((q_sink.to(cdt) @ kc[:, :, :n].transpose(-1, -2),
-                        q_rest.to(cdt) @ torch.cat((kc[:, :, n:], k_chunk.to(cdt)), 2)
-                        .transpose(-1, -2)), dim=-1) * D**-0.5               # (B,H,Lq,S+Lq)
+    kc = k_cache.to(cdt)
+    sink = rotate(kc[:, :, :n], shift_cos[:, None].to(cdt), shift_sin[:, None].to(cdt))
+    keys = torch.cat((sink, kc[:, :, n:], k_chunk.to(cdt)), dim=2)
+    values = torch.cat((v_cache.to(cdt), v.to(cdt)), dim=2)
     valid = valid_slots(layout, sink_len, ring_start, window_len)
     keep = torch.cat((valid, valid.new_ones(B, Lq)), dim=1)[:, None, None, :]
-    probs = scores.float().masked_fill(~keep, float("-inf")).softmax(dim=-1).to(cdt)
-    return (probs @ torch.cat((vc, v.to(cdt)), dim=2)).to(q_sink.dtype)
+    return F.scaled_dot_product_attention(q_rest.to(cdt), keys, values,
+                                          attn_mask=keep).to(q_rest.dtype)

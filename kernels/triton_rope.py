@@ -74,3 +74,68 @@ def rope_rows_triton(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
             out.stride(0), out.stride(1), out.stride(2), H, L,
             HALF=D // 2, BLOCK_L=block_l, SLOTTED=slotted, INTERP=INTERPRETED)
     return out
+
+
+@triton.jit
+def _rope_qk_fwd(
+    Q, K, SCOS, SSIN, COS, SIN, QS, QR, KR,
+    sqb, sqh, sql, skb, skh, skl,
+    H, L,
+    HALF: tl.constexpr, BLOCK_L: tl.constexpr, INTERP: tl.constexpr,
+):
+    """One pass over a chunk's q and k rows: q rotated at the sink clock (SCOS/SSIN,
+    (L, HALF)) and at the stream clock (COS/SIN, (B, L, HALF)), k at the stream clock.
+    Outputs are contiguous (B, H, L, D)."""
+    pid_l = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = (pid_bh // H).to(tl.int64)
+    h = (pid_bh % H).to(tl.int64)
+    offs_l = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
+    mask = (offs_l < L)[:, None]
+    offs_h = tl.arange(0, HALF)
+    row = offs_l[:, None] * HALF + offs_h[None, :]          # (l, i) in a (L, HALF) table
+    dtype = QS.dtype.element_ty
+
+    q_ptr = Q + b * sqb + h * sqh + offs_l[:, None].to(tl.int64) * sql + offs_h[None, :]
+    q1 = tl.load(q_ptr, mask=mask, other=0.0).to(tl.float32)
+    q2 = tl.load(q_ptr + HALF, mask=mask, other=0.0).to(tl.float32)
+    k_ptr = K + b * skb + h * skh + offs_l[:, None].to(tl.int64) * skl + offs_h[None, :]
+    k1 = tl.load(k_ptr, mask=mask, other=0.0).to(tl.float32)
+    k2 = tl.load(k_ptr + HALF, mask=mask, other=0.0).to(tl.float32)
+    o_off = (pid_bh.to(tl.int64) * L + offs_l[:, None]) * (2 * HALF) + offs_h[None, :]
+
+    c = tl.load(SCOS + row, mask=mask, other=0.0)
+    s = tl.load(SSIN + row, mask=mask, other=0.0)
+    tl.store(QS + o_off, round_to(q1 * c - q2 * s, dtype, INTERP), mask=mask)
+    tl.store(QS + o_off + HALF, round_to(q2 * c + q1 * s, dtype, INTERP), mask=mask)
+    c = tl.load(COS + b * L * HALF + row, mask=mask, other=0.0)
+    s = tl.load(SIN + b * L * HALF + row, mask=mask, other=0.0)
+    tl.store(QR + o_off, round_to(q1 * c - q2 * s, dtype, INTERP), mask=mask)
+    tl.store(QR + o_off + HALF, round_to(q2 * c + q1 * s, dtype, INTERP), mask=mask)
+    tl.store(KR + o_off, round_to(k1 * c - k2 * s, dtype, INTERP), mask=mask)
+    tl.store(KR + o_off + HALF, round_to(k2 * c + k1 * s, dtype, INTERP), mask=mask)
+
+
+def rope_qk_triton(q: torch.Tensor, k: torch.Tensor, sink_cos: torch.Tensor,
+                   sink_sin: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(q at the sink clock, q at the stream clock, k at the stream clock) in one
+    launch: q, k (B, H, L, D); sink_cos/sin (L, D/2); cos/sin (B, L, D/2), fp32."""
+    B, H, L, D = q.shape
+    if q.stride(-1) != 1:
+        q = q.contiguous()
+    if k.stride(-1) != 1:
+        k = k.contiguous()
+    assert sink_cos.shape == (L, D // 2) and cos.shape == (B, L, D // 2)
+    assert all(t.dtype == torch.float32 and t.is_contiguous()
+               for t in (sink_cos, sink_sin, cos, sin))
+    q_sink, q_rest, k_rot = (torch.empty((B, H, L, D), dtype=q.dtype, device=q.device)
+                             for _ in range(3))
+    block_l = 32 if INTERPRETED else max(16, min(128, 8192 // D))
+    grid = (triton.cdiv(L, block_l), B * H)
+    with interpreter_env() if INTERPRETED else contextlib.nullcontext():
+        _rope_qk_fwd[grid](
+            q, k, sink_cos, sink_sin, cos, sin, q_sink, q_rest, k_rot,
+            q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+            H, L, HALF=D // 2, BLOCK_L=block_l, INTERP=INTERPRETED)
+    return q_sink, q_rest, k_rot

@@ -49,9 +49,8 @@ def run_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kc: torch.Tens
     chunk's queries (both clocks) and keys, the attention kernel does the rest; kw
     (out, block, visited) go to the attention kernel."""
     rope = chunk_rope(layout, state[3], q.shape[-1])
-    rows = kernel_module("kernels.triton_rope", torch.device("cpu")).rope_rows_triton
-    q_sink = rows(q, rope.sink_cos[None], rope.sink_sin[None])
-    q_rest, k_chunk = rows(q, rope.cos, rope.sin), rows(k, rope.cos, rope.sin)
+    rope_qk = kernel_module("kernels.triton_rope", torch.device("cpu")).rope_qk_triton
+    q_sink, q_rest, k_chunk = rope_qk(q, k, rope.sink_cos, rope.sink_sin, rope.cos, rope.sin)
     return triton_attention().chunk_attention_triton(q_sink, q_rest, k_chunk, v, kc, vc,
                                                      *state[:3], layout, **kw)
 
@@ -206,3 +205,26 @@ def test_rope_rows_kernel_rotates_and_writes_cache_slots(gen: torch.Generator) -
             untouched = torch.ones(S, dtype=torch.bool)
             untouched[slots[b]] = False
             assert bool((cache[b][:, untouched] == 7.0).all())
+
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16), ids=str)
+def test_fused_query_key_rotation_equals_separate_passes(dtype: torch.dtype,
+                                                         gen: torch.Generator) -> None:
+    """The entry point's one-launch RoPE of a chunk (q at both clocks, k) gives exactly
+    what three separate row rotations give, strided inputs included."""
+    from kernels.rope import rope_rows
+
+    layout, _ = LENGTHS["odd-15tok-16blk"]
+    B, L, D = 3, layout.chunk_tokens, 64
+    qkv = torch.randn(B, L, 3, H, D, generator=gen).to(dtype).permute(2, 0, 3, 1, 4)
+    q, k = qkv[0], qkv[1]
+    rope = chunk_rope(layout, sessions(layout, wrap=True)[3], D)
+    rope_qk = kernel_module("kernels.triton_rope", torch.device("cpu")).rope_qk_triton
+    got = rope_qk(q, k, rope.sink_cos, rope.sink_sin, rope.cos, rope.sin)
+    with force_backend("torch"):
+        want = (rope_rows(q, rope.sink_cos[None], rope.sink_sin[None]),
+                rope_rows(q, rope.cos, rope.sin), rope_rows(k, rope.cos, rope.sin))
+    for g, w in zip(got, want, strict=True):
+        assert g.is_contiguous() and g.dtype == dtype
+        assert max_err(g, w) <= (1e-6 if dtype == torch.float32 else 0.0)

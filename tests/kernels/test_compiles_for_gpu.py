@@ -71,6 +71,10 @@ def test_attention_compiles_for_h100(dtype: str, D: int, ieee: bool, aligned: bo
 def test_rope_compiles_for_h100() -> None:
     import kernels.triton_rope as tr
 
+    compile_(tr._rope_qk_fwd, {n: "*bf16" for n in ("Q", "K", "QS", "QR", "KR")}
+             | {n: "*fp32" for n in ("SCOS", "SSIN", "COS", "SIN")}, {},
+             dict(HALF=32, BLOCK_L=64, INTERP=False), num_warps=4, num_stages=1)
+
     compile_(tr._rope_rows_fwd, {"X": "*bf16", "COS": "*fp32", "SIN": "*fp32", "O": "*bf16",
                                  "SLOTS": "*i32"}, {},
              dict(HALF=32, BLOCK_L=64, SLOTTED=True, INTERP=False), num_warps=4, num_stages=1)
