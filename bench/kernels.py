@@ -1,7 +1,8 @@
 """`marionette bench kernels`: the Triton kernels against PyTorch on the model's shapes.
 
 One entry per kernel x shape x backend: kernel, shape, backend, dtype, ms (median),
-p20/p80 ms, tflops (attention, matmul) or gbps (norm, copy), and max_err_ratio: the
+p20/p80 ms, tflops (attention, matmul), gbps (attention: the fewest bytes it must move
+over its time; norm, copy), and max_err_ratio: the
 backend's max abs error against the fp32 reference divided by PyTorch's own error at
 the same precision (the tests' pass rule is <= 2).
 
@@ -282,6 +283,15 @@ def attention_flops(p: dict[str, Any]) -> float:
     return 4.0 * B * H * Lq * keys * D
 
 
+def attention_bytes(shape: dict[str, Any], element_size: int) -> float:
+    """The fewest bytes a chunk attention moves (full sessions, as make_attention
+    builds them): read q, k, v of the chunk and the valid cache keys and values once,
+    write the output once."""
+    T = shape["grid"][0] * shape["grid"][1]
+    Lq, cache = shape["chunk"] * T, (shape["sink"] + shape["window"]) * T
+    return float(element_size * shape["B"] * shape["H"] * shape["D"] * (4 * Lq + 2 * cache))
+
+
 def attention_errors(p: dict[str, Any], outs: dict[str, Any], heads: int = 2) -> dict[str, float]:
     """max_err_ratio per backend on the first `heads` heads (bounds the fp32 ref's memory)."""
     import torch.nn.functional as F
@@ -352,7 +362,9 @@ def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool =
                 t = shared[name]
             entries.append(dict(kernel="chunk_attention", shape=shape, backend=name,
                                 dtype=str(dtype).removeprefix("torch."), **t, gflop=flops / 1e9,
-                                tflops=flops / t["ms"] / 1e9, max_err_ratio=errs.get(name)))
+                                tflops=flops / t["ms"] / 1e9,
+                                gbps=attention_bytes(shape, p["q"].element_size()) / t["ms"] / 1e6,
+                                max_err_ratio=errs.get(name)))
         if device == "cpu" and interpreter and not dry_run:
             entries += interpreted_attention(shape)
         del p, outs

@@ -69,6 +69,22 @@ def _attend(q, k, v, valid, m_i, l_i, acc, qk_scale, IEEE: tl.constexpr,
 
 
 @triton.jit
+def _attend_rows(q, k_base, v_base, rows, valid, sk, sv, offs_d, m_i, l_i, acc, qk_scale,
+                 IEEE: tl.constexpr, INTERP: tl.constexpr, MASKED: tl.constexpr):
+    """Load the key and value rows `rows` (int32 offsets from the (session, head)
+    bases; masked by `valid` when MASKED) and take one online-softmax step."""
+    k_ptr = k_base + rows[:, None] * sk + offs_d[None, :]
+    v_ptr = v_base + rows[:, None] * sv + offs_d[None, :]
+    if MASKED:
+        k = tl.load(k_ptr, mask=valid[:, None], other=0.0)
+        v = tl.load(v_ptr, mask=valid[:, None], other=0.0)
+    else:
+        k = tl.load(k_ptr)
+        v = tl.load(v_ptr)
+    return _attend(q, k, v, valid, m_i, l_i, acc, qk_scale, IEEE, INTERP, MASKED)
+
+
+@triton.jit
 def _chunk_attn_fwd(
     QS, QR, KN, V, KC, VC, O, SINK_LEN, RING_START, WINDOW_LEN, VISITED,
     sqb, sqh, sql, svb, svh, svl, scb, sch, scl, sdb, sdh, sdl,
@@ -103,12 +119,8 @@ def _chunk_attn_fwd(
     q = tl.load(QS + q_off, mask=m_mask[:, None], other=0.0)
     for start in range(0, sink_len, BLOCK_N):
         rows = start + offs_n
-        valid = rows < sink_len
-        k = tl.load(kc_base + rows[:, None] * scl + offs_d[None, :], mask=valid[:, None],
-                    other=0.0)
-        v = tl.load(vc_base + rows[:, None] * sdl + offs_d[None, :], mask=valid[:, None],
-                    other=0.0)
-        m_i, l_i, acc = _attend(q, k, v, valid, m_i, l_i, acc, qk_scale, IEEE, INTERP)
+        m_i, l_i, acc = _attend_rows(q, kc_base, vc_base, rows, rows < sink_len, scl, sdl,
+                                     offs_d, m_i, l_i, acc, qk_scale, IEEE, INTERP, True)
         n_visited += 1
 
     # 2. window, oldest frame first, read in place from the ring; stream-clock queries
@@ -121,10 +133,8 @@ def _chunk_attn_fwd(
             r = i // per_frame
             rows = (sink_tokens + ((ring_start + r) % W) * T + (i - r * per_frame) * BLOCK_N
                     + offs_n)
-            k = tl.load(kc_base + rows[:, None] * scl + offs_d[None, :])
-            v = tl.load(vc_base + rows[:, None] * sdl + offs_d[None, :])
-            m_i, l_i, acc = _attend(q, k, v, offs_n, m_i, l_i, acc, qk_scale, IEEE, INTERP,
-                                    MASKED=False)
+            m_i, l_i, acc = _attend_rows(q, kc_base, vc_base, rows, offs_n, scl, sdl, offs_d,
+                                         m_i, l_i, acc, qk_scale, IEEE, INTERP, False)
             n_visited += 1
     else:
         n_win = window_len * T
@@ -132,11 +142,8 @@ def _chunk_attn_fwd(
             j = start + offs_n
             valid = j < n_win
             rows = tl.where(valid, sink_tokens + ((ring_start + j // T) % W) * T + j % T, 0)
-            k = tl.load(kc_base + rows[:, None] * scl + offs_d[None, :], mask=valid[:, None],
-                        other=0.0)
-            v = tl.load(vc_base + rows[:, None] * sdl + offs_d[None, :], mask=valid[:, None],
-                        other=0.0)
-            m_i, l_i, acc = _attend(q, k, v, valid, m_i, l_i, acc, qk_scale, IEEE, INTERP)
+            m_i, l_i, acc = _attend_rows(q, kc_base, vc_base, rows, valid, scl, sdl, offs_d,
+                                         m_i, l_i, acc, qk_scale, IEEE, INTERP, True)
             n_visited += 1
 
     # 3. the chunk itself, bidirectional (Lq = K * T: whole blocks when ALIGNED)
@@ -144,17 +151,8 @@ def _chunk_attn_fwd(
     v_base = V + b64 * svb + h64 * svh
     for start in range(0, Lq, BLOCK_N):
         rows = start + offs_n
-        valid = rows < Lq
-        if ALIGNED:
-            k = tl.load(k_base + rows[:, None] * sql + offs_d[None, :])
-            v = tl.load(v_base + rows[:, None] * svl + offs_d[None, :])
-        else:
-            k = tl.load(k_base + rows[:, None] * sql + offs_d[None, :], mask=valid[:, None],
-                        other=0.0)
-            v = tl.load(v_base + rows[:, None] * svl + offs_d[None, :], mask=valid[:, None],
-                        other=0.0)
-        m_i, l_i, acc = _attend(q, k, v, valid, m_i, l_i, acc, qk_scale, IEEE, INTERP,
-                                MASKED=not ALIGNED)
+        m_i, l_i, acc = _attend_rows(q, k_base, v_base, rows, rows < Lq, sql, svl, offs_d,
+                                     m_i, l_i, acc, qk_scale, IEEE, INTERP, not ALIGNED)
         n_visited += 1
 
     out = acc / l_i[:, None]
