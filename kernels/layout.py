@@ -14,10 +14,10 @@ x = p % grid_w for token p of its frame:
     sink tokens                 t = 0
     a generated frame           t = its absolute frame index in the stream
 
-Per-session state is four int32 tensors of shape (B,) kept on the device:
+Per-session state is four tensors of shape (B,) kept on the device: int32
 `sink_len` (valid sink tokens), `ring_start` (slot of the oldest valid frame),
-`window_len` (valid frames, <= window) and `frame_pos` (absolute index of the chunk's
-first frame). Window frame of age rank r (r = 0 oldest, valid r < window_len) sits in
+`window_len` (valid frames, <= window), and `frame_pos` (absolute index of the chunk's
+first frame; int64 in the model's cache, any integer type here). Window frame of age rank r (r = 0 oldest, valid r < window_len) sits in
 slot (ring_start + r) % window and has t = frame_pos - window_len + r.
 
 Queries are rotated twice, because attention scores depend only on position

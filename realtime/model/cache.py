@@ -13,8 +13,9 @@ Keys are stored rotated (RoPE), each once, when it is written, at a position tha
 never changes: the sink at t = 0, a generated frame at its index in the stream
 (`kernels.layout`), so attention never re-rotates the window as it slides. Angles
 are computed in float64, so a stream hours (or years) long rotates as exactly as
-its first frame. The ring state is four (B,) int32 tensors on the cache's device
-(`sink_len`, `ring_start`, `window_len`, `frame_pos`): advancing the ring is tensor
+its first frame. The ring state is four (B,) tensors on the cache's device: int32
+`sink_len`, `ring_start`, `window_len` and int64 `frame_pos` (a frame counter that
+cannot overflow in any stream's life): advancing the ring is tensor
 arithmetic, never `.item()`, so a chunk step is free of host syncs and can be
 captured in a CUDA graph.
 
@@ -59,7 +60,7 @@ class KVCache:
         self.sink_len = torch.zeros(B, dtype=torch.int32, device=self.device)
         self.ring_start = torch.zeros(B, dtype=torch.int32, device=self.device)
         self.window_len = torch.zeros(B, dtype=torch.int32, device=self.device)
-        self.frame_pos = torch.zeros(B, dtype=torch.int32, device=self.device)
+        self.frame_pos = torch.zeros(B, dtype=torch.int64, device=self.device)
         D = self.shape[-1]
         self._sink_rope = rope_cos_sin(self.layout.sink_positions(self.device), D)
         # token offsets of one chunk's frames, reused by every write
