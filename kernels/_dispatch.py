@@ -154,6 +154,12 @@ def _call_interpreted(self: Any, *args: Any, **kwargs: Any) -> Any:
     return twin[1](*args, **kwargs)
 
 
+def autotuning() -> bool:
+    """Compiled kernels autotune their tiles per shape unless MARIONETTE_AUTOTUNE=0
+    (then one fixed tile: what correctness tests want, one compile per variant)."""
+    return os.environ.get("MARIONETTE_AUTOTUNE", "1") != "0"
+
+
 def interpreting() -> bool:
     """True inside a kernel module loaded for the interpreter (read at import)."""
     return os.environ.get("TRITON_INTERPRET") == "1"

@@ -17,8 +17,9 @@ x = p % grid_w for token p of its frame:
 Per-session state is four tensors of shape (B,) kept on the device: int32
 `sink_len` (valid sink tokens), `ring_start` (slot of the oldest valid frame),
 `window_len` (valid frames, <= window), and `frame_pos` (absolute index of the chunk's
-first frame; int64 in the model's cache, any integer type here). Window frame of age rank r (r = 0 oldest, valid r < window_len) sits in
-slot (ring_start + r) % window and has t = frame_pos - window_len + r.
+first frame; int64 in the model's cache, any integer type here). Window frame of age
+rank r (r = 0 oldest, valid r < window_len) sits in slot (ring_start + r) % window and
+has t = frame_pos - window_len + r.
 
 Queries are rotated twice, because attention scores depend only on position
 differences and the two kinds of key use different clocks:

@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._dispatch import interpreter_env, interpreting
+from kernels._dispatch import autotuning, interpreter_env, interpreting
 from kernels.layout import CacheLayout
 from kernels.triton_common import round_to
 
@@ -228,15 +228,16 @@ def chunk_attention_triton(
 ) -> torch.Tensor:              # (B, H, Lq, D), q's dtype
     """Same semantics as `kernels.torch_attention.chunk_attention_torch`. `out`
     (optional) receives the result; `block` fixes the tile sizes (the interpreter's
-    default is 32 x 32, compiled code autotunes); `visited`, with `block`, receives the
+    default is 32 x 32; compiled code autotunes, or takes 64 x 64 with
+    MARIONETTE_AUTOTUNE=0); `visited`, with `block`, receives the
     number of key blocks each program read (program (b*H + h) * n_qblocks + m)."""
     B, H, Lq, D = q_sink.shape
     args = kernel_args(q_sink, q_rest, k_chunk, v, k_cache, v_cache, sink_len, ring_start,
                        window_len, layout, out, visited)
     out = args[6]
     ieee = q_sink.dtype == torch.float32
-    if INTERPRETED or block is not None:
-        bm, bn = block or (32, 32)
+    if INTERPRETED or block is not None or not autotuning():
+        bm, bn = block or ((32, 32) if INTERPRETED else (64, 64))
         grid = (triton.cdiv(Lq, bm), B * H)
         if visited is not None:
             assert visited.dtype == torch.int32 and visited.numel() == grid[0] * grid[1]

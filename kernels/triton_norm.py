@@ -13,11 +13,13 @@ bandwidth). Compiled code autotunes BLOCK_R and the warp count per width.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
 
-from kernels._dispatch import interpreter_env, interpreting
+from kernels._dispatch import autotuning, interpreter_env, interpreting
 from kernels.norm import NormKind
 from kernels.triton_common import round_to
 
@@ -123,12 +125,13 @@ def adaln_norm_triton(
     assert out.is_contiguous() and out.shape == x.shape and out.dtype == x.dtype
     args = (x, shift, scale, out, x.stride(0), x.stride(1), shift.stride(0), shift.stride(1),
             scale.stride(0), scale.stride(1), B * L, L, L // G, C, eps)
-    if INTERPRETED:
+    if INTERPRETED or not autotuning():
         block_r, block_c, warps = _tiles(C)
-        with interpreter_env():
+        with interpreter_env() if INTERPRETED else contextlib.nullcontext():
             _adaln_norm_fwd[(triton.cdiv(B * L, block_r),)](
-                *args, RMS=kind == "rms", INTERP=True, UNIFORM=(L // G) % block_r == 0,
-                BLOCK_R=block_r, BLOCK_C=block_c)
+                *args, RMS=kind == "rms", INTERP=INTERPRETED,
+                UNIFORM=(L // G) % block_r == 0, BLOCK_R=block_r, BLOCK_C=block_c,
+                num_warps=warps)
     else:
         def grid(meta: dict) -> tuple[int]:
             return (triton.cdiv(B * L, meta["BLOCK_R"]),)

@@ -15,6 +15,13 @@ from kernels.norm import adaln_norm, adaln_norm_ref
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
+
+@pytest.fixture(autouse=True)
+def _fixed_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One tile config per kernel variant: correctness, not speed (the autotuned
+    configs are timed, and checked against the reference, by bench/kernels.py)."""
+    monkeypatch.setenv("MARIONETTE_AUTOTUNE", "0")
+
 LAYOUTS = {
     "gpu-preset": CacheLayout(sink_frames=2, window=12, chunk=4, grid=(16, 16)),
     "odd": CacheLayout(sink_frames=1, window=5, chunk=3, grid=(7, 9)),
