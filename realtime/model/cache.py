@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from kernels.attention import ChunkRope, chunk_rope
 from kernels.layout import CacheLayout
 from kernels.rope import rope_cos_sin, rope_rows
 
@@ -51,6 +52,7 @@ class KVCache:
         self.ring_start = torch.empty(0)
         self.window_len = torch.empty(0)
         self.frame_pos = torch.empty(0)
+        self._rope: ChunkRope | None = None
 
     def setup(self) -> KVCache:
         """Allocate the buffers (zeros) and the ring state. Called once per session."""
@@ -61,6 +63,7 @@ class KVCache:
         self.ring_start = torch.zeros(B, dtype=torch.int32, device=self.device)
         self.window_len = torch.zeros(B, dtype=torch.int32, device=self.device)
         self.frame_pos = torch.zeros(B, dtype=torch.int64, device=self.device)
+        self._rope = None
         D = self.shape[-1]
         self._sink_rope = rope_cos_sin(self.layout.sink_positions(self.device), D)
         # token offsets of one chunk's frames, reused by every write
@@ -90,6 +93,7 @@ class KVCache:
         self.ring_start.zero_()
         self.window_len.zero_()
         self.frame_pos.zero_()
+        self._rope = None
         if not keep_sink:
             self.sink_len.zero_()
 
@@ -115,10 +119,13 @@ class KVCache:
                       + self._frame_of_token[None, :]) % lay.window            # (B, L)
         return lay.sink_tokens + frame_slot * lay.tokens_per_frame + self._token_in_frame
 
-    def chunk_rope(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin (B, chunk_tokens, D/2) fp32 of the next chunk's tokens on the
-        stream's clock (t = frame_pos + j): where its keys are stored."""
-        return rope_cos_sin(self.layout.chunk_abs_positions(self.frame_pos), self.shape[-1])
+    def chunk_rope(self) -> ChunkRope:
+        """The next chunk's RoPE tables (`kernels.attention.ChunkRope`): what every
+        layer and denoising step of the chunk, and its cache write, rotate with.
+        Computed once per chunk (they change only when the ring advances or resets)."""
+        if self._rope is None:
+            self._rope = chunk_rope(self.layout, self.frame_pos, self.shape[-1])
+        return self._rope
 
     def write_chunk(self, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
         """Append one chunk's keys (un-rotated) and values, each (B, H, chunk_tokens, D)
@@ -126,11 +133,11 @@ class KVCache:
         the ring. Keys are rotated and written to their slots in one pass
         (`rope_rows` with slots: one fused Triton kernel on CUDA)."""
         slots = self.chunk_slots()                                              # (B, L)
-        cos, sin = self.chunk_rope()
+        rope = self.chunk_rope()
         _, _, H, _, D = self.shape
         idx = slots[:, None, :, None].expand(-1, H, -1, D)                      # (B,H,L,D)
         for i, (k, v) in enumerate(zip(ks, vs, strict=True)):
-            rope_rows(k.to(self.dtype), cos, sin, out=self.k[i], slots=slots)
+            rope_rows(k.to(self.dtype), rope.cos, rope.sin, out=self.k[i], slots=slots)
             self.v[i].scatter_(2, idx, v.to(self.dtype))
         self.advance(self.layout.chunk)
 
@@ -142,3 +149,4 @@ class KVCache:
         self.ring_start.copy_((self.ring_start + overflow) % W)
         self.window_len.copy_(total.clamp(max=W))
         self.frame_pos.add_(frames)
+        self._rope = None

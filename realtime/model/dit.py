@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.attention import chunk_attention, chunk_rope
+from kernels.attention import chunk_attention
 from kernels.norm import adaln_norm
 from kernels.rope import apply_rope_ref
 from realtime.model.cache import KVCache
@@ -293,7 +293,7 @@ class StudentDiT(nn.Module):
         """One chunk against the cache -> (velocity (B, K, c, h, w) or None with
         kv_only, per-layer chunk keys, values (B, H, K*T, D)). Does not write the cache."""
         layout = cache.layout
-        rope = chunk_rope(layout, cache.frame_pos, self.cfg.head_dim)      # once per chunk
+        rope = cache.chunk_rope()                       # computed once per chunk
 
         def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: int) -> torch.Tensor:
             kc, vc = cache.layer(i)

@@ -92,3 +92,20 @@ def test_reset_empties_the_window_and_keeps_the_sink() -> None:
     assert int(cache.window_len[0]) == 0 and int(cache.sink_len[0]) == n
     cache.write_chunk(*_chunk_kv(100))
     assert _window_frames(cache) == [100, 101]
+
+
+def test_chunk_rope_is_computed_once_per_chunk_and_follows_the_stream() -> None:
+    """Every layer and step of a chunk shares one set of RoPE tables; the next chunk
+    gets the tables of its own frames (t = frame_pos + j), and a reset restarts them."""
+    from kernels.rope import rope_cos_sin
+
+    cache = _cache()
+    first = cache.chunk_rope()
+    assert cache.chunk_rope() is first
+    cache.write_chunk(*_chunk_kv(0))
+    second = cache.chunk_rope()
+    K = LAYOUT.chunk
+    want, _ = rope_cos_sin(LAYOUT.chunk_abs_positions(torch.tensor([K])), CFG.head_dim)
+    assert second is not first and torch.equal(second.cos, want)
+    cache.reset()
+    assert torch.equal(cache.chunk_rope().cos, first.cos)
