@@ -162,7 +162,7 @@ def make_attention(shape: dict[str, Any], dtype: Any, device: str) -> dict[str, 
     """Random inputs, every session full (steady state) with its ring wrapped, an hour
     into its stream (frame_pos 108,000 at 30 fps). The cache holds keys as stored
     (rotated); `rope` is the chunk's tables, computed once per chunk as the model
-    does (not timed)."""
+    does (not timed; the PyTorch user's version below gets the same tables)."""
     import torch
 
     from kernels.attention import chunk_rope
@@ -183,21 +183,7 @@ def make_attention(shape: dict[str, Any], dtype: Any, device: str) -> dict[str, 
     Lq, S = layout.chunk_tokens, layout.capacity
     return dict(layout=layout, q=rnd(B, H, Lq, D), k=rnd(B, H, Lq, D), v=rnd(B, H, Lq, D),
                 kc=rnd(B, H, S, D), vc=rnd(B, H, S, D), state=state,
-                rope=chunk_rope(layout, state[3], D), user=user_tables(layout, state[3], D))
-
-
-def user_tables(layout: Any, frame_pos: Any, D: int) -> tuple[Any, Any, Any, Any]:
-    """What a PyTorch user precomputes once per chunk: cos/sin of the chunk's tokens on
-    the stream's clock, and of the time shift that moves the sink's stored keys (t = 0)
-    onto that clock (t = frame_pos - window - 1), so one query rotation serves all."""
-    import torch
-
-    from kernels.rope import rope_cos_sin
-
-    shift = torch.zeros(frame_pos.shape[0], layout.sink_tokens, 3, dtype=torch.long,
-                        device=frame_pos.device)
-    shift[..., 0] = frame_pos[:, None].long() - layout.window - 1
-    return (*rope_cos_sin(layout.chunk_abs_positions(frame_pos), D), *rope_cos_sin(shift, D))
+                rope=chunk_rope(layout, state[3], D))
 
 
 def user_inputs(p: dict[str, Any], gather: bool = True) -> tuple[Any, Any, Any]:
@@ -210,7 +196,8 @@ def user_inputs(p: dict[str, Any], gather: bool = True) -> tuple[Any, Any, Any]:
     from kernels.rope import rotate
 
     lay, ring_start = p["layout"], p["state"][1]
-    cos, sin, s_cos, s_sin = p["user"]
+    r = p["rope"]           # stream-clock tables and the sink's time shift, once per chunk
+    cos, sin, s_cos, s_sin = r.cos, r.sin, r.shift_cos, r.shift_sin
     n, T, W = lay.sink_tokens, lay.tokens_per_frame, lay.window
     kc, vc, dt = p["kc"], p["vc"], p["q"].dtype
     q = rotate(p["q"].float(), cos[:, None], sin[:, None]).to(dt)

@@ -55,7 +55,7 @@ def chunk_attention_ref(
     sink_len: torch.Tensor,     # (B,) int32 valid sink tokens
     ring_start: torch.Tensor,   # (B,) int32 slot of the oldest valid window frame
     window_len: torch.Tensor,   # (B,) int32 valid window frames
-    frame_pos: torch.Tensor,    # (B,) int32 stream index of the chunk's first frame
+    frame_pos: torch.Tensor,    # (B,) integer stream index of the chunk's first frame
     layout: CacheLayout,
 ) -> torch.Tensor:              # (B, H, Lq, D), q's dtype
     D, S = q.shape[-1], layout.capacity

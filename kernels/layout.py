@@ -83,8 +83,7 @@ class CacheLayout:
 
     def sink_positions(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """(sink_tokens, 3) positions of the sink's tokens: t = 0."""
-        p = torch.arange(self.sink_tokens, device=device) % self.tokens_per_frame
-        return torch.stack((torch.zeros_like(p), p // self.grid[1], p % self.grid[1]), -1)
+        return sink_positions(self.sink_frames, self.grid, device)
 
     def stored_positions(self, ring_start: torch.Tensor, window_len: torch.Tensor,
                          frame_pos: torch.Tensor) -> torch.Tensor:
@@ -118,3 +117,11 @@ class CacheLayout:
         y = (p // self.grid[1]).expand_as(t)
         x = (p % self.grid[1]).expand_as(t)
         return torch.stack((t, y, x), dim=-1).float(), valid
+
+
+def sink_positions(frames: int, grid: tuple[int, int],
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """(frames * T, 3) int64 positions of reference tokens: t = 0, (y, x) on the grid."""
+    gh, gw = grid
+    p = torch.arange(frames * gh * gw, device=device) % (gh * gw)
+    return torch.stack((torch.zeros_like(p), p // gw, p % gw), dim=-1)

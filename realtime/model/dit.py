@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.attention import chunk_attention
+from kernels.layout import sink_positions
 from kernels.norm import adaln_norm
 from kernels.rope import apply_rope_ref
 from realtime.model.cache import KVCache
@@ -53,13 +54,6 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
     args = (t.float() * 1000.0)[..., None] * freqs
     return torch.cat((args.cos(), args.sin()), dim=-1)
-
-
-def sink_positions(frames: int, grid: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """(frames*T, 3) positions of reference tokens: t = 0, (y, x) on the grid."""
-    gh, gw = grid
-    p = torch.arange(frames * gh * gw, device=device) % (gh * gw)
-    return torch.stack((torch.zeros_like(p), p // gw, p % gw), dim=-1).float()
 
 
 # --- embedders --------------------------------------------------------------------------
@@ -313,7 +307,7 @@ class StudentDiT(nn.Module):
         attending (bidirectionally) only to each other, all at temporal position 0.
         -> per-layer keys, values (B, H, R*T, D), un-rotated, for `KVCache.set_sink`."""
         B, R = ref_latents.shape[:2]
-        pos = sink_positions(R, self.cfg.grid, ref_latents.device)
+        pos = sink_positions(R, self.cfg.grid, ref_latents.device).float()
 
         def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: int) -> torch.Tensor:
             return F.scaled_dot_product_attention(apply_rope_ref(q, pos), apply_rope_ref(k, pos), v)
