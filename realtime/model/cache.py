@@ -30,6 +30,8 @@ from kernels.attention import ChunkRope, chunk_rope
 from kernels.layout import CacheLayout
 from kernels.rope import rope_cos_sin, rope_rows
 
+_STATE = ("k", "v", "sink_len", "ring_start", "window_len", "frame_pos")
+
 
 class KVCache:
     def __init__(
@@ -86,29 +88,45 @@ class KVCache:
         """(k, v) of layer i, each (B, H, S, D): views into the buffers."""
         return self.k[i], self.v[i]
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Copies of the buffers and ring state (a training stream's resumable state)."""
+        return {name: getattr(self, name).clone() for name in _STATE}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name in _STATE:
+            getattr(self, name).copy_(state[name])
+        self._rope = None
+
     # --- state changes -------------------------------------------------------------
 
-    def reset(self, keep_sink: bool = True) -> None:
-        """Forget the window (a new stream); keep the reference unless asked not to."""
-        self.ring_start.zero_()
-        self.window_len.zero_()
-        self.frame_pos.zero_()
-        self._rope = None
+    def reset(self, keep_sink: bool = True, rows: torch.Tensor | None = None) -> None:
+        """Forget the window (a new stream); keep the reference unless asked not to.
+        `rows` (a (B,) bool mask) resets only those sessions of a batched cache."""
+        state = [self.ring_start, self.window_len, self.frame_pos]
         if not keep_sink:
-            self.sink_len.zero_()
+            state.append(self.sink_len)
+        for t in state:
+            if rows is None:
+                t.zero_()
+            else:
+                t.masked_fill_(rows.to(t.device), 0)
+        self._rope = None
 
-    def set_sink(self, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
+    def set_sink(self, ks: list[torch.Tensor], vs: list[torch.Tensor],
+                 rows: torch.Tensor | None = None) -> None:
         """Write the reference frames' keys (un-rotated) and values, each (B, H, n, D)
         per layer with n <= sink_tokens, into the sink slots, keys rotated at t = 0.
-        Swapping the reference this way keeps the session (and its window) alive."""
+        Swapping the reference this way keeps the session (and its window) alive.
+        With `rows` (a (B,) bool mask) only those sessions take the new sink."""
         n = ks[0].shape[2]
         if n > self.layout.sink_tokens:
             raise ValueError(f"{n} sink tokens exceed the cache's {self.layout.sink_tokens}")
         cos, sin = (t[None, :n] for t in self._sink_rope)
+        sel = slice(None) if rows is None else rows.to(self.device)
         for i, (k, v) in enumerate(zip(ks, vs, strict=True)):
-            self.k[i, :, :, :n].copy_(rope_rows(k.to(self.dtype), cos, sin))
-            self.v[i, :, :, :n].copy_(v)
-        self.sink_len.fill_(n)
+            self.k[i, sel, :, :n] = rope_rows(k.to(self.dtype), cos, sin)[sel]
+            self.v[i, sel, :, :n] = v.to(self.dtype)[sel]
+        self.sink_len[sel] = n
 
     def chunk_slots(self) -> torch.Tensor:
         """(B, chunk_tokens) cache slots the next chunk's tokens go to: frame j of the

@@ -6,6 +6,10 @@ before trained weights exist). The training stages run `realtime.training.stages
     marionette train ae      --data DS [--preset P] [--steps N] [--out runs/ae] [--resume]
     marionette train teacher --data DS [--init runs/ae] [--out runs/teacher] ...
     marionette train student --data DS [--init runs/teacher] [--out runs/student] ...
+                             [--teacher T] [--max-age CHUNKS]
+
+(`--init` of the student stage may also be a student checkpoint: training continues
+from it against its teacher.)
 
 each with a progress bar, a JSON-lines log (`--json-log`, default OUT/log.jsonl),
 interval checkpoints and exact `--resume`.
@@ -58,6 +62,13 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
             prev = _PREVIOUS[stage]
             p.add_argument("--init", type=Path, default=Path("runs") / prev,
                            help=f"{prev} checkpoint to start from (default runs/{prev})")
+        if stage == "student":
+            p.add_argument("--teacher", type=Path, default=None,
+                           help="teacher checkpoint (default: --init itself, or INIT/teacher "
+                                "when --init is a student to train further)")
+            p.add_argument("--max-age", type=int, default=None, metavar="CHUNKS",
+                           help="longest life of a long training stream, in chunks "
+                                "(default: the preset's plan; 0: fresh streams only)")
         p.add_argument("--resume", action="store_true",
                        help="continue from OUT/train_state.pt (exactly)")
         p.add_argument("--json-log", type=Path, default=None,
@@ -84,7 +95,9 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         a = StageArgs(preset=args.preset or default_preset(), data=args.data, out=args.out,
-                      init=getattr(args, "init", None), steps=args.steps, resume=args.resume,
+                      init=getattr(args, "init", None), teacher=getattr(args, "teacher", None),
+                      max_age=getattr(args, "max_age", None), steps=args.steps,
+                      resume=args.resume,
                       json_log=args.json_log, device=args.device, seed=args.seed,
                       progress=not args.no_progress,
                       real_media=not getattr(args, "no_real_media", False),

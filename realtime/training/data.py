@@ -84,7 +84,13 @@ class LatentClips:
         clips = rng.integers(0, self.n_clips, batch)
         starts = rng.integers(0, self.n_frames - frames + 1, batch)
         idx = torch.from_numpy(starts)[:, None] + torch.arange(frames)[None]  # (B, N)
-        ci = torch.from_numpy(clips)
+        return self.gather(torch.from_numpy(clips), idx, device)
+
+    def gather(self, clips: torch.Tensor, idx: torch.Tensor,
+               device: torch.device | str = "cpu") -> LatentBatch:
+        """Frames idx[b] (B, N) of clip clips[b] (B,), with each clip's reference."""
+        ci = clips.long()
+        idx = idx.long()
         return LatentBatch(self.ref[ci].to(device),
                            self.latents[ci[:, None], idx].to(device),
                            maps_float(self.pose[ci[:, None], idx].to(device)),

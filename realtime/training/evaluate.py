@@ -18,6 +18,10 @@ Reported (JSON with `--json`):
                           windows show the same motion and differ only in stream age.
                           Default 3000 frames, windows of 100 (frames 0-100 against
                           2900-3000); `--frames` shortens it and the JSON says so.
+                          A stream is chaotic (its own output feeds it back; a 1e-6
+                          change moves one stream's last window by dB), so the figure
+                          is the mean over `--drift-streams` noise seeds (default 3),
+                          each stream's own value listed in drift.per_stream_db.
     student_vs_teacher_db student PSNR minus teacher PSNR (both vs ground truth) at
                           1, 2 and 4 student steps; the teacher at its full step count
     ms_per_frame          median wall time per frame of the engine (sample + decode)
@@ -57,6 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "performers, rendered on the fly; or one of the dataset's splits")
     p.add_argument("--frames", type=int, default=DRIFT_FRAMES,
                    help=f"length of the drift stream (default {DRIFT_FRAMES})")
+    p.add_argument("--drift-streams", type=int, default=3,
+                   help="drift streams (noise seeds) averaged (default 3)")
     p.add_argument("--json", type=Path, default=None, help="write the summary JSON here")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -191,7 +197,7 @@ def drift_window(frames: int, chunk: int) -> tuple[int, int]:
 
 def evaluate(
     model: Any, teacher: Any | None, clips: list[Clip], long: Clip, window: int,
-    seed: int = 0, teacher_steps: int = 16, guidance: float = 2.0,
+    seed: int = 0, teacher_steps: int = 16, guidance: float = 2.0, drift_streams: int = 3,
 ) -> dict[str, Any]:
     """All metrics (see the module docstring) as a JSON-ready dict. `long` is the drift
     stream (`drift_clip`), compared over its first and last `window` frames."""
@@ -205,16 +211,23 @@ def evaluate(
     summary: dict[str, Any] = {**_mean(rows), "steps": steps, "clips": len(clips),
                                "frames_per_clip": _usable(clips[0], cfg.chunk)}
 
-    # drift: one long stream, the same motion in its first and last window
+    # drift: long streams (one per noise seed), the same motion in first and last window
     frames = _usable(long, cfg.chunk)
-    s = run_student(model, long, steps, seed)
-    first = frame_metrics(s.frames[:window], long, 0)
-    last = frame_metrics(s.frames[-window:], long, frames - window)
+    firsts, lasts = [], []
+    for r in range(drift_streams):
+        s = run_student(model, long, steps, seed + 1000 * r)
+        firsts.append(frame_metrics(s.frames[:window], long, 0))
+        lasts.append(frame_metrics(s.frames[-window:], long, frames - window))
+    first, last = _mean(firsts), _mean(lasts)
     summary["drift_db"] = last["psnr"] - first["psnr"]
-    summary["drift"] = {"frames": frames, "window": window, "first": first, "last": last,
+    summary["drift"] = {"frames": frames, "window": window, "streams": drift_streams,
+                        "first": first, "last": last,
+                        "per_stream_db": [b["psnr"] - a["psnr"]
+                                          for a, b in zip(firsts, lasts, strict=True)],
                         "shortened": frames < DRIFT_FRAMES,
                         "note": (f"windows of {window} frames: 0-{window} against "
-                                 f"{frames - window}-{frames}")}
+                                 f"{frames - window}-{frames}, mean of {drift_streams} "
+                                 "streams (noise seeds)")}
 
     # teacher (full steps, guided) vs student at 1, 2, 4 steps, same clips and seeds
     if teacher is not None:
@@ -273,7 +286,8 @@ def run(args: argparse.Namespace) -> int:
     frames, window = drift_window(args.frames, cfg.chunk)
     long = drift_clip(heldout_clips(args.data, cfg, 1, frames - window), frames, window)
     summary = evaluate(model, teacher, clips, long, window, args.seed,
-                       int(info.get("teacher_steps", 16)), float(info.get("guidance", 2.0)))
+                       int(info.get("teacher_steps", 16)), float(info.get("guidance", 2.0)),
+                       max(1, args.drift_streams))
     summary = {"checkpoint": str(ckpt),
                "teacher_checkpoint": str(teacher_dir) if teacher else None,
                "data": str(args.data),

@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -65,6 +65,11 @@ class StepContext:
         if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 StepFn = Callable[[StepContext], tuple[torch.Tensor, dict[str, float]]]
@@ -179,13 +184,15 @@ def train_loop(
     out: Path,
     resume: bool = False,
     json_log: Path | None = None,
-    extra_state: dict[str, Any] | None = None,
+    stateful: Stateful | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
 ) -> LoopResult:
     """Run `cfg.steps` optimisation steps in total (a resumed run does the rest).
 
     `on_checkpoint(step)` is called after each interval checkpoint (the stages use it
-    to export the inference checkpoint beside the training state)."""
+    to export the inference checkpoint beside the training state). `stateful` is any
+    further state a step function carries from step to step (the student's stream
+    pool): saved with every checkpoint and restored on resume."""
     device = torch.device(cfg.device)
     for m in modules.values():
         m.to(device).train()
@@ -208,6 +215,8 @@ def train_loop(
         if state.get("cuda_global") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_global"])
         step = int(state["step"])
+        if stateful is not None and state.get("extra"):
+            stateful.load_state_dict(state["extra"])
     log = JsonLog(json_log)
     log.write({"event": "start", "stage": name, "step": step, "resume": resume,
                "device": str(device), "config": asdict(cfg),
@@ -220,7 +229,8 @@ def train_loop(
         while step < cfg.steps:
             if step == cfg.stop_at or (cfg.time_limit_s is not None
                                        and time.perf_counter() - t0 > cfg.time_limit_s):
-                save_state(state_path, modules, opt, step, rng, gen, extra_state)
+                save_state(state_path, modules, opt, step, rng, gen,
+                           stateful.state_dict() if stateful is not None else None)
                 if on_checkpoint is not None:
                     on_checkpoint(step)
                 log.write({"event": "stopped", "stage": name, "step": step})
@@ -246,7 +256,8 @@ def train_loop(
                            "wall_s": round(time.perf_counter() - t0, 3),
                            "cpu_s": round(time.process_time() - c0, 3), **logs})
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save_state(state_path, modules, opt, step, rng, gen, extra_state)
+                save_state(state_path, modules, opt, step, rng, gen,
+                           stateful.state_dict() if stateful is not None else None)
                 if on_checkpoint is not None:
                     on_checkpoint(step)
     finally:

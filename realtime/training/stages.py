@@ -30,7 +30,7 @@ from realtime.model.config import get_preset
 from realtime.training.ae import AEConfig, ae_step, fold_latent_stats, reconstruction_psnr
 from realtime.training.data import encode_clips, load_clips, studio_images
 from realtime.training.loop import LoopConfig, LoopResult, StepContext, train_loop
-from realtime.training.student import StudentConfig, student_step
+from realtime.training.student import StreamPool, StudentConfig, student_step
 from realtime.training.teacher import TeacherConfig, teacher_step
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class TrainPlan:
     student_steps: int
     student_batch: int
     max_history: int
+    max_age: int = 0                # student: longest stream life, chunks (StreamPool)
+    student_gt_weight: float = 0.0
     teacher_sample_steps: int = 16
     guidance: float = 2.0
     ae_lr: float = 1e-3
@@ -57,16 +59,17 @@ class TrainPlan:
 
 PLANS: dict[str, TrainPlan] = {
     "tiny": TrainPlan(ae_steps=30, ae_batch=8, teacher_steps=30, teacher_batch=2,
-                      teacher_frames=4, student_steps=6, student_batch=1, max_history=3,
-                      teacher_sample_steps=4, checkpoint_every=10, real_per_clip=4),
+                      teacher_frames=4, student_steps=6, student_batch=2, max_history=3,
+                      max_age=12, teacher_sample_steps=4, checkpoint_every=10, real_per_clip=4),
     # sized for the shipped default on a shared 2-core CPU (about 1.5 h in all);
     # more steps help: every stage resumes with --resume and a larger --steps
     "cpu": TrainPlan(ae_steps=800, ae_batch=16, teacher_steps=2500, teacher_batch=2,
-                     teacher_frames=8, student_steps=400, student_batch=1, max_history=5,
-                     student_lr=1e-4),
+                     teacher_frames=8, student_steps=400, student_batch=2, max_history=5,
+                     max_age=1500, student_gt_weight=0.05, student_lr=1e-4),
     "gpu": TrainPlan(ae_steps=20000, ae_batch=32, teacher_steps=100000, teacher_batch=16,
                      teacher_frames=16, student_steps=20000, student_batch=8, max_history=8,
-                     teacher_sample_steps=32, checkpoint_every=1000),
+                     max_age=1500, student_gt_weight=0.05, teacher_sample_steps=32,
+                     checkpoint_every=1000),
 }
 
 
@@ -76,6 +79,8 @@ class StageArgs:
     data: Path
     out: Path
     init: Path | None = None        # previous stage's checkpoint (teacher, student)
+    teacher: Path | None = None     # student: the teacher (default: see _student_sources)
+    max_age: int | None = None      # student: longest stream life (default: the plan's)
     steps: int | None = None        # total steps (default: the plan's)
     resume: bool = False
     json_log: Path | None = None    # default: out/log.jsonl
@@ -190,29 +195,47 @@ def run_teacher(a: StageArgs) -> dict[str, Any]:
     return {**meta, **_timing(res)}
 
 
-def run_student(a: StageArgs) -> dict[str, Any]:
-    """Self-forcing distillation of the teacher checkpoint `init` into the student."""
+def _student_sources(a: StageArgs) -> tuple[Path, Path, dict[str, Any]]:
+    """(student init, teacher, the teacher's meta). `init` is a teacher checkpoint (a
+    new student starts from its weights) or a student one (training continues from
+    it, against the teacher beside it in `init/teacher` unless `teacher` says)."""
     if a.init is None:
-        raise ValueError("the student starts from a teacher checkpoint: pass --init")
+        raise ValueError("the student starts from a teacher (or student) checkpoint: "
+                         "pass --init")
+    meta = json.loads((a.init / "config.json").read_text()).get("meta", {})
+    teacher = a.teacher or (a.init / "teacher" if meta.get("stage") == "student" else a.init)
+    if not (teacher / "config.json").is_file():
+        raise FileNotFoundError(f"no teacher checkpoint at {teacher} (pass --teacher)")
+    info = json.loads((teacher / "config.json").read_text()).get("meta", {})
+    return a.init, teacher, info
+
+
+def run_student(a: StageArgs) -> dict[str, Any]:
+    """Self-forcing distillation of the teacher into the student (from `init`)."""
     plan, cfg = PLANS[a.preset], get_preset(a.preset)
-    teacher = load_checkpoint(a.init, a.preset, "cpu").float()
-    info = json.loads((a.init / "config.json").read_text()).get("meta", {})
-    student = _load_trainable(a.init, a.preset)
+    init, teacher_dir, info = _student_sources(a)
+    teacher = load_checkpoint(teacher_dir, a.preset, "cpu").float()
+    student = _load_trainable(init, a.preset)
     device = torch.device(_loop_cfg(a, 1, 0.0, plan).device)
     teacher.to(device)
+    student.to(device)
     data = encode_clips(teacher.ae, load_clips(a.data, "train", cfg))
     scfg = StudentConfig(batch=plan.student_batch, max_history=plan.max_history,
+                         max_age=plan.max_age if a.max_age is None else a.max_age,
                          teacher_steps=int(info.get("teacher_steps", plan.teacher_sample_steps)),
-                         guidance=float(info.get("guidance", plan.guidance)))
+                         guidance=float(info.get("guidance", plan.guidance)),
+                         gt_weight=plan.student_gt_weight)
     max_hist = (data.n_frames // cfg.chunk) - 1
     scfg = replace(scfg, max_history=min(scfg.max_history, max_hist))
+    pool = StreamPool(student.dit, teacher.dit, data, scfg, device)
     loop = _loop_cfg(a, plan.student_steps, plan.student_lr, plan)
     meta = {"stage": "student", "preset": a.preset, "trained": True,
             "teacher_steps": scfg.teacher_steps, "guidance": scfg.guidance,
-            "distilled_steps": list(scfg.step_choices), "cache_write": cfg.cache_write}
+            "distilled_steps": list(scfg.step_choices), "cache_write": cfg.cache_write,
+            "max_age": scfg.max_age, "gt_weight": scfg.gt_weight}
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
-        return student_step(student.dit, teacher.dit, data, ctx, scfg)
+        return student_step(pool, ctx, scfg)
 
     def export(step_no: int) -> None:
         save_checkpoint(student, a.out, meta={**meta, "step": step_no})
@@ -220,7 +243,7 @@ def run_student(a: StageArgs) -> dict[str, Any]:
         save_checkpoint(teacher, a.out / "teacher", meta={**info, "stage": "teacher"})
 
     res = train_loop("student", {"dit": student.dit}, step, loop, a.out, a.resume,
-                     _json_log(a), on_checkpoint=export)
+                     _json_log(a), stateful=pool, on_checkpoint=export)
     export(res.step)
     return {**meta, **_timing(res)}
 

@@ -1,17 +1,18 @@
 """Student stage: distil the guided many-step teacher into the 1-4 step causal student,
 trained on its own rolled-out history.
 
-One step, per batch of clip windows (Self Forcing, Huang et al. 2025, for the
-rollout; the regression target is the teacher's ODE solution, as in Luhman & Luhman
-2021 and CausVid's ODE initialisation, because a distribution-matching critic is out
-of reach of a CPU budget):
+One step, over a pool of persistent training streams (`StreamPool`; Self Forcing,
+Huang et al. 2025, for the rollout; the regression target is the teacher's ODE
+solution, as in Luhman & Luhman 2021 and CausVid's ODE initialisation, because a
+distribution-matching critic is out of reach of a CPU budget):
 
-1. Both caches get the reference: the student's and the teacher's identity sinks.
-2. Roll out `n` history chunks with the student, no gradients, with the runtime's
-   own `sample_chunk`: the student's cache is written exactly as inference writes it
-   (same function, same cache-write mode). The teacher's cache is written from the
-   same latents by the teacher (`teacher.write_history`), so both models see the
-   student's history, errors included.
+1. Streams whose life is over start again: a new clip, its reference in both
+   caches' identity sinks (the student's and the teacher's), an empty window.
+2. Every stream rolls on by 0..`max_history` chunks with the student, no gradients,
+   with the runtime's own `sample_chunk`: the student's cache is written exactly as
+   inference writes it (same function, same cache-write mode). The teacher's cache
+   is written from the same latents by the teacher (`teacher.write_history`), so
+   both models see the student's history, errors included.
 3. For the next chunk, one noise draw z: the teacher integrates it with `steps` guided
    Euler steps (two-branch CFG) -> target; the student integrates the same z with
    s in {1, 2, 4} steps of the runtime's schedule, with gradients -> prediction.
@@ -19,13 +20,25 @@ of reach of a CPU budget):
 
 The student thereby learns the teacher's GUIDED output directly: inference makes
 no guidance pass. Because the history it is supervised on is its own, errors it
-makes early are inputs it learns to recover from, and long streams do not drift.
+makes early are inputs it learns to recover from.
+
+Stream lives. A short stream lives one step (a fresh stream with 0..`max_history`
+chunks of history, the stream's start). A long one (probability `p_long`) lives a
+log-uniform number of chunks up to `max_age` and carries its caches from step to
+step, so the student is also supervised on what its history looks like after
+hundreds of its own chunks: the state a session reaches after minutes, which a
+rollout from scratch each step cannot afford to reach. Motion plays each clip
+forwards and backwards (continuous, any length). The pool's state (caches,
+cursors) is part of the training state: resume stays exact.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,9 +52,11 @@ from realtime.training.teacher import teacher_sample_chunk, write_history
 
 @dataclass
 class StudentConfig:
-    batch: int = 2
+    batch: int = 2                  # streams trained side by side
     step_choices: tuple[int, ...] = (1, 2, 4)   # student step counts trained
-    max_history: int = 6            # history chunks rolled out before the supervised one
+    max_history: int = 6            # chunks rolled out per step (0..max_history)
+    max_age: int = 0                # a long stream's longest life, chunks (0: none)
+    p_long: float = 0.5             # probability that a new stream is a long one
     teacher_steps: int = 16
     guidance: float = 2.0
     gt_weight: float = 0.0
@@ -55,10 +70,12 @@ def new_cache(model: StudentDiT, batch: int, device: torch.device | str) -> KVCa
 
 
 @torch.no_grad()
-def set_reference(model: StudentDiT, cache: KVCache, ref: torch.Tensor) -> None:
-    """ref (B, R, c, h, w) clean latents -> the cache's identity sink."""
+def set_reference(model: StudentDiT, cache: KVCache, ref: torch.Tensor,
+                  rows: torch.Tensor | None = None) -> None:
+    """ref (B, R, c, h, w) clean latents -> the cache's identity sink (of `rows` only,
+    a (B,) bool mask, if given)."""
     ks, vs = model.encode_reference(ref)
-    cache.set_sink(ks, vs)
+    cache.set_sink(ks, vs, rows)
 
 
 def chunk_slice(b: LatentBatch, j: int, K: int) -> tuple[torch.Tensor, ...]:
@@ -104,29 +121,106 @@ def student_sample_grad(
     return x
 
 
+def ping_pong(n: torch.Tensor, frames: int) -> torch.Tensor:
+    """Frame index into a clip of `frames` frames at stream frame n, playing the clip
+    forwards then backwards: continuous motion for any stream length."""
+    if frames == 1:
+        return torch.zeros_like(n)
+    period = 2 * (frames - 1)
+    return (frames - 1) - ((n % period) - (frames - 1)).abs()
+
+
+class StreamPool:
+    """`cfg.batch` training streams with persistent student and teacher caches (see the
+    module docstring). A stream is a clip (its reference and its motion played
+    forwards and backwards from a random start), an age and a life, in chunks."""
+
+    def __init__(self, student: StudentDiT, teacher: StudentDiT, data: LatentClips,
+                 cfg: StudentConfig, device: torch.device | str) -> None:
+        self.student, self.teacher, self.data, self.cfg = student, teacher, data, cfg
+        self.device = torch.device(device)
+        B = cfg.batch
+        self.s_cache = new_cache(student, B, self.device)
+        self.t_cache = new_cache(teacher, B, self.device)
+        self.clip = torch.zeros(B, dtype=torch.long)
+        self.start = torch.zeros(B, dtype=torch.long)     # frame offset into the clip
+        self.age = torch.zeros(B, dtype=torch.long)       # chunks streamed so far
+        self.life = torch.full((B,), -1, dtype=torch.long)   # -1: never started
+
+    def _life(self, rng: np.random.Generator) -> int:
+        cfg = self.cfg
+        lo = cfg.max_history + 1
+        if cfg.max_age <= lo or rng.random() >= cfg.p_long:
+            return 0                                        # one step: a fresh stream
+        return int(math.exp(rng.uniform(math.log(lo), math.log(cfg.max_age))))
+
+    def renew(self, rng: np.random.Generator) -> int:
+        """Start again every stream whose life is over; returns how many did."""
+        due = self.age >= self.life.clamp(min=0)
+        due |= self.life < 0
+        n = int(due.sum())
+        if n == 0:
+            return 0
+        for b in torch.nonzero(due).flatten().tolist():
+            self.clip[b] = int(rng.integers(0, self.data.n_clips))
+            self.start[b] = int(rng.integers(0, 2 * max(1, self.data.n_frames - 1)))
+            self.life[b] = self._life(rng)
+        self.age[due] = 0
+        rows = due.to(self.device)
+        ref = self.data.ref[self.clip].to(self.device)
+        for model, cache in ((self.student, self.s_cache), (self.teacher, self.t_cache)):
+            cache.reset(rows=rows)
+            set_reference(model, cache, ref, rows)
+        return n
+
+    def frames(self, count: int, ahead: int = 0) -> LatentBatch:
+        """`count` frames of every stream, starting `ahead` chunks past its age."""
+        n = (self.age + ahead) * self.student.cfg.chunk + self.start
+        idx = ping_pong(n[:, None] + torch.arange(count)[None], self.data.n_frames)
+        return self.data.gather(self.clip, idx, self.device)
+
+    def roll(self, chunks: int, steps: int, gen: torch.Generator) -> None:
+        """Stream `chunks` chunks with the student as the engine does, mirroring each
+        written chunk into the teacher's cache; the streams age by `chunks`."""
+        if chunks:
+            b = self.frames(chunks * self.student.cfg.chunk)
+            rollout_history(self.student, self.s_cache, self.teacher, self.t_cache, b,
+                            chunks, steps, gen)
+        self.age += chunks
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"clip": self.clip.clone(), "start": self.start.clone(),
+                "age": self.age.clone(), "life": self.life.clone(),
+                "student_cache": self.s_cache.state_dict(),
+                "teacher_cache": self.t_cache.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("clip", "start", "age", "life"):
+            getattr(self, name).copy_(state[name])
+        self.s_cache.load_state_dict(state["student_cache"])
+        self.t_cache.load_state_dict(state["teacher_cache"])
+
+
 def student_step(
-    student: StudentDiT, teacher: StudentDiT, data: LatentClips, ctx: StepContext,
-    cfg: StudentConfig,
+    pool: StreamPool, ctx: StepContext, cfg: StudentConfig,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """One self-forcing distillation loss (see the module docstring)."""
-    K = student.cfg.chunk
-    n_hist = int(ctx.rng.integers(0, cfg.max_history + 1))
+    """One self-forcing distillation loss over the pool's streams (module docstring)."""
+    student, teacher = pool.student, pool.teacher
+    renewed = pool.renew(ctx.rng)
+    n_roll = int(ctx.rng.integers(0, cfg.max_history + 1))
     steps = int(cfg.step_choices[int(ctx.rng.integers(0, len(cfg.step_choices)))])
-    b = data.sample(ctx.rng, cfg.batch, (n_hist + 1) * K, ctx.device)
-    s_cache = new_cache(student, cfg.batch, ctx.device)
-    t_cache = new_cache(teacher, cfg.batch, ctx.device)
-    set_reference(student, s_cache, b.ref)
-    set_reference(teacher, t_cache, b.ref)
     with ctx.autocast():
-        rollout_history(student, s_cache, teacher, t_cache, b, n_hist, steps, ctx.gen)
-        lat, pose, face, pres = chunk_slice(b, n_hist, K)
+        pool.roll(n_roll, steps, ctx.gen)
+        lat, pose, face, pres = chunk_slice(pool.frames(student.cfg.chunk), 0,
+                                            student.cfg.chunk)
         z = torch.randn(lat.shape, generator=ctx.gen).to(lat.device, lat.dtype)
-        target = teacher_sample_chunk(teacher, t_cache, z, pose, face, pres,
+        target = teacher_sample_chunk(teacher, pool.t_cache, z, pose, face, pres,
                                       cfg.teacher_steps, cfg.guidance,
                                       teacher.cfg.time_shift, write=False).latents
-        pred = student_sample_grad(student, s_cache, z, pose, face, pres, steps)
+        pred = student_sample_grad(student, pool.s_cache, z, pose, face, pres, steps)
     loss = F.mse_loss(pred.float(), target.float())
-    logs = {"steps": float(steps), "history": float(n_hist), "distill": float(loss.detach())}
+    logs = {"steps": float(steps), "history": float(n_roll), "renewed": float(renewed),
+            "age_mean": float(pool.age.float().mean()), "distill": float(loss.detach())}
     if cfg.gt_weight > 0:
         gt = F.mse_loss(pred.float(), lat.float())
         loss = loss + cfg.gt_weight * gt

@@ -109,3 +109,34 @@ def test_chunk_rope_is_computed_once_per_chunk_and_follows_the_stream() -> None:
     assert second is not first and torch.equal(second.cos, want)
     cache.reset()
     assert torch.equal(cache.chunk_rope().cos, first.cos)
+
+
+def test_one_session_of_a_batched_cache_restarts_without_touching_the_others() -> None:
+    """A batched cache (sessions side by side) resets and re-sinks one row: the other
+    sessions keep their sink, window and clock exactly."""
+    cache = KVCache(LAYOUT, CFG.depth, CFG.heads, CFG.head_dim, batch=3).setup()
+    n = LAYOUT.sink_tokens
+    sink = [torch.randn(3, CFG.heads, n, CFG.head_dim) for _ in range(CFG.depth)]
+    cache.set_sink(sink, sink)
+    for c in range(5):
+        k, v = _chunk_kv(c * LAYOUT.chunk)
+        cache.write_chunk([x.expand(3, -1, -1, -1) for x in k],
+                          [x.expand(3, -1, -1, -1) for x in v])
+    before = cache.state_dict()
+    rows = torch.tensor([False, True, False])
+    new = [torch.randn(3, CFG.heads, n, CFG.head_dim) for _ in range(CFG.depth)]
+    cache.reset(rows=rows)
+    cache.set_sink(new, new, rows)
+    def row(t: torch.Tensor, b: int) -> torch.Tensor:
+        return t[:, b] if t.dim() > 1 else t[b]          # buffers (depth, B, ...), state (B,)
+
+    for name, t in before.items():
+        for b in (0, 2):
+            assert torch.equal(row(getattr(cache, name), b), row(t, b)), (name, b)
+    assert [int(x) for x in cache.window_len] == [LAYOUT.window, 0, LAYOUT.window]
+    assert [int(x) for x in cache.frame_pos] == [10, 0, 10]
+    assert torch.equal(cache.v[:, 1, :, :n], torch.stack(new)[:, 1])
+    # the restarted session's next chunk goes to the start of its ring, at t = 0
+    assert int(cache.chunk_slots()[1, 0]) == n
+    t = LAYOUT.chunk_abs_positions(cache.frame_pos)[..., 0]
+    assert int(t[1].min()) == 0 and int(t[0].min()) == 10

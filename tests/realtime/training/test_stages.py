@@ -20,10 +20,12 @@ from realtime.motion.types import MotionCondition
 from realtime.training import evaluate
 from realtime.training.data import encode_clips, load_clips
 from realtime.training.loop import StepContext
-from realtime.training.stages import StageArgs, run_teacher
+from realtime.training.stages import StageArgs, run_student, run_teacher
 from realtime.training.student import (
+    StreamPool,
     StudentConfig,
     new_cache,
+    ping_pong,
     rollout_history,
     set_reference,
     student_step,
@@ -59,10 +61,11 @@ def test_teacher_and_student_steps_lower_the_loss_on_a_fixed_batch(tiny_data: Pa
     teacher = AnimationModel.random(get_preset("tiny"), seed=1, zero_init=False).dit
     student = _model(seed=2).dit
     opt = torch.optim.Adam(student.parameters(), lr=1e-3)
-    scfg = StudentConfig(batch=1, max_history=2, teacher_steps=3)
+    scfg = StudentConfig(batch=1, max_history=2, teacher_steps=3)   # fresh streams only
     losses = []
     for _ in range(8):
-        loss, _ = student_step(student, teacher, data, _fixed_ctx(3), scfg)
+        pool = StreamPool(student, teacher, data, scfg, "cpu")
+        loss, _ = student_step(pool, _fixed_ctx(3), scfg)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -70,25 +73,67 @@ def test_teacher_and_student_steps_lower_the_loss_on_a_fixed_batch(tiny_data: Pa
     assert losses[-1] < 0.8 * losses[0], losses
 
 
+def _losses(log: Path) -> list[float]:
+    return [r["loss"] for r in map(json.loads, log.read_text().splitlines()) if "loss" in r]
+
+
+@pytest.mark.parametrize("stage", ["teacher", "student"])
 def test_resume_continues_the_same_loss_trajectory(tiny_data: Path, tiny_ckpt: Path,
-                                                   tmp_path: Path) -> None:
+                                                   tmp_path: Path, stage: str) -> None:
+    """Interrupted and resumed = uninterrupted, loss for loss and weight for weight;
+    for the student that includes the streams (their caches) carried across the stop."""
+    run = {"teacher": run_teacher, "student": run_student}[stage]
+
     def args(out: Path, stop_at: int | None = None, resume: bool = False) -> StageArgs:
         return StageArgs("tiny", tiny_data, out, init=tiny_ckpt, steps=6, resume=resume,
-                         progress=False, log_every=1, stop_at=stop_at)
+                         progress=False, log_every=1, stop_at=stop_at, max_age=1000, seed=3)
+        # (seed 3 draws a long stream that spans the stop; asserted at the end)
 
-    def losses(log: Path) -> list[float]:
-        return [r["loss"] for r in map(json.loads, log.read_text().splitlines()) if "loss" in r]
-
-    run_teacher(args(tmp_path / "straight"))
-    run_teacher(args(tmp_path / "stopped", stop_at=3))         # interrupted after step 3
-    run_teacher(args(tmp_path / "stopped", resume=True))
-    straight = losses(tmp_path / "straight" / "log.jsonl")
+    run(args(tmp_path / "straight"))
+    run(args(tmp_path / "stopped", stop_at=3))         # interrupted after step 3
+    run(args(tmp_path / "stopped", resume=True))
+    straight = _losses(tmp_path / "straight" / "log.jsonl")
     assert len(straight) == 6
-    assert losses(tmp_path / "stopped" / "log.jsonl") == straight
+    assert _losses(tmp_path / "stopped" / "log.jsonl") == straight
     # and the exported checkpoints are identical
     a = load_checkpoint(tmp_path / "straight").state_dict()
     b = load_checkpoint(tmp_path / "stopped").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    if stage == "student":
+        logs = [json.loads(x) for x in (tmp_path / "straight" / "log.jsonl").read_text()
+                .splitlines()]
+        ages = [r["age_mean"] for r in logs if "age_mean" in r]
+        assert min(ages[3:]) > 3, ages        # a stream lived across the interruption
+
+
+def test_long_streams_carry_their_history_from_step_to_step(tiny_data: Path) -> None:
+    """A long stream's caches are not rebuilt each step: its clock (and the teacher's
+    mirror of it) counts every chunk it has streamed, past the ring's length."""
+    cfg = get_preset("tiny")
+    m = _model()
+    data = encode_clips(m.ae, load_clips(tiny_data, "train", cfg))
+    scfg = StudentConfig(batch=2, max_history=2, max_age=10_000, p_long=1.0, teacher_steps=2,
+                         step_choices=(1,))
+    pool = StreamPool(m.dit, _model(seed=1).dit, data, scfg, "cpu")
+    ctx = StepContext(0, torch.device("cpu"), np.random.default_rng(0),
+                      torch.Generator().manual_seed(0))
+    for _ in range(12):
+        student_step(pool, ctx, scfg)[0].backward()
+    assert int(pool.age.min()) * cfg.chunk > cfg.window      # older than the window
+    for cache in (pool.s_cache, pool.t_cache):
+        assert torch.equal(cache.frame_pos, pool.age * cfg.chunk)
+        assert [int(x) for x in cache.window_len] == [cfg.window] * 2
+    # the state the stage checkpoints restores the pool exactly
+    other = StreamPool(m.dit, _model(seed=1).dit, data, scfg, "cpu")
+    other.load_state_dict(pool.state_dict())
+    assert torch.equal(other.age, pool.age) and torch.equal(other.s_cache.k, pool.s_cache.k)
+
+
+def test_training_streams_play_clips_back_and_forth_continuously() -> None:
+    idx = ping_pong(torch.arange(100), 8)
+    assert int(idx.min()) == 0 and int(idx.max()) == 7
+    assert bool(((idx[1:] - idx[:-1]).abs() == 1).all())     # no jumps, no stalls
+    assert idx[:16].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 6, 5, 4, 3, 2, 1, 0, 1]
 
 
 def test_student_training_writes_the_cache_exactly_as_inference(tiny_data: Path,
@@ -122,7 +167,7 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
     out = tmp_path / "eval.json"
     args = parser.parse_args(["--checkpoint", str(tiny_ckpt), "--data", str(tiny_data),
                               "--clips", "2", "--clip-frames", "8", "--frames", "24",
-                              "--json", str(out)])
+                              "--drift-streams", "2", "--json", str(out)])
     assert evaluate.run(args) == 0
     res = json.loads(out.read_text())
     for key in ("psnr", "ssim", "face_psnr", "hand_psnr", "flicker", "drift_db",
@@ -131,6 +176,8 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
     assert set(res["student_vs_teacher_db"]) == {"1", "2", "4"}
     assert all(math.isfinite(v) for v in res["student_vs_teacher_db"].values())
     assert res["drift"]["shortened"] is True and res["drift"]["frames"] == 24
+    per_stream = res["drift"]["per_stream_db"]
+    assert len(per_stream) == 2 and math.isclose(np.mean(per_stream), res["drift_db"])
     assert 0.0 <= res["ssim"] <= 1.0
 
 
