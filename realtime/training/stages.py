@@ -79,7 +79,7 @@ class StageArgs:
     data: Path
     out: Path
     init: Path | None = None        # previous stage's checkpoint (teacher, student)
-    teacher: Path | None = None     # student: the teacher (default: see _student_sources)
+    teacher: Path | None = None     # student: the teacher (default: see _student_teacher)
     max_age: int | None = None      # student: longest stream life (default: the plan's)
     steps: int | None = None        # total steps (default: the plan's)
     resume: bool = False
@@ -195,8 +195,8 @@ def run_teacher(a: StageArgs) -> dict[str, Any]:
     return {**meta, **_timing(res)}
 
 
-def _student_sources(a: StageArgs) -> tuple[Path, Path, dict[str, Any]]:
-    """(student init, teacher, the teacher's meta). `init` is a teacher checkpoint (a
+def _student_teacher(a: StageArgs) -> tuple[Path, dict[str, Any]]:
+    """(teacher checkpoint, its meta). `init` is a teacher checkpoint (a
     new student starts from its weights) or a student one (training continues from
     it, against the teacher beside it in `init/teacher` unless `teacher` says)."""
     if a.init is None:
@@ -207,15 +207,16 @@ def _student_sources(a: StageArgs) -> tuple[Path, Path, dict[str, Any]]:
     if not (teacher / "config.json").is_file():
         raise FileNotFoundError(f"no teacher checkpoint at {teacher} (pass --teacher)")
     info = json.loads((teacher / "config.json").read_text()).get("meta", {})
-    return a.init, teacher, info
+    return teacher, info
 
 
 def run_student(a: StageArgs) -> dict[str, Any]:
     """Self-forcing distillation of the teacher into the student (from `init`)."""
     plan, cfg = PLANS[a.preset], get_preset(a.preset)
-    init, teacher_dir, info = _student_sources(a)
+    teacher_dir, info = _student_teacher(a)
+    assert a.init is not None                   # checked by _student_teacher
     teacher = load_checkpoint(teacher_dir, a.preset, "cpu").float()
-    student = _load_trainable(init, a.preset)
+    student = _load_trainable(a.init, a.preset)
     device = torch.device(_loop_cfg(a, 1, 0.0, plan).device)
     teacher.to(device)
     student.to(device)

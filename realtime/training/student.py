@@ -150,7 +150,7 @@ class StreamPool:
         self.clip = torch.zeros(B, dtype=torch.long)
         self.start = torch.zeros(B, dtype=torch.long)     # frame offset into the clip
         self.age = torch.zeros(B, dtype=torch.long)       # chunks streamed so far
-        self.life = torch.full((B,), -1, dtype=torch.long)   # -1: never started
+        self.life = torch.zeros(B, dtype=torch.long)      # age >= life: renewed next step
 
     def _life(self, rng: np.random.Generator) -> int:
         cfg = self.cfg
@@ -161,8 +161,7 @@ class StreamPool:
 
     def renew(self, rng: np.random.Generator) -> int:
         """Start again every stream whose life is over; returns how many did."""
-        due = self.age >= self.life.clamp(min=0)
-        due |= self.life < 0
+        due = self.age >= self.life
         n = int(due.sum())
         if n == 0:
             return 0
@@ -178,9 +177,9 @@ class StreamPool:
             set_reference(model, cache, ref, rows)
         return n
 
-    def frames(self, count: int, ahead: int = 0) -> LatentBatch:
-        """`count` frames of every stream, starting `ahead` chunks past its age."""
-        n = (self.age + ahead) * self.student.cfg.chunk + self.start
+    def frames(self, count: int) -> LatentBatch:
+        """The next `count` frames of every stream (from its current age on)."""
+        n = self.age * self.student.cfg.chunk + self.start
         idx = ping_pong(n[:, None] + torch.arange(count)[None], self.data.n_frames)
         return self.data.gather(self.clip, idx, self.device)
 
