@@ -7,6 +7,7 @@ before trained weights exist). The training stages run `realtime.training.stages
     marionette train teacher --data DS [--init runs/ae] [--out runs/teacher] ...
     marionette train student --data DS [--init runs/teacher] [--out runs/student] ...
                              [--teacher T] [--max-age CHUNKS]
+                             [--gt-weight W] [--gt-weight-long W]
 
 (`--init` of the student stage may also be a student checkpoint: training continues
 from it against its teacher.)
@@ -69,6 +70,11 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
             p.add_argument("--max-age", type=int, default=None, metavar="CHUNKS",
                            help="longest life of a long training stream, in chunks "
                                 "(default: the preset's plan; 0: fresh streams only)")
+            p.add_argument("--gt-weight", type=float, default=None, metavar="W",
+                           help="weight of the pull towards the ground truth beside the "
+                                "distillation loss, fresh streams (default: the plan's)")
+            p.add_argument("--gt-weight-long", type=float, default=None, metavar="W",
+                           help="the same on long streams (default: --gt-weight)")
         p.add_argument("--resume", action="store_true",
                        help="continue from OUT/train_state.pt (exactly)")
         p.add_argument("--json-log", type=Path, default=None,
@@ -96,7 +102,9 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         a = StageArgs(preset=args.preset or default_preset(), data=args.data, out=args.out,
                       init=getattr(args, "init", None), teacher=getattr(args, "teacher", None),
-                      max_age=getattr(args, "max_age", None), steps=args.steps,
+                      max_age=getattr(args, "max_age", None),
+                      gt_weight=getattr(args, "gt_weight", None),
+                      gt_weight_long=getattr(args, "gt_weight_long", None), steps=args.steps,
                       resume=args.resume,
                       json_log=args.json_log, device=args.device, seed=args.seed,
                       progress=not args.no_progress,

@@ -47,7 +47,8 @@ class TrainPlan:
     student_batch: int
     max_history: int
     max_age: int = 0                # student: longest stream life, chunks (StreamPool)
-    student_gt_weight: float = 0.0
+    student_gt_weight: float = 0.0  # student: pull towards the truth, fresh streams
+    student_gt_weight_long: float | None = None   # ... long streams (None: the same)
     teacher_sample_steps: int = 16
     guidance: float = 2.0
     ae_lr: float = 1e-3
@@ -81,6 +82,8 @@ class StageArgs:
     init: Path | None = None        # previous stage's checkpoint (teacher, student)
     teacher: Path | None = None     # student: the teacher (default: see _student_teacher)
     max_age: int | None = None      # student: longest stream life (default: the plan's)
+    gt_weight: float | None = None  # student: ground-truth weights (default: the plan's)
+    gt_weight_long: float | None = None
     steps: int | None = None        # total steps (default: the plan's)
     resume: bool = False
     json_log: Path | None = None    # default: out/log.jsonl
@@ -195,6 +198,10 @@ def run_teacher(a: StageArgs) -> dict[str, Any]:
     return {**meta, **_timing(res)}
 
 
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def _student_teacher(a: StageArgs) -> tuple[Path, dict[str, Any]]:
     """(teacher checkpoint, its meta). `init` is a teacher checkpoint (a
     new student starts from its weights) or a student one (training continues from
@@ -225,7 +232,8 @@ def run_student(a: StageArgs) -> dict[str, Any]:
                          max_age=plan.max_age if a.max_age is None else a.max_age,
                          teacher_steps=int(info.get("teacher_steps", plan.teacher_sample_steps)),
                          guidance=float(info.get("guidance", plan.guidance)),
-                         gt_weight=plan.student_gt_weight)
+                         gt_weight=_given(a.gt_weight, plan.student_gt_weight),
+                         gt_weight_long=_given(a.gt_weight_long, plan.student_gt_weight_long))
     max_hist = (data.n_frames // cfg.chunk) - 1
     scfg = replace(scfg, max_history=min(scfg.max_history, max_hist))
     pool = StreamPool(student.dit, teacher.dit, data, scfg, device)
@@ -233,7 +241,8 @@ def run_student(a: StageArgs) -> dict[str, Any]:
     meta = {"stage": "student", "preset": a.preset, "trained": True,
             "teacher_steps": scfg.teacher_steps, "guidance": scfg.guidance,
             "distilled_steps": list(scfg.step_choices), "cache_write": cfg.cache_write,
-            "max_age": scfg.max_age, "gt_weight": scfg.gt_weight}
+            "max_age": scfg.max_age, "gt_weight": scfg.gt_weight,
+            "gt_weight_long": scfg.gt_weight_long}
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         return student_step(pool, ctx, scfg)

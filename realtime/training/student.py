@@ -16,7 +16,8 @@ distribution-matching critic is out of reach of a CPU budget):
 3. For the next chunk, one noise draw z: the teacher integrates it with `steps` guided
    Euler steps (two-branch CFG) -> target; the student integrates the same z with
    s in {1, 2, 4} steps of the runtime's schedule, with gradients -> prediction.
-4. Loss: MSE(prediction, target) (+ `gt_weight` x MSE to the ground-truth latents).
+4. Loss: MSE(prediction, target) + w x MSE(prediction, ground-truth latents), with
+   w = `gt_weight` on fresh streams and `gt_weight_long` on long ones.
 
 The student thereby learns the teacher's GUIDED output directly: inference makes
 no guidance pass. Because the history it is supervised on is its own, errors it
@@ -64,7 +65,8 @@ class StudentConfig:
     p_long: float = 0.5             # probability that a new stream is a long one
     teacher_steps: int = 16
     guidance: float = 2.0
-    gt_weight: float = 0.0
+    gt_weight: float = 0.0          # ground-truth pull on fresh streams
+    gt_weight_long: float | None = None   # ... on long streams (None: gt_weight)
 
 
 def new_cache(model: StudentDiT, batch: int, device: torch.device | str) -> KVCache:
@@ -225,8 +227,13 @@ def student_step(
     loss = F.mse_loss(pred.float(), target.float())
     logs = {"steps": float(steps), "history": float(n_roll), "renewed": float(renewed),
             "age_max": float(pool.age.max()), "distill": float(loss.detach())}
-    if cfg.gt_weight > 0:
-        gt = F.mse_loss(pred.float(), lat.float())
-        loss = loss + cfg.gt_weight * gt
-        logs["gt"] = float(gt.detach())
+    w_long = cfg.gt_weight if cfg.gt_weight_long is None else cfg.gt_weight_long
+    if cfg.gt_weight > 0 or w_long > 0:
+        # Per stream: the teacher, fed a drifted history, has no reason to undo the
+        # drift; the pull towards the truth does, where drift builds up (long streams).
+        gt = (pred.float() - lat.float()).pow(2).flatten(1).mean(1)
+        long = (pool.life > 0).to(gt.device)
+        w = torch.where(long, torch.tensor(w_long), torch.tensor(cfg.gt_weight)).to(gt)
+        loss = loss + (w * gt).mean()
+        logs["gt"] = float(gt.detach().mean())
     return loss, logs

@@ -130,6 +130,22 @@ def test_long_streams_carry_their_history_from_step_to_step(tiny_data: Path) -> 
     assert torch.equal(other.age, pool.age) and torch.equal(other.s_cache.k, pool.s_cache.k)
 
 
+@pytest.mark.parametrize("p_long", [0.0, 1.0])
+def test_ground_truth_pull_is_weighted_by_stream_kind(tiny_data: Path, p_long: float) -> None:
+    """Fresh streams are pulled towards the truth with `gt_weight`, long streams (where
+    drift builds up) with `gt_weight_long`, on top of the distillation loss."""
+    m = _model()
+    data = encode_clips(m.ae, load_clips(tiny_data, "train", get_preset("tiny")))
+    scfg = StudentConfig(batch=1, max_history=1, max_age=100, p_long=p_long, teacher_steps=2,
+                         step_choices=(1,), gt_weight=0.1, gt_weight_long=0.7)
+    pool = StreamPool(m.dit, _model(seed=1).dit, data, scfg, "cpu")
+    loss, logs = student_step(pool, _fixed_ctx(4), scfg)
+    assert bool(pool.life[0] > 0) == (p_long == 1.0)
+    weight = 0.7 if p_long == 1.0 else 0.1
+    assert logs["gt"] > 0
+    assert float(loss) == pytest.approx(logs["distill"] + weight * logs["gt"], rel=1e-5)
+
+
 def test_training_streams_play_clips_back_and_forth_continuously() -> None:
     idx = ping_pong(torch.arange(100), 8)
     assert int(idx.min()) == 0 and int(idx.max()) == 7
