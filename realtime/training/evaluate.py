@@ -22,6 +22,13 @@ Reported (JSON with `--json`):
                           change moves one stream's last window by dB), so the figure
                           is the mean over `--drift-streams` noise seeds (default 3),
                           each stream's own value listed in drift.per_stream_db.
+    face_follow_db        face_psnr minus the face PSNR of the same streams (same noise)
+                          with the face vector (expression, gaze, head rotation) held
+                          at each clip's first frame: > 0 when the rendered face
+                          follows the expression, not only the head's place
+    hand_follow_db        hand_psnr minus the hand PSNR with the finger maps taken
+                          away (hands "unknown"; the arms still say where the hands
+                          are): > 0 when the fingers follow their maps
     student_vs_teacher_db student PSNR minus teacher PSNR (both vs ground truth) at
                           1, 2 and 4 student steps; the teacher at its full step count
     ms_per_frame          median wall time per frame of the engine (sample + decode)
@@ -167,6 +174,43 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+def without_expression(clip: Clip) -> Clip:
+    """The clip with its face vector held at the first frame (the body still moves)."""
+    return dataclasses.replace(clip, face=np.repeat(clip.face[:1], len(clip.face), 0))
+
+
+def without_fingers(clip: Clip) -> Clip:
+    """The clip with its finger maps zeroed and both hands marked unknown."""
+    from realtime.motion.types import PARTS
+    from realtime.training.metrics import HAND_CHANNELS
+
+    pose, presence = clip.pose.copy(), clip.presence.copy()
+    pose[:, list(HAND_CHANNELS)] = 0.0
+    presence[:, [PARTS.index("left_hand"), PARTS.index("right_hand")]] = 0.0
+    return dataclasses.replace(clip, pose=pose, presence=presence)
+
+
+def follow(model: Any, clips: list[Clip], rows: list[dict[str, float]], steps: int,
+           seed: int) -> dict[str, Any]:
+    """Do face and fingers follow their own motion? Region PSNR of the streams in `rows`
+    against the same streams (same noise) with that part's motion taken away, scored
+    in the true motion's regions."""
+    face, hand = [], []
+    for i, clip in enumerate(clips):
+        frozen = run_student(model, without_expression(clip), steps, seed + i)
+        fingerless = run_student(model, without_fingers(clip), steps, seed + i)
+        face.append(frame_metrics(frozen.frames, clip))
+        hand.append(frame_metrics(fingerless.frames, clip))
+    true = _mean(rows)
+    face_frozen, hand_unknown = _mean(face)["face_psnr"], _mean(hand)["hand_psnr"]
+    return {"face_follow_db": true["face_psnr"] - face_frozen,
+            "hand_follow_db": true["hand_psnr"] - hand_unknown,
+            "follow": {"face_psnr_expression_frozen": face_frozen,
+                       "hand_psnr_fingers_unknown": hand_unknown,
+                       "note": "region PSNR with the true motion minus with that part's "
+                               "motion taken away; same clips, same noise"}}
+
+
 def drift_clip(clips: list[Clip], frames: int, window: int) -> Clip:
     """One long stream: the clips cycled for `frames - window` frames, then a replay of
     the first `window` frames, so first and last windows show the same motion."""
@@ -210,6 +254,7 @@ def evaluate(
         ms.extend(s.ms_per_frame[1:] or s.ms_per_frame)   # first chunk: warm-up
     summary: dict[str, Any] = {**_mean(rows), "steps": steps, "clips": len(clips),
                                "frames_per_clip": _usable(clips[0], cfg.chunk)}
+    summary.update(follow(model, clips, rows, steps, seed))
 
     # drift: long streams (one per noise seed), the same motion in first and last window
     frames = _usable(long, cfg.chunk)

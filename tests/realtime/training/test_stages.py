@@ -20,6 +20,7 @@ from realtime.motion.types import MotionCondition
 from realtime.training import evaluate
 from realtime.training.data import encode_clips, load_clips
 from realtime.training.loop import StepContext
+from realtime.training.metrics import HAND_CHANNELS
 from realtime.training.stages import StageArgs, run_student, run_teacher
 from realtime.training.student import (
     StreamPool,
@@ -188,7 +189,7 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
     assert evaluate.run(args) == 0
     res = json.loads(out.read_text())
     for key in ("psnr", "ssim", "face_psnr", "hand_psnr", "flicker", "drift_db",
-                "ms_per_frame"):
+                "face_follow_db", "hand_follow_db", "ms_per_frame"):
         assert math.isfinite(res[key]), key
     assert set(res["student_vs_teacher_db"]) == {"1", "2", "4"}
     assert all(math.isfinite(v) for v in res["student_vs_teacher_db"].values())
@@ -196,6 +197,28 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
     per_stream = res["drift"]["per_stream_db"]
     assert len(per_stream) == 2 and math.isclose(np.mean(per_stream), res["drift_db"])
     assert 0.0 <= res["ssim"] <= 1.0
+
+
+def test_follow_scores_what_each_part_s_own_motion_changes(tiny_data: Path,
+                                                           tiny_ckpt: Path) -> None:
+    """face/hand_follow_db compare the same streams with and without that part's motion:
+    exactly 0 when there is nothing to take away, not 0 when there is."""
+    from realtime.model.checkpoint import load_model
+    from realtime.training.studio import heldout_clips
+
+    model = load_model(tiny_ckpt)
+    clip = heldout_clips(tiny_data, model.cfg, 1, 8)[0]
+    assert np.abs(np.diff(clip.face, axis=0)).max() > 0       # the expression moves
+    rows = [evaluate.frame_metrics(evaluate.run_student(model, clip, 2, 0).frames, clip)]
+    moving = evaluate.follow(model, [clip], rows, 2, 0)
+    assert moving["face_follow_db"] != 0 and moving["hand_follow_db"] != 0
+    # a clip that already holds its first expression and has no finger maps
+    still = evaluate.without_fingers(evaluate.without_expression(clip))
+    rows = [evaluate.frame_metrics(evaluate.run_student(model, still, 2, 0).frames, clip)]
+    assert evaluate.follow(model, [still], rows, 2, 0)["face_follow_db"] == 0.0
+    fingerless = evaluate.without_fingers(clip)
+    assert not fingerless.pose[:, list(HAND_CHANNELS)].any()
+    assert not fingerless.presence[:, 2:].any() and fingerless.presence[:, :2].any()
 
 
 @pytest.mark.parametrize("n", [1])
