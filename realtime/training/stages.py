@@ -66,10 +66,12 @@ PLANS: dict[str, TrainPlan] = {
     # more steps help: every stage resumes with --resume and a larger --steps
     "cpu": TrainPlan(ae_steps=800, ae_batch=16, teacher_steps=2500, teacher_batch=2,
                      teacher_frames=8, student_steps=400, student_batch=2, max_history=5,
-                     max_age=1500, student_gt_weight=0.05, student_lr=1e-4),
+                     max_age=1500, student_gt_weight=0.05, student_gt_weight_long=0.25,
+                     student_lr=1e-4),
     "gpu": TrainPlan(ae_steps=20000, ae_batch=32, teacher_steps=100000, teacher_batch=16,
                      teacher_frames=16, student_steps=20000, student_batch=8, max_history=8,
-                     max_age=1500, student_gt_weight=0.05, teacher_sample_steps=32,
+                     max_age=1500, student_gt_weight=0.05, student_gt_weight_long=0.25,
+                     teacher_sample_steps=32,
                      checkpoint_every=1000),
 }
 
