@@ -7,7 +7,7 @@ before trained weights exist). The training stages run `realtime.training.stages
     marionette train teacher --data DS [--init runs/ae] [--out runs/teacher] ...
     marionette train student --data DS [--init runs/teacher] [--out runs/student] ...
                              [--teacher T] [--max-age CHUNKS]
-                             [--gt-weight W] [--gt-weight-long W]
+                             [--gt-weight W] [--gt-weight-long W] [--region-weight R]
 
 (`--init` of the student stage may also be a student checkpoint: training continues
 from it against its teacher.)
@@ -75,6 +75,9 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
                                 "distillation loss, fresh streams (default: the plan's)")
             p.add_argument("--gt-weight-long", type=float, default=None, metavar="W",
                            help="the same on long streams (default: --gt-weight)")
+            p.add_argument("--region-weight", type=float, default=None, metavar="R",
+                           help="the ground-truth pull x (1 + R) on and around the face "
+                                "and hands (default: the plan's, 0)")
         p.add_argument("--resume", action="store_true",
                        help="continue from OUT/train_state.pt (exactly)")
         p.add_argument("--json-log", type=Path, default=None,
@@ -104,7 +107,8 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
                       init=getattr(args, "init", None), teacher=getattr(args, "teacher", None),
                       max_age=getattr(args, "max_age", None),
                       gt_weight=getattr(args, "gt_weight", None),
-                      gt_weight_long=getattr(args, "gt_weight_long", None), steps=args.steps,
+                      gt_weight_long=getattr(args, "gt_weight_long", None),
+                      region_weight=getattr(args, "region_weight", None), steps=args.steps,
                       resume=args.resume,
                       json_log=args.json_log, device=args.device, seed=args.seed,
                       progress=not args.no_progress,

@@ -49,6 +49,7 @@ class TrainPlan:
     max_age: int = 0                # student: longest stream life, chunks (StreamPool)
     student_gt_weight: float = 0.0  # student: pull towards the truth, fresh streams
     student_gt_weight_long: float | None = None   # ... long streams (None: the same)
+    student_region_weight: float = 0.0  # ... x (1 + this) on the face and hands
     teacher_sample_steps: int = 16
     guidance: float = 2.0
     ae_lr: float = 1e-3
@@ -86,6 +87,7 @@ class StageArgs:
     max_age: int | None = None      # student: longest stream life (default: the plan's)
     gt_weight: float | None = None  # student: ground-truth weights (default: the plan's)
     gt_weight_long: float | None = None
+    region_weight: float | None = None
     steps: int | None = None        # total steps (default: the plan's)
     resume: bool = False
     json_log: Path | None = None    # default: out/log.jsonl
@@ -235,7 +237,8 @@ def run_student(a: StageArgs) -> dict[str, Any]:
                          teacher_steps=int(info.get("teacher_steps", plan.teacher_sample_steps)),
                          guidance=float(info.get("guidance", plan.guidance)),
                          gt_weight=_given(a.gt_weight, plan.student_gt_weight),
-                         gt_weight_long=_given(a.gt_weight_long, plan.student_gt_weight_long))
+                         gt_weight_long=_given(a.gt_weight_long, plan.student_gt_weight_long),
+                         region_weight=_given(a.region_weight, plan.student_region_weight))
     max_hist = (data.n_frames // cfg.chunk) - 1
     scfg = replace(scfg, max_history=min(scfg.max_history, max_hist))
     pool = StreamPool(student.dit, teacher.dit, data, scfg, device)
@@ -244,7 +247,7 @@ def run_student(a: StageArgs) -> dict[str, Any]:
             "teacher_steps": scfg.teacher_steps, "guidance": scfg.guidance,
             "distilled_steps": list(scfg.step_choices), "cache_write": cfg.cache_write,
             "max_age": scfg.max_age, "gt_weight": scfg.gt_weight,
-            "gt_weight_long": scfg.gt_weight_long}
+            "gt_weight_long": scfg.gt_weight_long, "region_weight": scfg.region_weight}
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         return student_step(pool, ctx, scfg)

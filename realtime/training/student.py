@@ -69,6 +69,7 @@ class StudentConfig:
     guidance: float = 2.0
     gt_weight: float = 0.0          # ground-truth pull on fresh streams
     gt_weight_long: float | None = None   # ... on long streams (None: gt_weight)
+    region_weight: float = 0.0      # ground-truth pull x (1 + this) on face and hands
 
 
 def new_cache(model: StudentDiT, batch: int, device: torch.device | str) -> KVCache:
@@ -128,6 +129,18 @@ def student_sample_grad(
         assert v is not None
         x = x + (ts[i + 1] - ts[i]) * v
     return x
+
+
+def part_mask(pose: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, K, 1, size, size) 1 on and around the face and hands drawn in the pose maps
+    (B, K, 16, P, P), else 0: where the ground-truth pull is weighted up."""
+    from realtime.training.metrics import FACE_CHANNELS, HAND_CHANNELS
+
+    B, K, _, P, _ = pose.shape
+    on = (pose[:, :, list(FACE_CHANNELS + HAND_CHANNELS)].amax(2) > 0.2).float()
+    on = F.adaptive_max_pool2d(on.flatten(0, 1)[:, None], size)
+    on = F.max_pool2d(on, 3, stride=1, padding=1)                  # a margin of one
+    return on.view(B, K, 1, size, size)
 
 
 def ping_pong(n: torch.Tensor, frames: int) -> torch.Tensor:
@@ -233,7 +246,10 @@ def student_step(
     if cfg.gt_weight > 0 or w_long > 0:
         # Per stream: the teacher, fed a drifted history, has no reason to undo the
         # drift; the pull towards the truth does, where drift builds up (long streams).
-        gt = (pred.float() - lat.float()).pow(2).flatten(1).mean(1)
+        err = (pred.float() - lat.float()).pow(2)
+        if cfg.region_weight > 0:
+            err = err * (1 + cfg.region_weight * part_mask(pose, err.shape[-1]))
+        gt = err.flatten(1).mean(1)
         long = (pool.life > 0).to(gt.device)
         w = torch.where(long, torch.tensor(w_long), torch.tensor(cfg.gt_weight)).to(gt)
         loss = loss + (w * gt).mean()

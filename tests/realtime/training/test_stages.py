@@ -147,6 +147,30 @@ def test_ground_truth_pull_is_weighted_by_stream_kind(tiny_data: Path, p_long: f
     assert float(loss) == pytest.approx(logs["distill"] + weight * logs["gt"], rel=1e-5)
 
 
+def test_region_weight_pulls_harder_on_face_and_hands_only(tiny_data: Path) -> None:
+    from dataclasses import replace
+
+    from realtime.training.metrics import FACE_CHANNELS
+    from realtime.training.student import part_mask
+
+    # the mask: the drawn head (and a one-pixel margin) at latent size, nothing else
+    pose = torch.zeros(1, 1, 16, 16, 16)
+    pose[0, 0, FACE_CHANNELS[0], 4:8, 6:10] = 1.0
+    mask = part_mask(pose, 8)[0, 0, 0]
+    assert mask[1:5, 2:6].all() and mask.sum() == 16
+
+    m = _model()
+    data = encode_clips(m.ae, load_clips(tiny_data, "train", get_preset("tiny")))
+    plain = StudentConfig(batch=1, max_history=0, teacher_steps=2, step_choices=(1,),
+                          gt_weight=1.0)
+    logs = {}
+    for name, cfg in (("plain", plain), ("region", replace(plain, region_weight=3.0))):
+        pool = StreamPool(m.dit, _model(seed=1).dit, data, cfg, "cpu")
+        logs[name] = student_step(pool, _fixed_ctx(5), cfg)[1]
+    assert logs["region"]["distill"] == logs["plain"]["distill"]      # same stream, noise
+    assert logs["region"]["gt"] > logs["plain"]["gt"]
+
+
 def test_training_streams_play_clips_back_and_forth_continuously() -> None:
     idx = ping_pong(torch.arange(100), 8)
     assert int(idx.min()) == 0 and int(idx.max()) == 7
