@@ -25,6 +25,7 @@ from realtime.motion.types import POSE_CHANNELS
 MAX_DB = 100.0
 Box = tuple[int, int, int, int]             # (y0, y1, x0, x1), half-open pixel rows/cols
 
+DRAWN = 0.2                                 # a pose-map pixel above this is drawn
 FACE_CHANNELS = (POSE_CHANNELS.index("head"),)
 HAND_CHANNELS = tuple(i for i, n in enumerate(POSE_CHANNELS) if n.endswith(("_l", "_r"))
                       and not n.startswith(("arm", "leg")))
@@ -68,7 +69,7 @@ def boxes_from_maps(
     channels: tuple[int, ...],
     out_size: int,
     margin: float = 0.25,
-    threshold: float = 0.2,
+    threshold: float = DRAWN,
 ) -> list[Box | None]:
     """Per-frame bounding box of the strokes in `channels`, grown by `margin` of its
     size (at least 2 output pixels), scaled to an `out_size` frame. None where the

@@ -233,7 +233,7 @@ def run_student(a: StageArgs) -> dict[str, Any]:
     student.to(device)
     data = encode_clips(teacher.ae, load_clips(a.data, "train", cfg))
     scfg = StudentConfig(batch=plan.student_batch, max_history=plan.max_history,
-                         max_age=plan.max_age if a.max_age is None else a.max_age,
+                         max_age=_given(a.max_age, plan.max_age),
                          teacher_steps=int(info.get("teacher_steps", plan.teacher_sample_steps)),
                          guidance=float(info.get("guidance", plan.guidance)),
                          gt_weight=_given(a.gt_weight, plan.student_gt_weight),

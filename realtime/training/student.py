@@ -17,7 +17,8 @@ distribution-matching critic is out of reach of a CPU budget):
    Euler steps (two-branch CFG) -> target; the student integrates the same z with
    s in {1, 2, 4} steps of the runtime's schedule, with gradients -> prediction.
 4. Loss: MSE(prediction, target) + w x MSE(prediction, ground-truth latents), with
-   w = `gt_weight` on fresh streams and `gt_weight_long` on long ones.
+   w = `gt_weight` on fresh streams and `gt_weight_long` on long ones, times
+   1 + `region_weight` on and around the face and hands (`part_mask`).
 
 The student thereby learns the teacher's GUIDED output directly: inference makes
 no guidance pass. Because the history it is supervised on is its own, errors it
@@ -134,10 +135,10 @@ def student_sample_grad(
 def part_mask(pose: torch.Tensor, size: int) -> torch.Tensor:
     """(B, K, 1, size, size) 1 on and around the face and hands drawn in the pose maps
     (B, K, 16, P, P), else 0: where the ground-truth pull is weighted up."""
-    from realtime.training.metrics import FACE_CHANNELS, HAND_CHANNELS
+    from realtime.training.metrics import DRAWN, FACE_CHANNELS, HAND_CHANNELS
 
-    B, K, _, P, _ = pose.shape
-    on = (pose[:, :, list(FACE_CHANNELS + HAND_CHANNELS)].amax(2) > 0.2).float()
+    B, K = pose.shape[:2]
+    on = (pose[:, :, list(FACE_CHANNELS + HAND_CHANNELS)].amax(2) > DRAWN).float()
     on = F.adaptive_max_pool2d(on.flatten(0, 1)[:, None], size)
     on = F.max_pool2d(on, 3, stride=1, padding=1)                  # a margin of one
     return on.view(B, K, 1, size, size)
@@ -250,8 +251,8 @@ def student_step(
         if cfg.region_weight > 0:
             err = err * (1 + cfg.region_weight * part_mask(pose, err.shape[-1]))
         gt = err.flatten(1).mean(1)
-        long = (pool.life > 0).to(gt.device)
-        w = torch.where(long, torch.tensor(w_long), torch.tensor(cfg.gt_weight)).to(gt)
+        w = torch.full_like(gt, cfg.gt_weight)
+        w[(pool.life > 0).to(gt.device)] = w_long
         loss = loss + (w * gt).mean()
         logs["gt"] = float(gt.detach().mean())
     return loss, logs

@@ -4,6 +4,7 @@ student's history exactly as inference does, and eval reports every metric."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -20,12 +21,13 @@ from realtime.motion.types import MotionCondition
 from realtime.training import evaluate
 from realtime.training.data import encode_clips, load_clips
 from realtime.training.loop import StepContext
-from realtime.training.metrics import HAND_CHANNELS
+from realtime.training.metrics import FACE_CHANNELS, HAND_CHANNELS
 from realtime.training.stages import StageArgs, run_student, run_teacher
 from realtime.training.student import (
     StreamPool,
     StudentConfig,
     new_cache,
+    part_mask,
     ping_pong,
     rollout_history,
     set_reference,
@@ -148,11 +150,6 @@ def test_ground_truth_pull_is_weighted_by_stream_kind(tiny_data: Path, p_long: f
 
 
 def test_region_weight_pulls_harder_on_face_and_hands_only(tiny_data: Path) -> None:
-    from dataclasses import replace
-
-    from realtime.training.metrics import FACE_CHANNELS
-    from realtime.training.student import part_mask
-
     # the mask: the drawn head (and a one-pixel margin) at latent size, nothing else
     pose = torch.zeros(1, 1, 16, 16, 16)
     pose[0, 0, FACE_CHANNELS[0], 4:8, 6:10] = 1.0
@@ -164,7 +161,7 @@ def test_region_weight_pulls_harder_on_face_and_hands_only(tiny_data: Path) -> N
     plain = StudentConfig(batch=1, max_history=0, teacher_steps=2, step_choices=(1,),
                           gt_weight=1.0)
     logs = {}
-    for name, cfg in (("plain", plain), ("region", replace(plain, region_weight=3.0))):
+    for name, cfg in (("plain", plain), ("region", dataclasses.replace(plain, region_weight=3.0))):
         pool = StreamPool(m.dit, _model(seed=1).dit, data, cfg, "cpu")
         logs[name] = student_step(pool, _fixed_ctx(5), cfg)[1]
     assert logs["region"]["distill"] == logs["plain"]["distill"]      # same stream, noise
