@@ -146,7 +146,7 @@ def test_ground_truth_pull_is_weighted_by_stream_kind(tiny_data: Path, p_long: f
     assert bool(pool.life[0] > 0) == (p_long == 1.0)
     weight = 0.7 if p_long == 1.0 else 0.1
     assert logs["gt"] > 0
-    assert float(loss) == pytest.approx(logs["distill"] + weight * logs["gt"], rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(logs["distill"] + weight * logs["gt"], rel=1e-5)
 
 
 def test_region_weight_pulls_harder_on_face_and_hands_only(tiny_data: Path) -> None:
