@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,11 +173,19 @@ def _camera(c: Character, name: str, rng: np.random.Generator) -> Framing:
                    f.zoom * float(rng.uniform(0.9, 1.1)))
 
 
-def make_sample(p: ClipPlan, config: DatasetConfig, tracks: _Tracks) -> dict[str, np.ndarray]:
-    """Render one clip. Deterministic in (config.seed, p.index)."""
+MotionEdit = Callable[[list[NormalizedMotion]], list[NormalizedMotion]]
+
+
+def make_sample(p: ClipPlan, config: DatasetConfig, tracks: _Tracks,
+                edit: MotionEdit | None = None) -> dict[str, np.ndarray]:
+    """Render one clip. Deterministic in (config.seed, p.index). `edit` changes the
+    clean motion before it is augmented and rendered (every random draw unchanged):
+    the same clip with, say, the expression held still, for counterfactual metrics."""
     rng = np.random.default_rng([config.seed, p.index, 2])
     char = character(config, p.character)
     clean = _driving(p, config, rng, tracks)
+    if edit is not None:
+        clean = edit(clean)
     driving = augment_clip(clean, int(rng.integers(2**31)), AugmentConfig.preset(config.augment))
     background = config.backgrounds[int(rng.integers(len(config.backgrounds)))]
     cam = _camera(char, config.framings[int(rng.integers(len(config.framings)))], rng)

@@ -35,7 +35,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "defa
 # Fields that change weight shapes or the cache layout; the rest (steps, shift, dtype,
 # cache_write) are inference settings a preset may override.
 ARCH_FIELDS = ("resolution", "latent_channels", "ae_widths", "patch", "width", "depth",
-               "heads", "mlp_ratio", "pose_hidden", "chunk", "window", "ref_frames")
+               "heads", "mlp_ratio", "pose_hidden", "face_maps", "chunk", "window", "ref_frames")
 
 
 class CheckpointError(ValueError):
@@ -79,7 +79,23 @@ def read_config(path: str | Path) -> ModelConfig:
         raise CheckpointError(f"{cfg_path}: config does not match this code: {e}") from e
 
 
-def _arch_diff(a: ModelConfig, b: ModelConfig) -> list[str]:
+def add_face_maps(model: AnimationModel) -> AnimationModel:
+    """A checkpoint from before `face_maps` as a model with them: the pose encoder's
+    new input planes start with zero weights, so it computes exactly what the old one
+    did, and training can then teach it to use them."""
+    if model.cfg.face_maps:
+        return model
+    cfg = model.cfg.with_(face_maps=True)
+    new = AnimationModel(cfg).to(model.device, model.dtype)
+    state = model.state_dict()
+    conv = state["dit.pose_encoder.conv.weight"]                # (hidden, 16, 3, 3)
+    pad = conv.new_zeros(conv.shape[0], cfg.face_dim, *conv.shape[2:])
+    state["dit.pose_encoder.conv.weight"] = torch.cat((conv, pad), dim=1)
+    new.load_state_dict(state)
+    return new.train(model.training)
+
+
+def arch_diff(a: ModelConfig, b: ModelConfig) -> list[str]:
     da, db = a.to_dict(), b.to_dict()
     return [f"{f}: checkpoint {da[f]} vs preset {db[f]}" for f in ARCH_FIELDS if da[f] != db[f]]
 
@@ -99,7 +115,7 @@ def load_checkpoint(
     cfg = read_config(path)
     if preset is not None:
         want = get_preset(preset)
-        diff = _arch_diff(cfg, want)
+        diff = arch_diff(cfg, want)
         if diff:
             raise CheckpointError(f"checkpoint {path} does not match preset {preset!r}: "
                                   + "; ".join(diff))

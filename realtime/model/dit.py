@@ -6,7 +6,9 @@ embedders -> block -> final layer -> model); the code is our own.
 Tokens: each frame's latents (c, h, w) are cut into p x p patches -> T = (h/p)(w/p)
 tokens of width C. Conditioning:
   - pose maps (16, P, P) go through a light conv encoder to the token grid and are
-    added to the noisy tokens (spatial control);
+    added to the noisy tokens (spatial control); with `face_maps` the encoder also
+    sees the face vector painted onto the head strokes, so the expression is
+    spatial too;
   - per frame, flow time t + face/expression vector + per-part presence flags form a
     vector c (B, F, C) that modulates every block through adaLN-Zero. A part whose
     presence is 0 contributes a learned "unknown" embedding, not a zero feature.
@@ -33,6 +35,7 @@ from kernels.norm import adaln_norm
 from kernels.rope import apply_rope_ref
 from realtime.model.cache import KVCache
 from realtime.model.config import ModelConfig
+from realtime.motion.types import POSE_CHANNELS
 
 AttendFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 """(q, k, v, layer) -> out, each (B, H, L, D): how a block's tokens see their context."""
@@ -74,17 +77,38 @@ class PatchEmbed(nn.Module):
 
 class PoseEncoder(nn.Module):
     """Pose maps (B, F, 16, P, P) -> tokens (B, F*T, C): a 3x3 conv at map resolution,
-    then a strided conv that pools each token's P/grid square."""
+    then a strided conv that pools each token's P/grid square.
+
+    With `cfg.face_maps` the conv also sees the face vector painted onto the head:
+    FACE_DIM more planes, feature k's value wherever the (dilated) head strokes are,
+    0 elsewhere. The face vector otherwise reaches the blocks only through adaLN, one
+    modulation for every token of the frame, and a 2-hour CPU model learnt no way to
+    turn "mouth open" into pixels at the mouth (eval's face response was nil); here
+    the expression arrives in the head's own tokens.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         s = cfg.pose_size // cfg.grid[0]
-        self.conv = nn.Conv2d(cfg.pose_channels, cfg.pose_hidden, 3, padding=1)
+        self.face_maps = cfg.face_maps
+        self.head = POSE_CHANNELS.index("head")
+        self.dilate = max(3, cfg.pose_size // 8) | 1            # odd, ~1/8 of the map
+        extra = cfg.face_dim if cfg.face_maps else 0
+        self.conv = nn.Conv2d(cfg.pose_channels + extra, cfg.pose_hidden, 3, padding=1)
         self.pool = nn.Conv2d(cfg.pose_hidden, cfg.width, s, stride=s)
 
-    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+    def face_planes(self, maps: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+        """(N, 16, P, P) maps, (N, FACE_DIM) face -> (N, FACE_DIM, P, P)."""
+        head = maps[:, self.head:self.head + 1]
+        head = F.max_pool2d(head, self.dilate, stride=1, padding=self.dilate // 2)
+        return face[:, :, None, None] * head
+
+    def forward(self, maps: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
         B = maps.shape[0]
-        x = self.pool(F.silu(self.conv(maps.flatten(0, 1))))     # (B*F, C, gh, gw)
+        x = maps.flatten(0, 1)
+        if self.face_maps:
+            x = torch.cat((x, self.face_planes(x, face.flatten(0, 1).to(x.dtype))), dim=1)
+        x = self.pool(F.silu(self.conv(x)))                     # (B*F, C, gh, gw)
         return x.flatten(2).transpose(1, 2).reshape(B, -1, x.shape[1])
 
 
@@ -245,7 +269,7 @@ class StudentDiT(nn.Module):
         """-> tokens (B, F*T, C), per-frame conditioning (B, F, C)."""
         x = self.patch_embed(latents)
         if pose is not None:
-            x = x + self.pose_encoder(pose.to(x.dtype))
+            x = x + self.pose_encoder(pose.to(x.dtype), face)
         c = self.t_embed(t) + self.motion_embed(face.to(x.dtype), presence.to(x.dtype))
         if is_reference:
             c = c + self.ref_embed

@@ -29,6 +29,18 @@ Reported (JSON with `--json`):
     hand_follow_db        hand_psnr minus the hand PSNR with the finger maps taken
                           away (hands "unknown"; the arms still say where the hands
                           are): > 0 when the fingers follow their maps
+    face_response,        (default split only) how much of the change that the
+    hand_response         expression (fingers) make to the ground truth the output
+                          makes too. Each clip is rendered a second time with the
+                          expression (finger articulation) held at its first frame,
+                          everything else identical; in the true face (hand) boxes,
+                          d_gt = gt - gt_held and d_out = out - out_held (the model
+                          run on each clip's own conditions, same noise), and
+                          response = <d_out, d_gt> / <d_gt, d_gt>: 1 = the output
+                          changes exactly as the truth does, 0 = ignores the part's
+                          motion. `response.*.cos` is the cosine of d_out and d_gt.
+                          Unlike the follow PSNR it is not swamped by the model's
+                          error elsewhere in the box. The teacher's is reported too.
     student_vs_teacher_db student PSNR minus teacher PSNR (both vs ground truth) at
                           1, 2 and 4 student steps; the teacher at its full step count
     ms_per_frame          median wall time per frame of the engine (sample + decode)
@@ -48,6 +60,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from realtime.motion.types import NormalizedMotion
 from realtime.training.data import Clip
 
 DRIFT_FRAMES = 3000
@@ -190,6 +203,52 @@ def without_fingers(clip: Clip) -> Clip:
     return dataclasses.replace(clip, pose=pose, presence=presence)
 
 
+def hold_expression(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:
+    """The motion with its face vector held at the first frame's."""
+    return [dataclasses.replace(m, face=motion[0].face.copy()) for m in motion]
+
+
+def hold_fingers(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:
+    """The motion with each hand's bone directions held at the first frame that has
+    that hand (a hand absent in a frame stays absent)."""
+    left = next((m.left_hand_dirs for m in motion if m.left_hand_dirs is not None), None)
+    right = next((m.right_hand_dirs for m in motion if m.right_hand_dirs is not None), None)
+    return [dataclasses.replace(
+                m, left_hand_dirs=None if m.left_hand_dirs is None or left is None
+                else left.copy(),
+                right_hand_dirs=None if m.right_hand_dirs is None or right is None
+                else right.copy())
+            for m in motion]
+
+
+def response(outs: list[np.ndarray], held_outs: list[np.ndarray], clips: list[Clip],
+             held: list[Clip], channels: tuple[int, ...]) -> dict[str, float]:
+    """{'gain': <d_out, d_gt> / <d_gt, d_gt>, 'cos', 'gt_rms', 'out_rms'} over the part's
+    boxes (from the true clips' maps) of every clip; see the module docstring."""
+    from realtime.training import metrics as M
+
+    dot = gg = oo = 0.0
+    count = 0
+    for out, out_h, clip, clip_h in zip(outs, held_outs, clips, held, strict=True):
+        n = len(out)
+        d_out = _unit(out) - _unit(out_h)
+        d_gt = _unit(clip.frames[:n]) - _unit(clip_h.frames[:n])
+        boxes = M.boxes_from_maps(torch.from_numpy(clip.pose[:n]), channels, d_gt.shape[-1])
+        for t, b in enumerate(boxes):
+            if b is None:
+                continue
+            y0, y1, x0, x1 = b
+            o, g = d_out[t, :, y0:y1, x0:x1].flatten(), d_gt[t, :, y0:y1, x0:x1].flatten()
+            dot += float(o @ g)
+            gg += float(g @ g)
+            oo += float(o @ o)
+            count += g.numel()
+    if count == 0 or gg == 0.0:
+        return {"gain": float("nan"), "cos": float("nan"), "gt_rms": 0.0, "out_rms": 0.0}
+    return {"gain": dot / gg, "cos": dot / max(1e-12, (gg * oo) ** 0.5),
+            "gt_rms": (gg / count) ** 0.5, "out_rms": (oo / count) ** 0.5}
+
+
 def follow(model: Any, clips: list[Clip], rows: list[dict[str, float]], steps: int,
            seed: int) -> dict[str, Any]:
     """Do face and fingers follow their own motion? Region PSNR of the streams in `rows`
@@ -242,19 +301,34 @@ def drift_window(frames: int, chunk: int) -> tuple[int, int]:
 def evaluate(
     model: Any, teacher: Any | None, clips: list[Clip], long: Clip, window: int,
     seed: int = 0, teacher_steps: int = 16, guidance: float = 2.0, drift_streams: int = 3,
+    held: dict[str, list[Clip]] | None = None,
 ) -> dict[str, Any]:
     """All metrics (see the module docstring) as a JSON-ready dict. `long` is the drift
-    stream (`drift_clip`), compared over its first and last `window` frames."""
+    stream (`drift_clip`), compared over its first and last `window` frames. `held`:
+    {'face': clips with the expression held, 'hand': with the fingers held} (the same
+    clips re-rendered), for the response metrics; None skips them."""
+    from realtime.training.metrics import FACE_CHANNELS, HAND_CHANNELS
+
     cfg = model.cfg
     steps = cfg.steps
-    rows, ms = [], []
+    rows, ms, outs = [], [], []
     for i, clip in enumerate(clips):
         s = run_student(model, clip, steps, seed + i)
         rows.append(frame_metrics(s.frames, clip))
+        outs.append(s.frames)
         ms.extend(s.ms_per_frame[1:] or s.ms_per_frame)   # first chunk: warm-up
     summary: dict[str, Any] = {**_mean(rows), "steps": steps, "clips": len(clips),
                                "frames_per_clip": _usable(clips[0], cfg.chunk)}
     summary.update(follow(model, clips, rows, steps, seed))
+    parts = {"face": FACE_CHANNELS, "hand": HAND_CHANNELS}
+    if held is not None:
+        resp = {}
+        for part, chans in parts.items():
+            held_outs = [run_student(model, c, steps, seed + i).frames
+                         for i, c in enumerate(held[part])]
+            resp[part] = response(outs, held_outs, clips, held[part], chans)
+            summary[f"{part}_response"] = resp[part]["gain"]
+        summary["response"] = resp
 
     # drift: long streams (one per noise seed), the same motion in first and last window
     frames = _usable(long, cfg.chunk)
@@ -276,11 +350,12 @@ def evaluate(
 
     # teacher (full steps, guided) vs student at 1, 2, 4 steps, same clips and seeds
     if teacher is not None:
-        t_rows = []
+        t_rows, t_outs = [], []
         by_steps: dict[str, list[dict[str, float]]] = {"1": [], "2": [], "4": []}
         for i, clip in enumerate(clips):
             t = run_teacher(teacher, clip, teacher_steps, guidance, seed + i)
             t_rows.append(frame_metrics(t.frames, clip))
+            t_outs.append(t.frames)
             for k in by_steps:
                 st = run_student(model, clip, int(k), seed + i)
                 by_steps[k].append(frame_metrics(st.frames, clip))
@@ -289,6 +364,13 @@ def evaluate(
         summary["student_psnr_by_steps"] = {k: _mean(v)["psnr"] for k, v in by_steps.items()}
         summary["student_vs_teacher_db"] = {k: _mean(v)["psnr"] - t_psnr
                                             for k, v in by_steps.items()}
+        if held is not None:
+            summary["teacher_response"] = {
+                part: response(t_outs, [run_teacher(teacher, c, teacher_steps, guidance,
+                                                    seed + i).frames
+                                        for i, c in enumerate(held[part])],
+                               clips, held[part], chans)
+                for part, chans in parts.items()}
     else:
         summary["student_vs_teacher_db"] = None
     summary["ms_per_frame"] = float(np.median(ms))
@@ -321,8 +403,11 @@ def run(args: argparse.Namespace) -> int:
         info = json.loads((teacher_dir / "config.json").read_text()).get("meta", {})
     cfg = model.cfg
     clip_frames = args.clip_frames - args.clip_frames % cfg.chunk
+    held = None
     if args.split == "heldout_both":
         clips = heldout_clips(args.data, cfg, args.clips, clip_frames)
+        held = {"face": heldout_clips(args.data, cfg, args.clips, clip_frames, hold_expression),
+                "hand": heldout_clips(args.data, cfg, args.clips, clip_frames, hold_fingers)}
     else:
         clips = read_split(args.data, args.split, cfg, limit=args.clips)
         clips = [dataclasses.replace(c, frames=c.frames[:clip_frames], pose=c.pose[:clip_frames],
@@ -332,7 +417,7 @@ def run(args: argparse.Namespace) -> int:
     long = drift_clip(heldout_clips(args.data, cfg, 1, frames - window), frames, window)
     summary = evaluate(model, teacher, clips, long, window, args.seed,
                        int(info.get("teacher_steps", 16)), float(info.get("guidance", 2.0)),
-                       max(1, args.drift_streams))
+                       max(1, args.drift_streams), held)
     summary = {"checkpoint": str(ckpt),
                "teacher_checkpoint": str(teacher_dir) if teacher else None,
                "data": str(args.data),

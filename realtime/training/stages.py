@@ -25,7 +25,14 @@ from typing import Any
 import torch
 
 from realtime.model.bundle import AnimationModel
-from realtime.model.checkpoint import load_checkpoint, save_checkpoint
+from realtime.model.checkpoint import (
+    CheckpointError,
+    add_face_maps,
+    arch_diff,
+    load_checkpoint,
+    read_config,
+    save_checkpoint,
+)
 from realtime.model.config import get_preset
 from realtime.training.ae import AEConfig, ae_step, fold_latent_stats, reconstruction_psnr
 from realtime.training.data import encode_clips, load_clips, studio_images
@@ -164,9 +171,24 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
     return {**metrics, **_timing(res)}
 
 
+def _load(path: Path, preset: str) -> AnimationModel:
+    """A checkpoint of `preset`'s architecture; one from before `face_maps` gains them
+    (zero-initialised: the same function, now able to learn the spatial face path)."""
+    want = get_preset(preset)
+    if want.face_maps and not read_config(path).face_maps:
+        model = add_face_maps(load_checkpoint(path, None, "cpu"))
+        diff = arch_diff(model.cfg, want)
+        if diff:
+            raise CheckpointError(f"checkpoint {path} does not match preset {preset!r}: "
+                                  + "; ".join(diff))
+        log.info("%s predates face maps: added, zero-initialised", path)
+        return model
+    return load_checkpoint(path, preset, "cpu")
+
+
 def _load_trainable(path: Path, preset: str) -> AnimationModel:
     """A checkpoint as a training model: fp32, DiT trainable, AE frozen."""
-    model = load_checkpoint(path, preset, "cpu").float()
+    model = _load(path, preset).float()
     model.dit.requires_grad_(True).train()
     return model
 
@@ -226,7 +248,7 @@ def run_student(a: StageArgs) -> dict[str, Any]:
     plan, cfg = PLANS[a.preset], get_preset(a.preset)
     teacher_dir, info = _student_teacher(a)
     assert a.init is not None                   # checked by _student_teacher
-    teacher = load_checkpoint(teacher_dir, a.preset, "cpu").float()
+    teacher = _load(teacher_dir, a.preset).float()
     student = _load_trainable(a.init, a.preset)
     device = torch.device(_loop_cfg(a, 1, 0.0, plan).device)
     teacher.to(device)

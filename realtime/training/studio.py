@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ import torch.nn.functional as F
 from realtime.model.config import ModelConfig
 from realtime.motion.types import Skeleton
 from realtime.training.data import Clip
+
+if TYPE_CHECKING:
+    from realtime.avatars.dataset import MotionEdit
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -92,9 +95,11 @@ def read_split(data: Path, split: str, cfg: ModelConfig, limit: int | None = Non
     return out
 
 
-def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int) -> list[Clip]:
+def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int,
+                  edit: MotionEdit | None = None) -> list[Clip]:
     """`n` clips of `frames` frames: held-out characters driven by held-out procedural
-    performers of the dataset at `data` (same seed and split rule as its build)."""
+    performers of the dataset at `data` (same seed and split rule as its build).
+    `edit` (see `make_sample`) gives the same clips with their motion changed."""
     from realtime.avatars.dataset import (
         ClipPlan,
         DatasetConfig,
@@ -121,7 +126,7 @@ def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int) -> list[Cli
         # indices past the dataset's own, so noise/background draws are fresh
         p = ClipPlan(10_000_000 + k, "heldout_both", chars[k % len(chars)],
                      sources[k % len(sources)])
-        sample: dict[str, Any] = dict(make_sample(p, conf, _Tracks(None)))
+        sample: dict[str, Any] = dict(make_sample(p, conf, _Tracks(None), edit))
         sample["meta"] = {"character": f"heldout-char{p.character}", "source": p.source}
         clips.append(sample_to_clip(sample, cfg))
     return clips

@@ -252,3 +252,44 @@ def test_heldout_eval_clips_are_unseen_characters(tiny_data: Path, n: int) -> No
     assert len(clips) == n and clips[0].frames.shape == (4, 32, 32, 3)
     assert clips[0].pose.shape == (4, 16, cfg.pose_size, cfg.pose_size)
     assert not {c.character for c in clips} & train_chars
+
+
+def test_held_clips_change_only_that_part_of_the_ground_truth(tiny_data: Path) -> None:
+    """The re-rendered clip with the expression (fingers) held: the first frame is the
+    same picture, the driving expression (finger maps) stop moving, and the body is
+    where it was."""
+    from realtime.training.studio import heldout_clips
+
+    cfg = get_preset("tiny")
+    true = heldout_clips(tiny_data, cfg, 1, 8)[0]
+    face = heldout_clips(tiny_data, cfg, 1, 8, evaluate.hold_expression)[0]
+    hand = heldout_clips(tiny_data, cfg, 1, 8, evaluate.hold_fingers)[0]
+    assert np.array_equal(face.frames[0], true.frames[0])
+    body = [i for i in range(16) if i not in HAND_CHANNELS]
+    assert np.array_equal(face.pose[:, body], true.pose[:, body])      # body unchanged
+    assert np.array_equal(hand.face, true.face)                        # face unchanged
+    # the held part's driving signal moves less than the true one (augmentation noise
+    # still jitters it, as it jitters everything)
+    def motion(x: np.ndarray) -> float:
+        return float(np.abs(np.diff(x, axis=0)).mean())
+    assert motion(face.face) < motion(true.face)
+    assert not np.array_equal(face.frames, true.frames)                # it showed
+
+
+def test_response_is_one_for_the_truth_and_zero_for_an_output_that_ignores_the_part(
+        tiny_data: Path) -> None:
+    from realtime.training.studio import heldout_clips
+
+    cfg = get_preset("tiny")
+    true = heldout_clips(tiny_data, cfg, 2, 8)
+    held = heldout_clips(tiny_data, cfg, 2, 8, evaluate.hold_expression)
+    frames = [c.frames for c in true]
+    perfect = evaluate.response(frames, [c.frames for c in held], true, held, FACE_CHANNELS)
+    assert perfect["gain"] == pytest.approx(1.0) and perfect["cos"] == pytest.approx(1.0)
+    assert perfect["gt_rms"] > 0
+    deaf = evaluate.response(frames, frames, true, held, FACE_CHANNELS)
+    assert deaf["gain"] == 0.0 and deaf["out_rms"] == 0.0
+    half = evaluate.response([((c.frames.astype(np.int16) + h.frames) // 2).astype(np.uint8)
+                              for c, h in zip(true, held, strict=True)],
+                             [h.frames for h in held], true, held, FACE_CHANNELS)
+    assert half["gain"] == pytest.approx(0.5, abs=0.05)
