@@ -111,3 +111,15 @@ def forward_train(
     x, _, _ = model.run_blocks(x, c, attend)
     out = model.final(x[:, (R + N) * T:], c[:, R + N:])
     return model.unpatchify(out, N)
+
+
+def part_mask(pose: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, K, 1, size, size) 1 on and around the face and hands drawn in the pose maps
+    (B, K, 16, P, P), else 0: where the ground-truth pull is weighted up."""
+    from realtime.training.metrics import DRAWN, FACE_CHANNELS, HAND_CHANNELS
+
+    B, K = pose.shape[:2]
+    on = (pose[:, :, list(FACE_CHANNELS + HAND_CHANNELS)].amax(2) > DRAWN).float()
+    on = F.adaptive_max_pool2d(on.flatten(0, 1)[:, None], size)
+    on = F.max_pool2d(on, 3, stride=1, padding=1)                  # a margin of one
+    return on.view(B, K, 1, size, size)

@@ -207,10 +207,12 @@ def run_teacher(a: StageArgs) -> dict[str, Any]:
     data = encode_clips(model.ae, load_clips(a.data, "train", cfg))
     frames = min(plan.teacher_frames, data.n_frames - data.n_frames % cfg.chunk)
     tcfg = TeacherConfig(batch=plan.teacher_batch, frames=frames,
-                         steps=plan.teacher_sample_steps, guidance=plan.guidance)
+                         steps=plan.teacher_sample_steps, guidance=plan.guidance,
+                         region_weight=_given(a.region_weight, 0.0))
     loop = _loop_cfg(a, plan.teacher_steps, plan.teacher_lr, plan)
     meta = {"stage": "teacher", "preset": a.preset, "trained": True,
-            "teacher_steps": tcfg.steps, "guidance": tcfg.guidance}
+            "teacher_steps": tcfg.steps, "guidance": tcfg.guidance,
+            "region_weight": tcfg.region_weight}
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         return teacher_step(model.dit, data, ctx, tcfg)

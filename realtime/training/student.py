@@ -55,6 +55,7 @@ from realtime.model.cache import KVCache
 from realtime.model.dit import StudentDiT
 from realtime.model.sampler import SampledChunk, sample_chunk, timesteps
 from realtime.training.data import LatentBatch, LatentClips
+from realtime.training.forward import part_mask
 from realtime.training.loop import StepContext
 from realtime.training.teacher import teacher_sample_chunk, write_history
 
@@ -130,18 +131,6 @@ def student_sample_grad(
         assert v is not None
         x = x + (ts[i + 1] - ts[i]) * v
     return x
-
-
-def part_mask(pose: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, K, 1, size, size) 1 on and around the face and hands drawn in the pose maps
-    (B, K, 16, P, P), else 0: where the ground-truth pull is weighted up."""
-    from realtime.training.metrics import DRAWN, FACE_CHANNELS, HAND_CHANNELS
-
-    B, K = pose.shape[:2]
-    on = (pose[:, :, list(FACE_CHANNELS + HAND_CHANNELS)].amax(2) > DRAWN).float()
-    on = F.adaptive_max_pool2d(on.flatten(0, 1)[:, None], size)
-    on = F.max_pool2d(on, 3, stride=1, padding=1)                  # a margin of one
-    return on.view(B, K, 1, size, size)
 
 
 def ping_pong(n: torch.Tensor, frames: int) -> torch.Tensor:

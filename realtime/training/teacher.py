@@ -22,13 +22,12 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from realtime.model.cache import KVCache
 from realtime.model.dit import StudentDiT
 from realtime.model.sampler import SampledChunk
 from realtime.training.data import LatentClips
-from realtime.training.forward import drop_motion, forward_train
+from realtime.training.forward import drop_motion, forward_train, part_mask
 from realtime.training.loop import StepContext
 
 
@@ -40,6 +39,7 @@ class TeacherConfig:
     hist_noise: float = 0.05        # std of noise added to the clean history latents
     steps: int = 16                 # sampling steps at full quality
     guidance: float = 2.0           # CFG scale g
+    region_weight: float = 0.0      # loss x (1 + this) on and around the face and hands
 
 
 def logit_normal(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -66,7 +66,10 @@ def teacher_step(
     with ctx.autocast():
         v = forward_train(model, b.ref, hist, torch.zeros_like(t), x_t, t, b.pose, b.face,
                           b.presence, keep_ref=keep, keep_motion=keep)
-    loss = F.mse_loss(v.float(), noise - b.latents)
+    err = (v.float() - (noise - b.latents)).pow(2)
+    if cfg.region_weight > 0:
+        err = err * (1 + cfg.region_weight * part_mask(b.pose, err.shape[-1]))
+    loss = err.mean()
     return loss, {"t_mean": float(t.mean())}
 
 

@@ -168,6 +168,19 @@ def test_region_weight_pulls_harder_on_face_and_hands_only(tiny_data: Path) -> N
     assert logs["region"]["gt"] > logs["plain"]["gt"]
 
 
+def test_teacher_region_weight_adds_the_face_and_hand_error_only(tiny_data: Path) -> None:
+    m = _model(seed=3)
+    m.dit.initialize_weights(zero_init=False)         # a non-zero prediction
+    data = encode_clips(m.ae, load_clips(tiny_data, "train", get_preset("tiny")))
+    plain = TeacherConfig(batch=2, frames=4)
+    loss = {r: float(teacher_step(m.dit, data, _fixed_ctx(7),
+                                  dataclasses.replace(plain, region_weight=r))[0])
+            for r in (0.0, 2.0, 4.0)}
+    assert loss[2.0] > loss[0.0]
+    # linear in R: the extra term is R x the (fixed) error inside the mask
+    assert loss[4.0] - loss[0.0] == pytest.approx(2 * (loss[2.0] - loss[0.0]), rel=1e-4)
+
+
 def test_training_streams_play_clips_back_and_forth_continuously() -> None:
     idx = ping_pong(torch.arange(100), 8)
     assert int(idx.min()) == 0 and int(idx.max()) == 7
@@ -210,8 +223,10 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
     assert evaluate.run(args) == 0
     res = json.loads(out.read_text())
     for key in ("psnr", "ssim", "face_psnr", "hand_psnr", "flicker", "drift_db",
-                "face_follow_db", "hand_follow_db", "ms_per_frame"):
+                "face_follow_db", "hand_follow_db", "face_response", "ms_per_frame"):
         assert math.isfinite(res[key]), key
+    assert set(res["response"]) == set(res["teacher_response"]) == {"face", "hand"}
+    assert res["response"]["face"]["gt_rms"] > 0          # the held clips differ
     assert set(res["student_vs_teacher_db"]) == {"1", "2", "4"}
     assert all(math.isfinite(v) for v in res["student_vs_teacher_db"].values())
     assert res["drift"]["shortened"] is True and res["drift"]["frames"] == 24
