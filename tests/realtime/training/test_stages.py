@@ -174,7 +174,7 @@ def test_teacher_region_weight_adds_the_face_and_hand_error_only(tiny_data: Path
     data = encode_clips(m.ae, load_clips(tiny_data, "train", get_preset("tiny")))
     plain = TeacherConfig(batch=2, frames=4)
     loss = {r: float(teacher_step(m.dit, data, _fixed_ctx(7),
-                                  dataclasses.replace(plain, region_weight=r))[0])
+                                  dataclasses.replace(plain, region_weight=r))[0].detach())
             for r in (0.0, 2.0, 4.0)}
     assert loss[2.0] > loss[0.0]
     # linear in R: the extra term is R x the (fixed) error inside the mask
