@@ -7,7 +7,9 @@ Loading checks, in order, and fails with a `CheckpointError` that says what to d
 the files exist; the format version is one this code reads; the config's fields are
 known and valid; an explicitly requested preset agrees with the checkpoint's
 architecture; the weights file is complete; the weights' names and shapes match
-the config. The shipped default lives in `realtime/checkpoints/default/`; until
+the config. A checkpoint from before `face_maps` existed loads as it was saved, or,
+when a preset with them is asked for, upgraded by `add_face_maps` (same function).
+The shipped default lives in `realtime/checkpoints/default/`; until
 training has produced one, `load_model` falls back to a random-init of the default
 preset and logs a warning saying so.
 """
@@ -113,9 +115,12 @@ def load_checkpoint(
 
     path = Path(path)
     cfg = read_config(path)
+    upgrade = False
     if preset is not None:
         want = get_preset(preset)
-        diff = arch_diff(cfg, want)
+        # a checkpoint from before face maps is that preset with them at zero weight
+        upgrade = want.face_maps and not cfg.face_maps
+        diff = arch_diff(cfg.with_(face_maps=True) if upgrade else cfg, want)
         if diff:
             raise CheckpointError(f"checkpoint {path} does not match preset {preset!r}: "
                                   + "; ".join(diff))
@@ -139,7 +144,7 @@ def load_checkpoint(
                                            else "")
         raise CheckpointError(f"{weights} does not match its config.json: {shown}")
     model.load_state_dict(state)
-    return prepare(model, device)
+    return prepare(add_face_maps(model) if upgrade else model, device)
 
 
 def prepare(model: AnimationModel, device: torch.device | str = "cpu",

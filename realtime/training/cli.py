@@ -91,6 +91,10 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
         if stage == "ae":
             p.add_argument("--no-real-media", action="store_true",
                            help="studio frames only (skip ../shared/media)")
+            p.add_argument("--decoder-of", type=Path, default=None, metavar="CKPT",
+                           help="fine-tune only the decoder of checkpoint CKPT: its encoder, "
+                                "so its latent space, is kept, and OUT is CKPT (with the "
+                                "teacher beside it) wearing the new decoder")
     return add
 
 
@@ -114,6 +118,7 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
                       json_log=args.json_log, device=args.device, seed=args.seed,
                       progress=not args.no_progress,
                       real_media=not getattr(args, "no_real_media", False),
+                      decoder_of=getattr(args, "decoder_of", None),
                       time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
         try:
             summary = RUNNERS[stage](a)

@@ -25,14 +25,7 @@ from typing import Any
 import torch
 
 from realtime.model.bundle import AnimationModel
-from realtime.model.checkpoint import (
-    CheckpointError,
-    add_face_maps,
-    arch_diff,
-    load_checkpoint,
-    read_config,
-    save_checkpoint,
-)
+from realtime.model.checkpoint import load_checkpoint, save_checkpoint
 from realtime.model.config import get_preset
 from realtime.training.ae import AEConfig, ae_step, fold_latent_stats, reconstruction_psnr
 from realtime.training.data import encode_clips, load_clips, studio_images
@@ -95,6 +88,7 @@ class StageArgs:
     gt_weight: float | None = None  # student: ground-truth weights (default: the plan's)
     gt_weight_long: float | None = None
     region_weight: float | None = None
+    decoder_of: Path | None = None  # ae: fine-tune only this checkpoint's decoder
     steps: int | None = None        # total steps (default: the plan's)
     resume: bool = False
     json_log: Path | None = None    # default: out/log.jsonl
@@ -128,10 +122,15 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
 
 
 def run_ae(a: StageArgs) -> dict[str, Any]:
-    """Train the autoencoder; writes `out` checkpoint (DiT untrained) + ae_eval.json."""
+    """Train the autoencoder; writes `out` checkpoint (DiT untrained) + ae_eval.json.
+    With `decoder_of`, only that checkpoint's decoder trains (see `_decoder_export`)."""
     from realtime.training.media import real_images
 
     plan, cfg = PLANS[a.preset], get_preset(a.preset)
+    source = None if a.decoder_of is None else load_checkpoint(a.decoder_of, None, "cpu")
+    if source is not None and source.cfg.resolution != cfg.resolution:
+        raise ValueError(f"{a.decoder_of} is {source.cfg.resolution} px, preset {a.preset!r} "
+                         f"{cfg.resolution} px")
     train_clips = load_clips(a.data, "train", cfg)
     held_clips = load_clips(a.data, "heldout_character", cfg)
     studio = studio_images(train_clips)
@@ -142,7 +141,14 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
         real = real_held = torch.zeros(0, 3, cfg.resolution, cfg.resolution, dtype=torch.uint8)
     pool = torch.cat((studio, real))
     log.info("autoencoder: %d studio + %d real training frames", len(studio), len(real))
-    model = AnimationModel.random(cfg, seed=a.seed, zero_init=True).train()
+    if source is not None:
+        model = source.float().train()
+        model.requires_grad_(False)
+        model.ae.encoder.eval()
+        trained: torch.nn.Module = model.ae.decoder.requires_grad_(True)
+    else:
+        model = AnimationModel.random(cfg, seed=a.seed, zero_init=True).train()
+        trained = model.ae
     ae_cfg = AEConfig(batch=plan.ae_batch)
     loop = _loop_cfg(a, plan.ae_steps, plan.ae_lr, plan)
 
@@ -153,6 +159,12 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
 
     def export(step_no: int) -> None:
         folded = copy.deepcopy(model).cpu().eval()
+        if a.decoder_of is not None:        # the encoder is as it was: nothing to fold
+            metrics.update({"step": step_no,
+                            "psnr_studio_heldout": reconstruction_psnr(folded.ae, studio_held),
+                            "psnr_real_heldout": reconstruction_psnr(folded.ae, real_held)})
+            _decoder_export(folded, a.decoder_of, a.out, metrics)
+            return
         fold_latent_stats(folded.ae, pool[:: max(1, len(pool) // 512)])
         metrics.update({"step": step_no,
                    "psnr_studio_heldout": reconstruction_psnr(folded.ae, studio_held),
@@ -164,31 +176,31 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
                                              "trained": False, "ae": metrics})
         _write_json(a.out / "ae_eval.json", metrics)
 
-    res = train_loop("ae", {"ae": model.ae}, step, loop, a.out, a.resume, _json_log(a),
+    res = train_loop("ae", {"ae": trained}, step, loop, a.out, a.resume, _json_log(a),
                      on_checkpoint=export)
     if metrics.get("step") != res.step:
         export(res.step)
     return {**metrics, **_timing(res)}
 
 
-def _load(path: Path, preset: str) -> AnimationModel:
-    """A checkpoint of `preset`'s architecture; one from before `face_maps` gains them
-    (zero-initialised: the same function, now able to learn the spatial face path)."""
-    want = get_preset(preset)
-    if want.face_maps and not read_config(path).face_maps:
-        model = add_face_maps(load_checkpoint(path, None, "cpu"))
-        diff = arch_diff(model.cfg, want)
-        if diff:
-            raise CheckpointError(f"checkpoint {path} does not match preset {preset!r}: "
-                                  + "; ".join(diff))
-        log.info("%s predates face maps: added, zero-initialised", path)
-        return model
-    return load_checkpoint(path, preset, "cpu")
+def _decoder_export(model: AnimationModel, source: Path, out: Path,
+                    metrics: dict[str, Any]) -> None:
+    """`source` (its DiT, encoder and meta) with `model`'s decoder, to `out`; the
+    teacher beside a student gets the same decoder (same latent space: the teacher's
+    and the student's autoencoders are one), so eval compares like with like."""
+    meta = json.loads((source / "config.json").read_text()).get("meta", {})
+    save_checkpoint(model, out, meta={**meta, "decoder_finetune": dict(metrics)})
+    _write_json(out / "ae_eval.json", metrics)
+    if (source / "teacher" / "config.json").is_file():
+        teacher = load_checkpoint(source / "teacher", None, "cpu")
+        teacher.ae.load_state_dict(model.ae.state_dict())
+        info = json.loads((source / "teacher" / "config.json").read_text()).get("meta", {})
+        save_checkpoint(teacher, out / "teacher", meta=info)
 
 
 def _load_trainable(path: Path, preset: str) -> AnimationModel:
     """A checkpoint as a training model: fp32, DiT trainable, AE frozen."""
-    model = _load(path, preset).float()
+    model = load_checkpoint(path, preset, "cpu").float()
     model.dit.requires_grad_(True).train()
     return model
 
@@ -250,7 +262,7 @@ def run_student(a: StageArgs) -> dict[str, Any]:
     plan, cfg = PLANS[a.preset], get_preset(a.preset)
     teacher_dir, info = _student_teacher(a)
     assert a.init is not None                   # checked by _student_teacher
-    teacher = _load(teacher_dir, a.preset).float()
+    teacher = load_checkpoint(teacher_dir, a.preset, "cpu").float()
     student = _load_trainable(a.init, a.preset)
     device = torch.device(_loop_cfg(a, 1, 0.0, plan).device)
     teacher.to(device)

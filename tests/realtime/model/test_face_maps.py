@@ -59,10 +59,13 @@ def test_a_checkpoint_from_before_face_maps_loads_and_upgrades_to_the_same_funct
     save_checkpoint(old, tmp_path / "old")
     loaded = load_checkpoint(tmp_path / "old")             # no preset: as saved
     assert not loaded.cfg.face_maps
-    with pytest.raises(CheckpointError, match="face_maps"):
-        load_checkpoint(tmp_path / "old", preset="tiny")   # the preset now has them
-    new = add_face_maps(loaded)
+    new = load_checkpoint(tmp_path / "old", preset="tiny")  # the preset has them: added
     assert new.cfg.face_maps and new.cfg == get_preset("tiny")
+    assert add_face_maps(new) is new
+    # any other difference from the preset is still refused
+    save_checkpoint(AnimationModel.random(cfg.with_(width=32, heads=2)), tmp_path / "narrow")
+    with pytest.raises(CheckpointError, match="width"):
+        load_checkpoint(tmp_path / "narrow", preset="tiny")
     B, K, ls = 1, cfg.chunk, cfg.latent_size
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(B, K, cfg.latent_channels, ls, ls, generator=gen)
