@@ -185,17 +185,24 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
 
 def _decoder_export(model: AnimationModel, source: Path, out: Path,
                     metrics: dict[str, Any]) -> None:
-    """`source` (its DiT, encoder and meta) with `model`'s decoder, to `out`; the
-    teacher beside a student gets the same decoder (same latent space: the teacher's
-    and the student's autoencoders are one), so eval compares like with like."""
+    """`source` (its DiT, encoder and meta) with `model`'s decoder, to `out`. The
+    teacher beside a student gets the same decoder when it shares the student's
+    encoder (as a teacher and the student distilled from it do: one latent space),
+    so eval compares like with like."""
     meta = json.loads((source / "config.json").read_text()).get("meta", {})
     save_checkpoint(model, out, meta={**meta, "decoder_finetune": dict(metrics)})
     _write_json(out / "ae_eval.json", metrics)
-    if (source / "teacher" / "config.json").is_file():
-        teacher = load_checkpoint(source / "teacher", None, "cpu")
-        teacher.ae.load_state_dict(model.ae.state_dict())
-        info = json.loads((source / "teacher" / "config.json").read_text()).get("meta", {})
-        save_checkpoint(teacher, out / "teacher", meta=info)
+    if not (source / "teacher" / "config.json").is_file():
+        return
+    teacher = load_checkpoint(source / "teacher", None, "cpu")
+    mine, theirs = model.ae.encoder.state_dict(), teacher.ae.encoder.state_dict()
+    if any(not torch.equal(mine[k], theirs[k]) for k in mine):
+        log.warning("%s/teacher has another encoder (latent space): not given the new "
+                    "decoder, and not copied to %s", source, out)
+        return
+    teacher.ae.decoder.load_state_dict(model.ae.decoder.state_dict())
+    info = json.loads((source / "teacher" / "config.json").read_text()).get("meta", {})
+    save_checkpoint(teacher, out / "teacher", meta=info)
 
 
 def _load_trainable(path: Path, preset: str) -> AnimationModel:

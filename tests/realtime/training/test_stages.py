@@ -308,3 +308,40 @@ def test_response_is_one_for_the_truth_and_zero_for_an_output_that_ignores_the_p
                               for c, h in zip(true, held, strict=True)],
                              [h.frames for h in held], true, held, FACE_CHANNELS)
     assert half["gain"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_decoder_fine_tune_keeps_the_latent_space_and_dresses_the_teacher_too(
+        tiny_data: Path, tmp_path: Path) -> None:
+    """`train ae --decoder-of CKPT`: only the decoder moves, so CKPT's DiT (and the
+    teacher beside it, which shares its encoder) still speak the same latents; both
+    come out with the new decoder, and CKPT's meta is kept (a student stays one)."""
+    from realtime.model.checkpoint import save_checkpoint
+    from realtime.training.stages import run_ae
+
+    src = tmp_path / "src"
+    student, teacher = _model(seed=0), _model(seed=1)
+    teacher.ae.load_state_dict(student.ae.state_dict())    # distilled from it: one AE
+    save_checkpoint(student, src, meta={"stage": "student", "trained": True})
+    save_checkpoint(teacher, src / "teacher", meta={"stage": "teacher", "guidance": 2.0})
+    out = tmp_path / "dec"
+    run_ae(StageArgs("tiny", tiny_data, out, decoder_of=src, steps=4, progress=False,
+                     real_media=False))
+    a, b = load_checkpoint(src).state_dict(), load_checkpoint(out).state_dict()
+    for k in a:
+        if not k.startswith("ae.decoder."):
+            assert torch.equal(a[k], b[k]), k               # DiT and encoder untouched
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("ae.decoder."))
+    t_old = load_checkpoint(src / "teacher").state_dict()
+    t_new = load_checkpoint(out / "teacher").state_dict()
+    for k in t_new:
+        assert torch.equal(t_new[k], b[k] if k.startswith("ae.") else t_old[k]), k
+    meta = json.loads((out / "config.json").read_text())["meta"]
+    assert meta["stage"] == "student" and meta["trained"] is True
+    assert meta["decoder_finetune"]["step"] == 4
+    assert json.loads((out / "teacher" / "config.json").read_text())["meta"]["guidance"] == 2.0
+
+    # a teacher with another encoder lives in another latent space: left out
+    save_checkpoint(_model(seed=2), src / "teacher", meta={"stage": "teacher"})
+    run_ae(StageArgs("tiny", tiny_data, tmp_path / "dec2", decoder_of=src, steps=2,
+                     progress=False, real_media=False))
+    assert not (tmp_path / "dec2" / "teacher").exists()
