@@ -40,7 +40,10 @@ Reported (JSON with `--json`):
                           changes exactly as the truth does, 0 = ignores the part's
                           motion. `response.*.cos` is the cosine of d_out and d_gt.
                           Unlike the follow PSNR it is not swamped by the model's
-                          error elsewhere in the box. The teacher's is reported too.
+                          error elsewhere in the box. The teacher's is reported too,
+                          and so is the autoencoder's (`ae_response`: decode(encode(.))
+                          of both ground truths), the most any model that renders
+                          through these latents can reach.
     student_vs_teacher_db student PSNR minus teacher PSNR (both vs ground truth) at
                           1, 2 and 4 student steps; the teacher at its full step count
     ms_per_frame          median wall time per frame of the engine (sample + decode)
@@ -249,6 +252,15 @@ def response(outs: list[np.ndarray], held_outs: list[np.ndarray], clips: list[Cl
             "gt_rms": (gg / count) ** 0.5, "out_rms": (oo / count) ** 0.5}
 
 
+@torch.no_grad()
+def reconstruct(model: Any, frames: np.ndarray) -> np.ndarray:
+    """decode(encode(frames)) through the model's autoencoder, uint8 (N, H, W, 3)."""
+    from realtime.engine import images_to_tensor, tensor_to_images
+
+    x = images_to_tensor(list(frames), model.cfg.resolution, model.device, model.dtype)
+    return tensor_to_images(model.ae.decode(model.ae.encode(x)))
+
+
 def follow(model: Any, clips: list[Clip], rows: list[dict[str, float]], steps: int,
            seed: int) -> dict[str, Any]:
     """Do face and fingers follow their own motion? Region PSNR of the streams in `rows`
@@ -329,6 +341,11 @@ def evaluate(
             resp[part] = response(outs, held_outs, clips, held[part], chans)
             summary[f"{part}_response"] = resp[part]["gain"]
         summary["response"] = resp
+        summary["ae_response"] = {
+            part: response([reconstruct(model, c.frames) for c in clips],
+                           [reconstruct(model, c.frames) for c in held[part]],
+                           clips, held[part], chans)
+            for part, chans in parts.items()}
 
     # drift: long streams (one per noise seed), the same motion in first and last window
     frames = _usable(long, cfg.chunk)

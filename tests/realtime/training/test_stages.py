@@ -226,6 +226,7 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
                 "face_follow_db", "hand_follow_db", "face_response", "ms_per_frame"):
         assert math.isfinite(res[key]), key
     assert set(res["response"]) == set(res["teacher_response"]) == {"face", "hand"}
+    assert set(res["ae_response"]) == {"face", "hand"}
     assert res["response"]["face"]["gt_rms"] > 0          # the held clips differ
     assert set(res["student_vs_teacher_db"]) == {"1", "2", "4"}
     assert all(math.isfinite(v) for v in res["student_vs_teacher_db"].values())
