@@ -189,8 +189,11 @@ def _decoder_export(model: AnimationModel, source: Path, out: Path,
     teacher beside a student gets the same decoder when it shares the student's
     encoder (as a teacher and the student distilled from it do: one latent space),
     so eval compares like with like."""
-    meta = json.loads((source / "config.json").read_text()).get("meta", {})
-    save_checkpoint(model, out, meta={**meta, "decoder_finetune": dict(metrics)})
+    def meta_of(ckpt: Path) -> dict[str, Any]:     # all but the save time: saved now
+        meta = json.loads((ckpt / "config.json").read_text()).get("meta", {})
+        return {k: v for k, v in meta.items() if k != "saved"}
+
+    save_checkpoint(model, out, meta={**meta_of(source), "decoder_finetune": dict(metrics)})
     _write_json(out / "ae_eval.json", metrics)
     if not (source / "teacher" / "config.json").is_file():
         return
@@ -201,8 +204,7 @@ def _decoder_export(model: AnimationModel, source: Path, out: Path,
                     "decoder, and not copied to %s", source, out)
         return
     teacher.ae.decoder.load_state_dict(model.ae.decoder.state_dict())
-    info = json.loads((source / "teacher" / "config.json").read_text()).get("meta", {})
-    save_checkpoint(teacher, out / "teacher", meta=info)
+    save_checkpoint(teacher, out / "teacher", meta=meta_of(source / "teacher"))
 
 
 def _load_trainable(path: Path, preset: str) -> AnimationModel:
