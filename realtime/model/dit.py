@@ -80,8 +80,9 @@ class PoseEncoder(nn.Module):
     then a strided conv that pools each token's P/grid square.
 
     With `cfg.face_maps` the conv also sees the face vector painted onto the head:
-    FACE_DIM more planes, feature k's value wherever the (dilated) head strokes are,
-    0 elsewhere. The face vector otherwise reaches the blocks only through adaLN, one
+    FACE_DIM more planes, feature k's value (times the face's presence: an absent face
+    paints nothing, whatever its features say) wherever the (dilated) head strokes
+    are, 0 elsewhere. The face vector otherwise reaches the blocks only through adaLN, one
     modulation for every token of the frame, and a 2-hour CPU model learnt no way to
     turn "mouth open" into pixels at the mouth (eval's face response was nil); here
     the expression arrives in the head's own tokens.
@@ -92,22 +93,29 @@ class PoseEncoder(nn.Module):
         s = cfg.pose_size // cfg.grid[0]
         self.face_maps = cfg.face_maps
         self.head = POSE_CHANNELS.index("head")
+        self.face_part = 1                                      # PARTS.index("face")
         self.dilate = max(3, cfg.pose_size // 8) | 1            # odd, ~1/8 of the map
         extra = cfg.face_dim if cfg.face_maps else 0
         self.conv = nn.Conv2d(cfg.pose_channels + extra, cfg.pose_hidden, 3, padding=1)
         self.pool = nn.Conv2d(cfg.pose_hidden, cfg.width, s, stride=s)
 
-    def face_planes(self, maps: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
-        """(N, 16, P, P) maps, (N, FACE_DIM) face -> (N, FACE_DIM, P, P)."""
+    def face_planes(self, maps: torch.Tensor, face: torch.Tensor, present: torch.Tensor,
+                    ) -> torch.Tensor:
+        """(N, 16, P, P) maps, (N, FACE_DIM) face, (N,) face presence
+        -> (N, FACE_DIM, P, P)."""
         head = maps[:, self.head:self.head + 1]
         head = F.max_pool2d(head, self.dilate, stride=1, padding=self.dilate // 2)
-        return face[:, :, None, None] * head
+        return (face * present[:, None])[:, :, None, None] * head
 
-    def forward(self, maps: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    def forward(self, maps: torch.Tensor, face: torch.Tensor, presence: torch.Tensor,
+                ) -> torch.Tensor:
+        """maps (B, F, 16, P, P), face (B, F, FACE_DIM), presence (B, F, N_PARTS)."""
         B = maps.shape[0]
         x = maps.flatten(0, 1)
         if self.face_maps:
-            x = torch.cat((x, self.face_planes(x, face.flatten(0, 1).to(x.dtype))), dim=1)
+            face = face.flatten(0, 1).to(x.dtype)
+            present = presence[..., self.face_part].flatten(0, 1).to(x.dtype)
+            x = torch.cat((x, self.face_planes(x, face, present)), dim=1)
         x = self.pool(F.silu(self.conv(x)))                     # (B*F, C, gh, gw)
         return x.flatten(2).transpose(1, 2).reshape(B, -1, x.shape[1])
 
@@ -269,7 +277,7 @@ class StudentDiT(nn.Module):
         """-> tokens (B, F*T, C), per-frame conditioning (B, F, C)."""
         x = self.patch_embed(latents)
         if pose is not None:
-            x = x + self.pose_encoder(pose.to(x.dtype), face)
+            x = x + self.pose_encoder(pose.to(x.dtype), face, presence)
         c = self.t_embed(t) + self.motion_embed(face.to(x.dtype), presence.to(x.dtype))
         if is_reference:
             c = c + self.ref_embed

@@ -40,16 +40,20 @@ def test_the_expression_changes_only_the_tokens_at_the_head(corner: int) -> None
     maps = _head_maps(cfg, at, at, 1)
     neutral, smile = torch.zeros(1, 1, cfg.face_dim), torch.zeros(1, 1, cfg.face_dim)
     smile[..., 9:11] = 1.0                                 # mouth_open, mouth_width
+    present = torch.ones(1, 1, cfg.n_parts)
     with torch.no_grad():
-        d = (enc(maps, smile) - enc(maps, neutral)).abs().sum(-1).view(g, g)
+        d = (enc(maps, smile, present) - enc(maps, neutral, present)).abs().sum(-1).view(g, g)
     token = 0 if corner == 0 else g - 1
     assert d[token, token] > 0                             # the head's token moves
     d[token, token] = 0
     assert d.max() == 0                                    # no other token does
-    # without a head drawn, the expression has no spatial effect at all
+    # without a head drawn, or with the face absent, the expression paints nothing
+    absent = present.clone()
+    absent[..., 1] = 0.0                                   # PARTS.index("face")
     with torch.no_grad():
         empty = torch.zeros_like(maps)
-        assert torch.equal(enc(empty, smile), enc(empty, neutral))
+        assert torch.equal(enc(empty, smile, present), enc(empty, neutral, present))
+        assert torch.equal(enc(maps, smile, absent), enc(maps, neutral, absent))
 
 
 def test_a_checkpoint_from_before_face_maps_loads_and_upgrades_to_the_same_function(
