@@ -35,7 +35,7 @@ from kernels.norm import adaln_norm
 from kernels.rope import apply_rope_ref
 from realtime.model.cache import KVCache
 from realtime.model.config import ModelConfig
-from realtime.motion.types import POSE_CHANNELS
+from realtime.motion.types import PARTS, POSE_CHANNELS
 
 AttendFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 """(q, k, v, layer) -> out, each (B, H, L, D): how a block's tokens see their context."""
@@ -82,10 +82,10 @@ class PoseEncoder(nn.Module):
     With `cfg.face_maps` the conv also sees the face vector painted onto the head:
     FACE_DIM more planes, feature k's value (times the face's presence: an absent face
     paints nothing, whatever its features say) wherever the (dilated) head strokes
-    are, 0 elsewhere. The face vector otherwise reaches the blocks only through adaLN, one
-    modulation for every token of the frame, and a 2-hour CPU model learnt no way to
-    turn "mouth open" into pixels at the mouth (eval's face response was nil); here
-    the expression arrives in the head's own tokens.
+    are, 0 elsewhere. Through adaLN alone the face vector is one modulation for every
+    token of the frame; here it also arrives in the head's own tokens, where "mouth
+    open" has to become pixels. (Not yet shown to help: on the cpu preset's
+    autoencoder the expression barely survives the latents; see the model card.)
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -93,7 +93,7 @@ class PoseEncoder(nn.Module):
         s = cfg.pose_size // cfg.grid[0]
         self.face_maps = cfg.face_maps
         self.head = POSE_CHANNELS.index("head")
-        self.face_part = 1                                      # PARTS.index("face")
+        self.face_part = PARTS.index("face")
         self.dilate = max(3, cfg.pose_size // 8) | 1            # odd, ~1/8 of the map
         extra = cfg.face_dim if cfg.face_maps else 0
         self.conv = nn.Conv2d(cfg.pose_channels + extra, cfg.pose_hidden, 3, padding=1)

@@ -115,7 +115,8 @@ def forward_train(
 
 def part_mask(pose: torch.Tensor, size: int) -> torch.Tensor:
     """(B, K, 1, size, size) 1 on and around the face and hands drawn in the pose maps
-    (B, K, 16, P, P), else 0: where the ground-truth pull is weighted up."""
+    (B, K, 16, P, P), else 0: where `--region-weight` weighs the loss up (the
+    teacher's flow matching, the student's ground-truth pull)."""
     from realtime.training.metrics import DRAWN, FACE_CHANNELS, HAND_CHANNELS
 
     B, K = pose.shape[:2]
