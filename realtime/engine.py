@@ -189,7 +189,8 @@ class StreamingEngine:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             t1 = time.monotonic()
-            images = tensor_to_images(self.model.ae.decode(res.latents[0]))
+            images = tensor_to_images(self.model.ae.decode_driven(res.latents[0], pose[0],
+                                                                  face[0], presence[0]))
         t2 = time.monotonic()
         self.frames_out += len(conds)
         return [GeneratedFrame(c.frame_id, c.t_capture, images[j],

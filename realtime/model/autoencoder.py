@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from realtime.model.config import ModelConfig
+from realtime.model.planes import N_MOTION_PLANES, motion_planes
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -52,7 +53,18 @@ class Decoder(nn.Module):
     """Nearest-upsample + conv stages; the last 2x comes from a sub-pixel conv
     (a conv to 3 x 2 x 2 channels at half resolution, then PixelShuffle, as in
     ESPCN), so no convolution runs at full output resolution: about half the
-    multiply-adds of a full-resolution head, which dominate the decode on CPU."""
+    multiply-adds of a full-resolution head, which dominate the decode on CPU.
+
+    With `cfg.decoder_motion` the decoder also reads the frame's motion planes
+    (`realtime.model.planes.motion_planes`: pose maps and the face painted on the
+    head, at the pose maps' resolution): a 3x3 conv of them, then per upsampling
+    stage a 1x1 conv (zero at init) added before that stage's activation. At 128 px
+    through 16x16x4 latents an expression or a finger's bend barely survives
+    encode/decode (the model card measures how little); the motion that drives the
+    frame is known whenever a frame is decoded, so the decoder can draw those small
+    parts from it while the latents carry identity, body and colour. No new input
+    is needed: these are the condition maps the DiT already reads.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -66,9 +78,30 @@ class Decoder(nn.Module):
         self.ups = nn.Sequential(*ups)
         self.out = _conv(w[-1], 3 * 4)
         self.shuffle = nn.PixelShuffle(2)
+        self.motion = cfg.decoder_motion
+        if self.motion:
+            self.motion_in = _conv(N_MOTION_PLANES, cfg.pose_hidden)
+            self.motion_out = nn.ModuleList(nn.Conv2d(cfg.pose_hidden, c, 1) for c in w[1:])
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:   # (N, c, h, w) -> (N, 3, H, W)
-        return self.shuffle(self.out(self.ups(self.res(F.silu(self.stem(z))))))
+    def forward(self, z: torch.Tensor, planes: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, c, h, w) latents [, (N, N_MOTION_PLANES, P, P) motion planes; None: no
+        motion known, all zero] -> (N, 3, H, W)."""
+        h = self.res(F.silu(self.stem(z)))
+        m = None
+        if self.motion:
+            if planes is None:
+                planes = z.new_zeros(z.shape[0], N_MOTION_PLANES, 2 * z.shape[-2],
+                                     2 * z.shape[-1])
+            m = F.silu(self.motion_in(planes.to(z.dtype)))
+        for i in range(0, len(self.ups), 3):
+            up, conv, act = self.ups[i], self.ups[i + 1], self.ups[i + 2]
+            h = conv(up(h))
+            if m is not None:
+                if m.shape[-2:] != h.shape[-2:]:
+                    m = F.interpolate(m, size=h.shape[-2:], mode="nearest")
+                h = h + self.motion_out[i // 3](m)
+            h = act(h)
+        return self.shuffle(self.out(h))
 
 
 class TinyAutoencoder(nn.Module):
@@ -92,13 +125,28 @@ class TinyAutoencoder(nn.Module):
                 nn.init.zeros_(m.bias)  # type: ignore[arg-type]
             if isinstance(m, ResBlock):
                 m.conv2.weight.data.mul_(0.5)
+        if self.decoder.motion:    # motion enters at zero: the same decoder as without
+            for conv in self.decoder.motion_out.modules():
+                if isinstance(conv, nn.Conv2d):
+                    nn.init.zeros_(conv.weight)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.decoder(latents).clamp(-1.0, 1.0)
+    def decode(self, latents: torch.Tensor, planes: torch.Tensor | None = None,
+               ) -> torch.Tensor:
+        """latents (N, c, h, w) [+ the frames' motion planes (N, N_MOTION_PLANES, P, P),
+        see `Decoder`; ignored by a decoder without motion] -> images in [-1, 1]."""
+        return self.decoder(latents, planes).clamp(-1.0, 1.0)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def decode_driven(self, latents: torch.Tensor, pose: torch.Tensor, face: torch.Tensor,
+                      presence: torch.Tensor) -> torch.Tensor:
+        """`decode` of frames driven by the conditions pose (N, 16, P, P), face
+        (N, FACE_DIM), presence (N, N_PARTS): what the engine and eval call."""
+        planes = motion_planes(pose, face, presence) if self.cfg.decoder_motion else None
+        return self.decode(latents, planes)
+
+    def forward(self, images: torch.Tensor, planes: torch.Tensor | None = None,
+                ) -> torch.Tensor:
         """Reconstruction (training)."""
-        return self.decoder(self.encoder(images))
+        return self.decoder(self.encoder(images), planes)

@@ -7,8 +7,9 @@ Loading checks, in order, and fails with a `CheckpointError` that says what to d
 the files exist; the format version is one this code reads; the config's fields are
 known and valid; an explicitly requested preset agrees with the checkpoint's
 architecture; the weights file is complete; the weights' names and shapes match
-the config. A checkpoint from before `face_maps` existed loads as it was saved, or,
-when a preset with them is asked for, upgraded by `add_face_maps` (same function).
+the config. A checkpoint from before `face_maps` or `decoder_motion` existed loads as
+it was saved, or, when a preset with them is asked for, upgraded by `add_face_maps`
+/ `add_decoder_motion` (the new weights start at zero: same function).
 The shipped default lives in `realtime/checkpoints/default/`; until
 training has produced one, `load_model` falls back to a random-init of the default
 preset and logs a warning saying so.
@@ -37,7 +38,11 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "defa
 # Fields that change weight shapes or the cache layout; the rest (steps, shift, dtype,
 # cache_write) are inference settings a preset may override.
 ARCH_FIELDS = ("resolution", "latent_channels", "ae_widths", "patch", "width", "depth",
-               "heads", "mlp_ratio", "pose_hidden", "face_maps", "chunk", "window", "ref_frames")
+               "heads", "mlp_ratio", "pose_hidden", "face_maps", "decoder_motion", "chunk",
+               "window", "ref_frames")
+# Architecture flags a checkpoint from before them lacks; loading it under a preset that
+# has them adds them at zero weight (see `upgrade`).
+UPGRADABLE = ("face_maps", "decoder_motion")
 
 
 class CheckpointError(ValueError):
@@ -97,6 +102,31 @@ def add_face_maps(model: AnimationModel) -> AnimationModel:
     return new.train(model.training)
 
 
+def add_decoder_motion(model: AnimationModel) -> AnimationModel:
+    """A checkpoint from before `decoder_motion` as a model with it: the decoder's
+    per-stage motion convolutions start at zero (`TinyAutoencoder.initialize_weights`),
+    so it decodes exactly as the old one did; its motion input conv is drawn from a
+    fixed seed, so every load of the same checkpoint is the same model."""
+    if model.cfg.decoder_motion:
+        return model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        new = AnimationModel(model.cfg.with_(decoder_motion=True))
+    new = new.to(model.device, model.dtype)
+    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(".motion_" in k for k in missing), (missing, unexpected)
+    return new.train(model.training)
+
+
+def upgrade(model: AnimationModel, flags: list[str]) -> AnimationModel:
+    """`model` with each of the UPGRADABLE `flags` added (same function)."""
+    if "face_maps" in flags:
+        model = add_face_maps(model)
+    if "decoder_motion" in flags:
+        model = add_decoder_motion(model)
+    return model
+
+
 def arch_diff(a: ModelConfig, b: ModelConfig) -> list[str]:
     da, db = a.to_dict(), b.to_dict()
     return [f"{f}: checkpoint {da[f]} vs preset {db[f]}" for f in ARCH_FIELDS if da[f] != db[f]]
@@ -115,12 +145,12 @@ def load_checkpoint(
 
     path = Path(path)
     cfg = read_config(path)
-    upgrade = False
+    flags: list[str] = []
     if preset is not None:
         want = get_preset(preset)
-        # a checkpoint from before face maps is that preset with them at zero weight
-        upgrade = want.face_maps and not cfg.face_maps
-        diff = arch_diff(cfg.with_(face_maps=True) if upgrade else cfg, want)
+        # a checkpoint from before a flag is that preset with it at zero weight
+        flags = [f for f in UPGRADABLE if getattr(want, f) and not getattr(cfg, f)]
+        diff = arch_diff(cfg.with_(**{f: True for f in flags}), want)
         if diff:
             raise CheckpointError(f"checkpoint {path} does not match preset {preset!r}: "
                                   + "; ".join(diff))
@@ -144,7 +174,7 @@ def load_checkpoint(
                                            else "")
         raise CheckpointError(f"{weights} does not match its config.json: {shown}")
     model.load_state_dict(state)
-    return prepare(add_face_maps(model) if upgrade else model, device)
+    return prepare(upgrade(model, flags), device)
 
 
 def prepare(model: AnimationModel, device: torch.device | str = "cpu",

@@ -43,6 +43,9 @@ class ModelConfig:
     face_maps: bool = False                 # also paint the face vector onto the head in
                                             # the pose encoder's input (see dit.PoseEncoder);
                                             # False = checkpoints from before it existed
+    decoder_motion: bool = False            # the autoencoder's decoder also sees the
+                                            # frame's motion planes (autoencoder.Decoder);
+                                            # False = checkpoints from before it existed
     # streaming
     chunk: int = 2                          # K: frames generated together
     window: int = 6                         # W: frames of history in the cache
@@ -137,12 +140,13 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(resolution=32, latent_channels=4, ae_widths=(8, 16), patch=2,
                         width=64, depth=2, heads=2, mlp_ratio=2.0, pose_hidden=8,
-                        face_maps=True, chunk=2, window=4, ref_frames=1, steps=2),
-    "cpu": ModelConfig(face_maps=True),
+                        face_maps=True, decoder_motion=True, chunk=2, window=4, ref_frames=1,
+                        steps=2),
+    "cpu": ModelConfig(face_maps=True, decoder_motion=True),
     "gpu": ModelConfig(resolution=256, latent_channels=8, ae_widths=(32, 64, 128),
                        patch=2, width=768, depth=12, heads=12, mlp_ratio=4.0,
-                       pose_hidden=64, face_maps=True, chunk=4, window=12, ref_frames=2, steps=2,
-                       dtype="bfloat16"),
+                       pose_hidden=64, face_maps=True, decoder_motion=True, chunk=4,
+                       window=12, ref_frames=2, steps=2, dtype="bfloat16"),
 }
 
 

@@ -35,7 +35,7 @@ from kernels.norm import adaln_norm
 from kernels.rope import apply_rope_ref
 from realtime.model.cache import KVCache
 from realtime.model.config import ModelConfig
-from realtime.motion.types import PARTS, POSE_CHANNELS
+from realtime.model.planes import FACE_PART, motion_planes
 
 AttendFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 """(q, k, v, layer) -> out, each (B, H, L, D): how a block's tokens see their context."""
@@ -79,33 +79,19 @@ class PoseEncoder(nn.Module):
     """Pose maps (B, F, 16, P, P) -> tokens (B, F*T, C): a 3x3 conv at map resolution,
     then a strided conv that pools each token's P/grid square.
 
-    With `cfg.face_maps` the conv also sees the face vector painted onto the head:
-    FACE_DIM more planes, feature k's value (times the face's presence: an absent face
-    paints nothing, whatever its features say) wherever the (dilated) head strokes
-    are, 0 elsewhere. Through adaLN alone the face vector is one modulation for every
-    token of the frame; here it also arrives in the head's own tokens, where "mouth
-    open" has to become pixels. (Not yet shown to help: on the cpu preset's
-    autoencoder the expression barely survives the latents; see the model card.)
+    With `cfg.face_maps` the conv also sees the face vector painted onto the head
+    (`realtime.model.planes.motion_planes`: FACE_DIM more planes). Through adaLN alone
+    the face vector is one modulation for every token of the frame; here it also
+    arrives in the head's own tokens, where "mouth open" has to become pixels.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         s = cfg.pose_size // cfg.grid[0]
         self.face_maps = cfg.face_maps
-        self.head = POSE_CHANNELS.index("head")
-        self.face_part = PARTS.index("face")
-        self.dilate = max(3, cfg.pose_size // 8) | 1            # odd, ~1/8 of the map
         extra = cfg.face_dim if cfg.face_maps else 0
         self.conv = nn.Conv2d(cfg.pose_channels + extra, cfg.pose_hidden, 3, padding=1)
         self.pool = nn.Conv2d(cfg.pose_hidden, cfg.width, s, stride=s)
-
-    def face_planes(self, maps: torch.Tensor, face: torch.Tensor, present: torch.Tensor,
-                    ) -> torch.Tensor:
-        """(N, 16, P, P) maps, (N, FACE_DIM) face, (N,) face presence
-        -> (N, FACE_DIM, P, P)."""
-        head = maps[:, self.head:self.head + 1]
-        head = F.max_pool2d(head, self.dilate, stride=1, padding=self.dilate // 2)
-        return (face * present[:, None])[:, :, None, None] * head
 
     def forward(self, maps: torch.Tensor, face: torch.Tensor, presence: torch.Tensor,
                 ) -> torch.Tensor:
@@ -113,9 +99,7 @@ class PoseEncoder(nn.Module):
         B = maps.shape[0]
         x = maps.flatten(0, 1)
         if self.face_maps:
-            face = face.flatten(0, 1).to(x.dtype)
-            present = presence[..., self.face_part].flatten(0, 1).to(x.dtype)
-            x = torch.cat((x, self.face_planes(x, face, present)), dim=1)
+            x = motion_planes(x, face.flatten(0, 1), presence.flatten(0, 1))
         x = self.pool(F.silu(self.conv(x)))                     # (B*F, C, gh, gw)
         return x.flatten(2).transpose(1, 2).reshape(B, -1, x.shape[1])
 
@@ -148,7 +132,7 @@ class MotionEmbedder(nn.Module):
                                       nn.Linear(cfg.width, cfg.width))
         self.null_face = nn.Parameter(torch.zeros(cfg.width))
         self.presence = nn.Linear(cfg.n_parts, cfg.width)
-        self.face_part = 1                                      # PARTS.index("face")
+        self.face_part = FACE_PART
 
     def forward(self, face: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
         pf = presence[..., self.face_part, None]                # (B, F, 1)

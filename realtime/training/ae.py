@@ -1,8 +1,12 @@
 """Autoencoder stage: reconstruction training, latent normalisation, held-out PSNR.
 
-Loss: L1 + MSE on pixels in [-1, 1]. The decoder also sees slightly noised latents
-(`latent_noise` of the batch's latent std), so it stays graceful on the imperfect
-latents a few-step student produces, instead of only on exact encodings.
+Loss: L1 + MSE on pixels in [-1, 1], x (1 + `region_weight`) on and around the face
+and hands. The decoder also sees slightly noised latents (`latent_noise` of the
+batch's latent std), so it stays graceful on the imperfect latents a few-step student
+produces, instead of only on exact encodings; a decoder with `decoder_motion` also
+sees each frame's motion planes (none for frames nothing drove). Mirroring is the
+augmentation, for frames without motion only (a mirrored driven frame would need its
+maps and face vector mirrored too).
 
 After training, `fold_latent_stats` rescales the encoder's output convolution and the
 decoder's input convolution so that latents come out per-channel zero-mean, unit-std
@@ -19,6 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from realtime.model.autoencoder import TinyAutoencoder
+from realtime.training.data import FramePool, maps_float
+from realtime.training.forward import part_mask
 from realtime.training.loop import StepContext
 from realtime.training.metrics import psnr
 
@@ -27,23 +33,32 @@ from realtime.training.metrics import psnr
 class AEConfig:
     batch: int = 16
     latent_noise: float = 0.1
+    region_weight: float = 0.0      # loss x (1 + this) on and around the face and hands
 
 
 def ae_step(
-    ae: TinyAutoencoder, images: torch.Tensor, ctx: StepContext, cfg: AEConfig,
+    ae: TinyAutoencoder, pool: FramePool, ctx: StepContext, cfg: AEConfig,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """One reconstruction loss on a uint8 image pool (N, 3, H, W): draws a batch."""
-    idx = torch.from_numpy(ctx.rng.integers(0, images.shape[0], cfg.batch))
-    x = images[idx].to(ctx.device).float() / 127.5 - 1.0                # (B, 3, H, W)
-    if bool(ctx.rng.random() < 0.5):                                    # flip augmentation
-        x = x.flip(-1)
+    """One reconstruction loss on a batch drawn from `pool`."""
+    idx = torch.from_numpy(ctx.rng.integers(0, len(pool), cfg.batch))
+    b = pool[idx]
+    x = b.images.to(ctx.device).float() / 127.5 - 1.0                 # (B, 3, H, W)
+    undriven = b.presence.sum(1) == 0
+    flip = torch.from_numpy(ctx.rng.random(cfg.batch) < 0.5) & undriven
+    x = torch.where(flip.to(ctx.device)[:, None, None, None], x.flip(-1), x)
+    planes = b.planes(ctx.device) if ae.cfg.decoder_motion else None
     with ctx.autocast():
         z = ae.encode(x)
         noise = torch.randn(z.shape, generator=ctx.gen).to(z.device, z.dtype)
         z = z + cfg.latent_noise * z.detach().std() * noise
-        rec = ae.decoder(z).float()
-    loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
-    return loss, {"l1": float(F.l1_loss(rec, x).detach())}
+        rec = ae.decoder(z, planes).float()
+    diff = rec - x
+    err = diff.abs() + diff.pow(2)
+    if cfg.region_weight > 0:
+        P = b.pose.shape[-1]
+        mask = part_mask(maps_float(b.pose.to(ctx.device))[:, None], P)[:, 0]
+        err = err * (1 + cfg.region_weight * F.interpolate(mask, size=x.shape[-2:]))
+    return err.mean(), {"l1": float(diff.abs().mean().detach())}
 
 
 @torch.no_grad()
@@ -69,14 +84,16 @@ def fold_latent_stats(ae: TinyAutoencoder, images: torch.Tensor, batch: int = 64
 
 
 @torch.no_grad()
-def reconstruction_psnr(ae: TinyAutoencoder, images: torch.Tensor, batch: int = 64) -> float:
-    """Mean per-frame PSNR (dB, [0, 1] pixels) of decode(encode(x)) on uint8 images."""
-    if images.shape[0] == 0:
+def reconstruction_psnr(ae: TinyAutoencoder, pool: FramePool, batch: int = 64) -> float:
+    """Mean per-frame PSNR (dB, [0, 1] pixels) of decode(encode(x)) over the pool, each
+    frame decoded with its own motion."""
+    if len(pool) == 0:
         return float("nan")
     dev = ae.encoder.out.weight.device
     total = 0.0
-    for i in range(0, images.shape[0], batch):
-        x = images[i:i + batch].to(dev).float() / 127.5 - 1.0
-        rec = ae.decode(ae.encode(x))
+    for i in range(0, len(pool), batch):
+        b = pool[i:i + batch]
+        x = b.images.to(dev).float() / 127.5 - 1.0
+        rec = ae.decode(ae.encode(x), b.planes(dev) if ae.cfg.decoder_motion else None)
         total += psnr((rec + 1) / 2, (x + 1) / 2) * x.shape[0]
-    return total / images.shape[0]
+    return total / len(pool)

@@ -4,6 +4,7 @@
 before trained weights exist). The training stages run `realtime.training.stages`:
 
     marionette train ae      --data DS [--preset P] [--steps N] [--out runs/ae] [--resume]
+                             [--decoder-of CKPT] [--region-weight R]
     marionette train teacher --data DS [--init runs/ae] [--out runs/teacher] [--region-weight R] ...
     marionette train student --data DS [--init runs/teacher] [--out runs/student] ...
                              [--teacher T] [--max-age CHUNKS]
@@ -75,7 +76,7 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
                                 "distillation loss, fresh streams (default: the plan's)")
             p.add_argument("--gt-weight-long", type=float, default=None, metavar="W",
                            help="the same on long streams (default: --gt-weight)")
-        if stage in ("teacher", "student"):
+        if stage in ("ae", "teacher", "student"):
             p.add_argument("--region-weight", type=float, default=None, metavar="R",
                            help="the loss (student: its ground-truth pull) x (1 + R) on "
                                 "and around the face and hands (default: the plan's, 0)")

@@ -135,10 +135,58 @@ def encode_clips(ae: TinyAutoencoder, clips: list[Clip], batch: int = 64) -> Lat
     )
 
 
-def studio_images(clips: list[Clip], every: int = 1) -> torch.Tensor:
-    """uint8 (N, 3, H, W) pool of studio frames (every `every`-th) and references."""
-    arrs = [c.frames[::every] for c in clips] + [c.reference for c in clips]
-    return torch.from_numpy(np.concatenate(arrs)).permute(0, 3, 1, 2).contiguous()
+@dataclass
+class FramePool:
+    """The autoencoder's training frames, each with the motion that drove it. A frame
+    nothing drove (a reference image, a photograph) has zero maps, a zero face and
+    every part absent: decoded as "no motion known"."""
+
+    images: torch.Tensor            # (N, 3, H, W) uint8
+    pose: torch.Tensor              # (N, 16, P, P) uint8 (see `maps_u8`)
+    face: torch.Tensor              # (N, 12)
+    presence: torch.Tensor          # (N, 4)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @classmethod
+    def undriven(cls, images: torch.Tensor, pose_size: int) -> FramePool:
+        from realtime.motion.types import FACE_DIM, N_PARTS, N_POSE_CHANNELS
+
+        n = images.shape[0]
+        return cls(images, torch.zeros(n, N_POSE_CHANNELS, pose_size, pose_size,
+                                       dtype=torch.uint8),
+                   torch.zeros(n, FACE_DIM), torch.zeros(n, N_PARTS))
+
+    def __add__(self, other: FramePool) -> FramePool:
+        return FramePool(*(torch.cat((a, b)) for a, b in
+                           zip(self.fields(), other.fields(), strict=True)))
+
+    def __getitem__(self, idx: torch.Tensor | slice) -> FramePool:
+        return FramePool(*(f[idx] for f in self.fields()))
+
+    def fields(self) -> tuple[torch.Tensor, ...]:
+        return (self.images, self.pose, self.face, self.presence)
+
+    def planes(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(N, 16 + FACE_DIM, P, P) motion planes, as the decoder reads them."""
+        from realtime.model.planes import motion_planes
+
+        return motion_planes(maps_float(self.pose.to(device)), self.face.to(device),
+                             self.presence.to(device))
+
+
+def studio_pool(clips: list[Clip], every: int = 1) -> FramePool:
+    """Studio frames (every `every`-th) with their motion, and the references (none)."""
+    frames = FramePool(
+        torch.from_numpy(np.concatenate([c.frames[::every] for c in clips]))
+        .permute(0, 3, 1, 2).contiguous(),
+        torch.cat([maps_u8(c.pose[::every]) for c in clips]),
+        torch.from_numpy(np.concatenate([c.face[::every] for c in clips])).float(),
+        torch.from_numpy(np.concatenate([c.presence[::every] for c in clips])).float())
+    refs = torch.from_numpy(np.concatenate([c.reference for c in clips]))
+    return frames + FramePool.undriven(refs.permute(0, 3, 1, 2).contiguous(),
+                                       clips[0].pose.shape[-1])
 
 
 def load_clips(data: Path, split: str, cfg: ModelConfig, limit: int | None = None,

@@ -157,7 +157,8 @@ def run_teacher(model: Any, clip: Clip, steps: int, guidance: float, seed: int,
                             device=dev).to(dt)
         res = teacher_sample_chunk(model.dit, cache, noise, pose, face, pres, steps, guidance,
                                    cfg.time_shift, cfg.cache_write)
-        out.extend(tensor_to_images(model.ae.decode(res.latents[0])))
+        out.extend(tensor_to_images(model.ae.decode_driven(res.latents[0], pose[0], face[0],
+                                                           pres[0])))
         ms.append((time.perf_counter() - t0) * 1000 / cfg.chunk)
     return Stream(np.stack(out), ms)
 
@@ -253,12 +254,17 @@ def response(outs: list[np.ndarray], held_outs: list[np.ndarray], clips: list[Cl
 
 
 @torch.no_grad()
-def reconstruct(model: Any, frames: np.ndarray) -> np.ndarray:
-    """decode(encode(frames)) through the model's autoencoder, uint8 (N, H, W, 3)."""
+def reconstruct(model: Any, clip: Clip) -> np.ndarray:
+    """The clip's frames through the model's autoencoder, uint8 (N, H, W, 3): decoded
+    as the engine decodes, with the clip's motion."""
     from realtime.engine import images_to_tensor, tensor_to_images
 
-    x = images_to_tensor(list(frames), model.cfg.resolution, model.device, model.dtype)
-    return tensor_to_images(model.ae.decode(model.ae.encode(x)))
+    dev, dt = model.device, model.dtype
+    x = images_to_tensor(list(clip.frames), model.cfg.resolution, dev, dt)
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).to(dev, dt)
+    return tensor_to_images(model.ae.decode_driven(model.ae.encode(x), t(clip.pose),
+                                                   t(clip.face), t(clip.presence)))
 
 
 def follow(model: Any, clips: list[Clip], rows: list[dict[str, float]], steps: int,
@@ -342,8 +348,8 @@ def evaluate(
             summary[f"{part}_response"] = resp[part]["gain"]
         summary["response"] = resp
         summary["ae_response"] = {
-            part: response([reconstruct(model, c.frames) for c in clips],
-                           [reconstruct(model, c.frames) for c in held[part]],
+            part: response([reconstruct(model, c) for c in clips],
+                           [reconstruct(model, c) for c in held[part]],
                            clips, held[part], chans)
             for part, chans in parts.items()}
 

@@ -28,7 +28,7 @@ from realtime.model.bundle import AnimationModel
 from realtime.model.checkpoint import load_checkpoint, save_checkpoint
 from realtime.model.config import get_preset
 from realtime.training.ae import AEConfig, ae_step, fold_latent_stats, reconstruction_psnr
-from realtime.training.data import encode_clips, load_clips, studio_images
+from realtime.training.data import FramePool, encode_clips, load_clips, studio_pool
 from realtime.training.loop import LoopConfig, LoopResult, StepContext, train_loop
 from realtime.training.student import StreamPool, StudentConfig, student_step
 from realtime.training.teacher import TeacherConfig, teacher_step
@@ -127,19 +127,18 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
     from realtime.training.media import real_images
 
     plan, cfg = PLANS[a.preset], get_preset(a.preset)
-    source = None if a.decoder_of is None else load_checkpoint(a.decoder_of, None, "cpu")
-    if source is not None and source.cfg.resolution != cfg.resolution:
-        raise ValueError(f"{a.decoder_of} is {source.cfg.resolution} px, preset {a.preset!r} "
-                         f"{cfg.resolution} px")
+    # under the preset: a checkpoint from before `decoder_motion` gains it at zero weight
+    source = None if a.decoder_of is None else load_checkpoint(a.decoder_of, a.preset, "cpu")
     train_clips = load_clips(a.data, "train", cfg)
     held_clips = load_clips(a.data, "heldout_character", cfg)
-    studio = studio_images(train_clips)
-    studio_held = studio_images(held_clips, every=4)
+    studio = studio_pool(train_clips)
+    studio_held = studio_pool(held_clips, every=4)
     if a.real_media:
         real, real_held = real_images(cfg.resolution, plan.real_per_clip)
     else:
         real = real_held = torch.zeros(0, 3, cfg.resolution, cfg.resolution, dtype=torch.uint8)
-    pool = torch.cat((studio, real))
+    pool = studio + FramePool.undriven(real, cfg.pose_size)
+    held = {"studio": studio_held, "real": FramePool.undriven(real_held, cfg.pose_size)}
     log.info("autoencoder: %d studio + %d real training frames", len(studio), len(real))
     if source is not None:
         model = source.float().train()
@@ -149,7 +148,7 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
     else:
         model = AnimationModel.random(cfg, seed=a.seed, zero_init=True).train()
         trained = model.ae
-    ae_cfg = AEConfig(batch=plan.ae_batch)
+    ae_cfg = AEConfig(batch=plan.ae_batch, region_weight=_given(a.region_weight, 0.0))
     loop = _loop_cfg(a, plan.ae_steps, plan.ae_lr, plan)
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
@@ -160,18 +159,18 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
     def export(step_no: int) -> None:
         folded = copy.deepcopy(model).cpu().eval()
         if a.decoder_of is not None:        # the encoder is as it was: nothing to fold
-            metrics.update({"step": step_no,
-                            "psnr_studio_heldout": reconstruction_psnr(folded.ae, studio_held),
-                            "psnr_real_heldout": reconstruction_psnr(folded.ae, real_held)})
-            _decoder_export(folded, a.decoder_of, a.out, metrics)
+            metrics.update({"step": step_no, "region_weight": ae_cfg.region_weight,
+                            **{f"psnr_{k}_heldout": reconstruction_psnr(folded.ae, v)
+                               for k, v in held.items()}})
+            _decoder_export(folded, a.decoder_of, a.out, a.preset, metrics)
             return
-        fold_latent_stats(folded.ae, pool[:: max(1, len(pool) // 512)])
-        metrics.update({"step": step_no,
-                   "psnr_studio_heldout": reconstruction_psnr(folded.ae, studio_held),
-                   "psnr_real_heldout": reconstruction_psnr(folded.ae, real_held),
+        fold_latent_stats(folded.ae, pool.images[:: max(1, len(pool) // 512)])
+        metrics.update({"step": step_no, "region_weight": ae_cfg.region_weight,
+                   **{f"psnr_{k}_heldout": reconstruction_psnr(folded.ae, v)
+                      for k, v in held.items()},
                    "frames_studio_train": len(studio), "frames_real_train": len(real),
                    "frames_studio_heldout": len(studio_held),
-                   "frames_real_heldout": len(real_held)})
+                   "frames_real_heldout": len(held["real"])})
         save_checkpoint(folded, a.out, meta={"stage": "ae", "preset": a.preset,
                                              "trained": False, "ae": metrics})
         _write_json(a.out / "ae_eval.json", metrics)
@@ -183,7 +182,7 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
     return {**metrics, **_timing(res)}
 
 
-def _decoder_export(model: AnimationModel, source: Path, out: Path,
+def _decoder_export(model: AnimationModel, source: Path, out: Path, preset: str,
                     metrics: dict[str, Any]) -> None:
     """`source` (its DiT, encoder and meta) with `model`'s decoder, to `out`. The
     teacher beside a student gets the same decoder when it shares the student's
@@ -197,7 +196,7 @@ def _decoder_export(model: AnimationModel, source: Path, out: Path,
     _write_json(out / "ae_eval.json", metrics)
     if not (source / "teacher" / "config.json").is_file():
         return
-    teacher = load_checkpoint(source / "teacher", None, "cpu")
+    teacher = load_checkpoint(source / "teacher", preset, "cpu")
     mine, theirs = model.ae.encoder.state_dict(), teacher.ae.encoder.state_dict()
     if any(not torch.equal(mine[k], theirs[k]) for k in mine):
         log.warning("%s/teacher has another encoder (latent space): not given the new "

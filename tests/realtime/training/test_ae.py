@@ -1,13 +1,18 @@
-"""Autoencoder stage: it learns, and latent normalisation keeps reconstructions."""
+"""Autoencoder stage: it learns, latent normalisation keeps reconstructions, a decoder
+with motion learns from the motion, and the region weight weighs faces and hands."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
 from realtime.model.autoencoder import TinyAutoencoder
 from realtime.model.config import get_preset
 from realtime.training.ae import AEConfig, ae_step, fold_latent_stats, reconstruction_psnr
+from realtime.training.data import FramePool, load_clips, studio_pool
 from realtime.training.loop import StepContext
 
 
@@ -27,21 +32,23 @@ def _images(n: int = 32, size: int = 32) -> torch.Tensor:
 
 def test_ae_step_lowers_the_loss_and_folding_normalises_latents() -> None:
     torch.manual_seed(0)
-    ae = TinyAutoencoder(get_preset("tiny"))
+    cfg = get_preset("tiny")
+    ae = TinyAutoencoder(cfg)
     images = _images()
+    pool = FramePool.undriven(images, cfg.pose_size)
     opt = torch.optim.Adam(ae.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
         ctx = StepContext(0, torch.device("cpu"), np.random.default_rng(0),
                           torch.Generator().manual_seed(0))
-        loss, _ = ae_step(ae, images, ctx, AEConfig(batch=8))
+        loss, _ = ae_step(ae, pool, ctx, AEConfig(batch=8))
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0], losses
 
-    before = reconstruction_psnr(ae, images)
+    before = reconstruction_psnr(ae, pool)
     fold_latent_stats(ae, images)
     with torch.no_grad():
         z = ae.encode(images.float() / 127.5 - 1)
@@ -50,4 +57,44 @@ def test_ae_step_lowers_the_loss_and_folding_normalises_latents() -> None:
                                atol=0.02, rtol=0)
     assert z.mean(dim=(0, 2, 3)).abs().max() < 0.02
     # only the decoder's zero-padded border sees the mean shift: small change
-    assert abs(reconstruction_psnr(ae, images) - before) < 0.5
+    assert abs(reconstruction_psnr(ae, pool) - before) < 0.5
+
+
+def _ctx(seed: int) -> StepContext:
+    return StepContext(0, torch.device("cpu"), np.random.default_rng(seed),
+                       torch.Generator().manual_seed(seed))
+
+
+def test_a_decoder_with_motion_learns_what_only_the_motion_says(tiny_data: Path) -> None:
+    """Latents that carry nothing (the encoder's output zeroed): a decoder without
+    motion can learn only the mean frame; with the studio frames' motion it learns
+    where the character is."""
+    cfg = get_preset("tiny")
+    pool = studio_pool(load_clips(tiny_data, "train", cfg))
+    result = {}
+    for motion in (False, True):
+        torch.manual_seed(0)
+        ae = TinyAutoencoder(cfg.with_(decoder_motion=motion))
+        ae.encoder.requires_grad_(False)
+        torch.nn.init.zeros_(ae.encoder.out.weight)
+        torch.nn.init.zeros_(ae.encoder.out.bias)   # type: ignore[arg-type]
+        opt = torch.optim.Adam(ae.decoder.parameters(), lr=3e-3)
+        for step in range(300):
+            loss, _ = ae_step(ae, pool, _ctx(step), AEConfig(batch=16, latent_noise=0.0))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        result[motion] = reconstruction_psnr(ae, pool)
+    assert result[True] > result[False] + 1.0, result
+
+
+def test_region_weight_adds_the_face_and_hand_error_only(tiny_data: Path) -> None:
+    cfg = get_preset("tiny")
+    pool = studio_pool(load_clips(tiny_data, "train", cfg))
+    torch.manual_seed(0)
+    ae = TinyAutoencoder(cfg)
+    loss = {r: float(ae_step(ae, pool, _ctx(3), AEConfig(batch=16, region_weight=r))[0].detach())
+            for r in (0.0, 2.0, 4.0)}
+    assert loss[2.0] > loss[0.0]
+    # linear in R: the extra term is R x the (fixed) error on and around face and hands
+    assert loss[4.0] - loss[0.0] == pytest.approx(2 * (loss[2.0] - loss[0.0]), rel=1e-4)

@@ -311,16 +311,20 @@ def test_response_is_one_for_the_truth_and_zero_for_an_output_that_ignores_the_p
     assert half["gain"] == pytest.approx(0.5, abs=0.05)
 
 
+@pytest.mark.parametrize("before_motion", [False, True])
 def test_decoder_fine_tune_keeps_the_latent_space_and_dresses_the_teacher_too(
-        tiny_data: Path, tmp_path: Path) -> None:
+        tiny_data: Path, tmp_path: Path, before_motion: bool) -> None:
     """`train ae --decoder-of CKPT`: only the decoder moves, so CKPT's DiT (and the
     teacher beside it, which shares its encoder) still speak the same latents; both
-    come out with the new decoder, and CKPT's meta is kept (a student stays one)."""
+    come out with the new decoder, and CKPT's meta is kept (a student stays one). A
+    checkpoint from before `decoder_motion` comes out with it, and using it."""
     from realtime.model.checkpoint import save_checkpoint
     from realtime.training.stages import run_ae
 
     src = tmp_path / "src"
-    student, teacher = _model(seed=0), _model(seed=1)
+    cfg = get_preset("tiny").with_(decoder_motion=not before_motion)
+    student = AnimationModel.random(cfg, seed=0, zero_init=True)
+    teacher = AnimationModel.random(cfg, seed=1, zero_init=True)
     teacher.ae.load_state_dict(student.ae.state_dict())    # distilled from it: one AE
     save_checkpoint(student, src, meta={"stage": "student", "trained": True})
     save_checkpoint(teacher, src / "teacher", meta={"stage": "teacher", "guidance": 2.0})
@@ -332,6 +336,7 @@ def test_decoder_fine_tune_keeps_the_latent_space_and_dresses_the_teacher_too(
         if not k.startswith("ae.decoder."):
             assert torch.equal(a[k], b[k]), k               # DiT and encoder untouched
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("ae.decoder."))
+    assert any(b[k].abs().max() > 0 for k in b if k.startswith("ae.decoder.motion_out"))
     t_old = load_checkpoint(src / "teacher").state_dict()
     t_new = load_checkpoint(out / "teacher").state_dict()
     for k in t_new:

@@ -1,0 +1,69 @@
+"""The decoder that also reads the frame's motion (`decoder_motion`): it starts as the
+decoder without it, reads motion only where the motion is, and checkpoints from before
+it keep working."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from realtime.model.bundle import AnimationModel
+from realtime.model.checkpoint import add_decoder_motion, load_checkpoint, save_checkpoint
+from realtime.model.config import get_preset
+from realtime.model.planes import N_MOTION_PLANES, motion_planes
+from realtime.motion.types import FACE_FEATURES, PARTS, POSE_CHANNELS
+
+
+def _planes(cfg, n: int, gen: torch.Generator) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    return torch.rand(n, N_MOTION_PLANES, cfg.pose_size, cfg.pose_size, generator=gen)
+
+
+def test_a_checkpoint_from_before_decoder_motion_decodes_the_same_after_upgrade(
+        tmp_path: Path) -> None:
+    cfg = get_preset("tiny").with_(decoder_motion=False)
+    save_checkpoint(AnimationModel.random(cfg, seed=4), tmp_path / "old")
+    old = load_checkpoint(tmp_path / "old")                 # no preset: as saved
+    assert not old.cfg.decoder_motion
+    new = load_checkpoint(tmp_path / "old", preset="tiny")  # the preset has it: added
+    assert new.cfg == get_preset("tiny")
+    assert add_decoder_motion(new) is new
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(3, cfg.latent_channels, cfg.latent_size, cfg.latent_size, generator=gen)
+    with torch.no_grad():
+        want = old.ae.decode(z)
+        assert torch.equal(new.ae.decode(z, _planes(cfg, 3, gen)), want)   # any motion
+        assert torch.equal(new.ae.decode(z), want)
+    # every load of the same checkpoint is the same model (the new input conv too)
+    again = load_checkpoint(tmp_path / "old", preset="tiny").state_dict()
+    assert all(torch.equal(v, again[k]) for k, v in new.state_dict().items())
+
+
+def test_motion_changes_the_decoded_frame_only_around_where_it_is_drawn() -> None:
+    cfg = get_preset("tiny")
+    ae = AnimationModel.random(cfg, seed=0).ae
+    for conv in ae.decoder.motion_out:                       # as if trained: non-zero
+        torch.nn.init.normal_(conv.weight, std=0.5)
+    P = cfg.pose_size
+    maps = torch.zeros(1, cfg.pose_channels, P, P)
+    maps[0, POSE_CHANNELS.index("head"), 1, 1] = 1.0         # a head in the top-left corner
+    face = torch.zeros(1, cfg.face_dim)
+    smile = face.clone()
+    smile[0, FACE_FEATURES.index("mouth_open")] = 1.0
+    present = torch.ones(1, cfg.n_parts)
+    z = torch.randn(1, cfg.latent_channels, cfg.latent_size, cfg.latent_size,
+                    generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        base = ae.decode_driven(z, maps, face, present)
+        d = (ae.decode_driven(z, maps, smile, present) - base).abs().sum(1)[0]   # (H, W)
+        H = d.shape[-1]
+        assert d[: H // 4, : H // 4].max() > 0              # the head's corner changes
+        assert d[H // 2:, :].max() == 0 and d[:, H // 2:].max() == 0   # far away: nothing
+        # an absent face paints nothing, whatever its features
+        absent = present.clone()
+        absent[0, PARTS.index("face")] = 0.0
+        assert torch.equal(ae.decode_driven(z, maps, smile, absent),
+                           ae.decode_driven(z, maps, face, absent))
+        # no motion known decodes as all-zero planes
+        zero = motion_planes(torch.zeros_like(maps), face, torch.zeros_like(present))
+        assert torch.equal(ae.decode(z), ae.decode(z, zero))
