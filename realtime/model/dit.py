@@ -38,6 +38,8 @@ from realtime.model.config import ModelConfig
 from realtime.model.planes import FACE_PART, motion_planes
 
 AttendFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+Motion = tuple[torch.Tensor | None, torch.Tensor]
+"""`StudentDiT.embed_motion`'s output: pose tokens (or None), motion conditioning."""
 """(q, k, v, layer) -> out, each (B, H, L, D): how a block's tokens see their context."""
 
 # --- helpers ---------------------------------------------------------------------------
@@ -249,6 +251,19 @@ class StudentDiT(nn.Module):
 
     # --- pieces shared by every forward --------------------------------------------
 
+    def embed_motion(
+        self,
+        pose: torch.Tensor | None,      # (B, F, 16, P, P) pose maps, None for references
+        face: torch.Tensor,             # (B, F, 12)
+        presence: torch.Tensor,         # (B, F, 4)
+        dtype: torch.dtype,
+    ) -> Motion:
+        """The frames' motion as `embed` adds it: pose tokens (B, F*T, C) (None without
+        maps) and the motion part of the conditioning (B, F, C). It is the same at
+        every denoising step of a chunk, so a sampler computes it once per chunk."""
+        tokens = None if pose is None else self.pose_encoder(pose.to(dtype), face, presence)
+        return tokens, self.motion_embed(face.to(dtype), presence.to(dtype))
+
     def embed(
         self,
         latents: torch.Tensor,          # (B, F, c, h, w) noisy (or clean) latents
@@ -257,12 +272,14 @@ class StudentDiT(nn.Module):
         face: torch.Tensor,             # (B, F, 12)
         presence: torch.Tensor,         # (B, F, 4)
         is_reference: bool = False,
+        motion: Motion | None = None,   # `embed_motion` of these pose, face, presence
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """-> tokens (B, F*T, C), per-frame conditioning (B, F, C)."""
         x = self.patch_embed(latents)
-        if pose is not None:
-            x = x + self.pose_encoder(pose.to(x.dtype), face, presence)
-        c = self.t_embed(t) + self.motion_embed(face.to(x.dtype), presence.to(x.dtype))
+        tokens, c_motion = motion or self.embed_motion(pose, face, presence, x.dtype)
+        if tokens is not None:
+            x = x + tokens
+        c = self.t_embed(t) + c_motion
         if is_reference:
             c = c + self.ref_embed
         return x, c
@@ -299,6 +316,7 @@ class StudentDiT(nn.Module):
         presence: torch.Tensor,         # (B, K, 4)
         cache: KVCache,
         kv_only: bool = False,
+        motion: Motion | None = None,   # `embed_motion(pose, face, presence)`, if known
     ) -> tuple[torch.Tensor | None, list[torch.Tensor], list[torch.Tensor]]:
         """One chunk against the cache -> (velocity (B, K, c, h, w) or None with
         kv_only, per-layer chunk keys, values (B, H, K*T, D)). Does not write the cache."""
@@ -310,7 +328,7 @@ class StudentDiT(nn.Module):
             return chunk_attention(q, k, v, kc, vc, cache.sink_len, cache.ring_start,
                                    cache.window_len, cache.frame_pos, layout, rope=rope)
 
-        x, c = self.embed(latents, t, pose, face, presence)
+        x, c = self.embed(latents, t, pose, face, presence, motion=motion)
         x, ks, vs = self.run_blocks(x, c, attend, kv_only=kv_only)
         if kv_only:
             return None, ks, vs

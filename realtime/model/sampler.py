@@ -62,16 +62,18 @@ def sample_chunk(
     x = noise
     last_kv: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
     written, written_t = x, ts[-2]
+    motion = model.embed_motion(pose, face, presence, x.dtype)   # once per chunk
     for i in range(steps):
         t = torch.full((B, K), ts[i], device=x.device)        # fp32 even in bf16
-        v, ks, vs = model.forward_chunk(x, t, pose, face, presence, cache)
+        v, ks, vs = model.forward_chunk(x, t, pose, face, presence, cache, motion=motion)
         assert v is not None
         if i == steps - 1:
             last_kv, written, written_t = (ks, vs), x, ts[i]
         x = x + (ts[i + 1] - ts[i]) * v
     if cache_write == "clean":
         t0 = torch.zeros(B, K, device=x.device)
-        _, ks, vs = model.forward_chunk(x, t0, pose, face, presence, cache, kv_only=True)
+        _, ks, vs = model.forward_chunk(x, t0, pose, face, presence, cache, kv_only=True,
+                                        motion=motion)
         last_kv, written, written_t = (ks, vs), x, 0.0
     if write:
         assert last_kv is not None
