@@ -57,8 +57,10 @@ class Decoder(nn.Module):
 
     With `cfg.decoder_motion` the decoder also reads the frame's motion planes
     (`realtime.model.planes.motion_planes`: pose maps and the face painted on the
-    head, at the pose maps' resolution): a 3x3 conv of them, then per upsampling
-    stage a 1x1 conv (zero at init) added before that stage's activation. At 128 px
+    head, at the pose maps' resolution): a 3x3 conv of them; then at each upsampling
+    stage a 3x3 conv reads them beside the stage's own features (where the latents
+    put the face, which way it looks) and a 1x1 conv (zero at init) adds the result
+    before the stage's activation. At 128 px
     through 16x16x4 latents an expression or a finger's bend barely survives
     encode/decode (the model card measures how little); the motion that drives the
     frame is known whenever a frame is decoded, so the decoder can draw those small
@@ -81,7 +83,8 @@ class Decoder(nn.Module):
         self.motion = cfg.decoder_motion
         if self.motion:
             self.motion_in = _conv(N_MOTION_PLANES, cfg.pose_hidden)
-            self.motion_out = nn.ModuleList(nn.Conv2d(cfg.pose_hidden, c, 1) for c in w[1:])
+            self.motion_fuse = nn.ModuleList(_conv(c + cfg.pose_hidden, c) for c in w[1:])
+            self.motion_out = nn.ModuleList(nn.Conv2d(c, c, 1) for c in w[1:])
 
     def forward(self, z: torch.Tensor, planes: torch.Tensor | None = None) -> torch.Tensor:
         """(N, c, h, w) latents [, (N, N_MOTION_PLANES, P, P) motion planes; None: no
@@ -99,7 +102,8 @@ class Decoder(nn.Module):
             if m is not None:
                 if m.shape[-2:] != h.shape[-2:]:
                     m = F.interpolate(m, size=h.shape[-2:], mode="nearest")
-                h = h + self.motion_out[i // 3](m)
+                fused = F.silu(self.motion_fuse[i // 3](torch.cat((h, m), dim=1)))
+                h = h + self.motion_out[i // 3](fused)
             h = act(h)
         return self.shuffle(self.out(h))
 

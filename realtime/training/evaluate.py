@@ -88,6 +88,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="drift streams (noise seeds) averaged (default 3)")
     p.add_argument("--json", type=Path, default=None, help="write the summary JSON here")
     p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: as a session runs, see "
+                        "engine.configure_torch_threads); ms_per_frame is measured with them")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -413,9 +416,11 @@ def _finite_or_null(x: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from realtime.engine import configure_torch_threads
     from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model
     from realtime.training.studio import heldout_clips, read_split
 
+    configure_torch_threads(args.threads)
     ckpt = args.checkpoint or DEFAULT_CHECKPOINT
     model = load_model(args.checkpoint, device=args.device)
     teacher_dir = args.teacher or (ckpt / "teacher")
