@@ -30,9 +30,10 @@ Reported (JSON with `--json`):
                           away (hands "unknown"; the arms still say where the hands
                           are): > 0 when the fingers follow their maps
     face_response,        (default split only) how much of the change that the
-    hand_response         expression (fingers) make to the ground truth the output
-                          makes too. Each clip is rendered a second time with the
-                          expression (finger articulation) held at its first frame,
+    expression_response,  face vector (the expression alone, the head still
+    hand_response         turning; the fingers) make to the ground truth the output
+                          makes too. Each clip is rendered a second time with that
+                          part held at its first frame,
                           everything else identical; in the true face (hand) boxes,
                           d_gt = gt - gt_held and d_out = out - out_held (the model
                           run on each clip's own conditions, same noise), and
@@ -210,9 +211,23 @@ def without_fingers(clip: Clip) -> Clip:
     return dataclasses.replace(clip, pose=pose, presence=presence)
 
 
+HEAD_ROTATION = ("yaw", "pitch", "roll")
+
+
 def hold_expression(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:
-    """The motion with its face vector held at the first frame's."""
+    """The motion with its whole face vector (expression, gaze, head rotation) held at
+    the first frame's."""
     return [dataclasses.replace(m, face=motion[0].face.copy()) for m in motion]
+
+
+def hold_expression_only(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:
+    """The motion with its expression (eyes, gaze, brows, mouth, jaw) held at the
+    first frame's; the head still turns as it did."""
+    from realtime.motion.types import FACE_FEATURES
+
+    keep = np.array([f in HEAD_ROTATION for f in FACE_FEATURES])
+    return [dataclasses.replace(m, face=np.where(keep, m.face, motion[0].face)
+                                .astype(m.face.dtype)) for m in motion]
 
 
 def hold_fingers(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:
@@ -341,7 +356,8 @@ def evaluate(
     summary: dict[str, Any] = {**_mean(rows), "steps": steps, "clips": len(clips),
                                "frames_per_clip": _usable(clips[0], cfg.chunk)}
     summary.update(follow(model, clips, rows, steps, seed))
-    parts = {"face": FACE_CHANNELS, "hand": HAND_CHANNELS}
+    parts = {part: HAND_CHANNELS if part == "hand" else FACE_CHANNELS
+             for part in (held or {})}
     if held is not None:
         resp = {}
         for part, chans in parts.items():
@@ -435,6 +451,8 @@ def run(args: argparse.Namespace) -> int:
     if args.split == "heldout_both":
         clips = heldout_clips(args.data, cfg, args.clips, clip_frames)
         held = {"face": heldout_clips(args.data, cfg, args.clips, clip_frames, hold_expression),
+                "expression": heldout_clips(args.data, cfg, args.clips, clip_frames,
+                                            hold_expression_only),
                 "hand": heldout_clips(args.data, cfg, args.clips, clip_frames, hold_fingers)}
     else:
         clips = read_split(args.data, args.split, cfg, limit=args.clips)

@@ -223,10 +223,12 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
     assert evaluate.run(args) == 0
     res = json.loads(out.read_text())
     for key in ("psnr", "ssim", "face_psnr", "hand_psnr", "flicker", "drift_db",
-                "face_follow_db", "hand_follow_db", "face_response", "ms_per_frame"):
+                "face_follow_db", "hand_follow_db", "face_response", "expression_response",
+                "ms_per_frame"):
         assert math.isfinite(res[key]), key
-    assert set(res["response"]) == set(res["teacher_response"]) == {"face", "hand"}
-    assert set(res["ae_response"]) == {"face", "hand"}
+    parts = {"face", "expression", "hand"}
+    assert set(res["response"]) == set(res["teacher_response"]) == parts
+    assert set(res["ae_response"]) == parts
     assert res["response"]["face"]["gt_rms"] > 0          # the held clips differ
     assert set(res["student_vs_teacher_db"]) == {"1", "2", "4"}
     assert all(math.isfinite(v) for v in res["student_vs_teacher_db"].values())
@@ -290,6 +292,20 @@ def test_held_clips_change_only_that_part_of_the_ground_truth(tiny_data: Path) -
         return float(np.abs(np.diff(x, axis=0)).mean())
     assert motion(face.face) < motion(true.face)
     assert not np.array_equal(face.frames, true.frames)                # it showed
+
+
+def test_holding_the_expression_alone_leaves_the_head_turning() -> None:
+    from realtime.avatars.motion import ProceduralMotion
+    from realtime.motion.types import FACE_FEATURES
+
+    motion = ProceduralMotion(3).clip(30, 0)
+    held = np.stack([m.face for m in evaluate.hold_expression_only(motion)])
+    true = np.stack([m.face for m in motion])
+    rot = [FACE_FEATURES.index(f) for f in evaluate.HEAD_ROTATION]
+    expr = [i for i in range(len(FACE_FEATURES)) if i not in rot]
+    assert np.array_equal(held[:, rot], true[:, rot])                   # still turns
+    assert np.ptp(true[:, expr], axis=0).max() > 0                      # it did move ...
+    assert np.array_equal(held[:, expr], np.repeat(true[:1, expr], 30, axis=0))  # ... held
 
 
 def test_response_is_one_for_the_truth_and_zero_for_an_output_that_ignores_the_part(
