@@ -107,6 +107,7 @@ class StreamingEngine:
         self._generator = torch.Generator(self.device)
         self._generator.manual_seed(seed)
         self.frames_out = 0
+        self.last_latents: torch.Tensor | None = None   # the last chunk's (K, c, h, w)
 
     @property
     def resolution(self) -> tuple[int, int]:
@@ -189,6 +190,7 @@ class StreamingEngine:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             t1 = time.monotonic()
+            self.last_latents = res.latents[0]
             images = tensor_to_images(self.model.ae.decode_driven(res.latents[0], pose[0],
                                                                   face[0], presence[0]))
         t2 = time.monotonic()

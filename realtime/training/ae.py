@@ -27,6 +27,7 @@ from realtime.training.data import FramePool, maps_float
 from realtime.training.forward import part_mask
 from realtime.training.loop import StepContext
 from realtime.training.metrics import psnr
+from realtime.training.rollouts import RolloutPool
 
 
 @dataclass
@@ -52,12 +53,32 @@ def ae_step(
         noise = torch.randn(z.shape, generator=ctx.gen).to(z.device, z.dtype)
         z = z + cfg.latent_noise * z.detach().std() * noise
         rec = ae.decoder(z, planes).float()
+    return _loss(rec, x, b.pose.to(ctx.device), cfg.region_weight)
+
+
+def rollout_step(
+    ae: TinyAutoencoder, pool: RolloutPool, ctx: StepContext, cfg: AEConfig,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The decoder on a batch of a student's own latents (see `RolloutPool`): what it
+    decodes at inference, against the ground truth those frames should show."""
+    idx = torch.from_numpy(ctx.rng.integers(0, len(pool), cfg.batch))
+    b = pool.truth[idx]
+    x = b.images.to(ctx.device).float() / 127.5 - 1.0
+    with ctx.autocast():
+        rec = ae.decoder(pool.latents[idx].to(ctx.device), b.planes(ctx.device)
+                         if ae.cfg.decoder_motion else None).float()
+    return _loss(rec, x, b.pose.to(ctx.device), cfg.region_weight)
+
+
+def _loss(rec: torch.Tensor, x: torch.Tensor, pose: torch.Tensor, region_weight: float,
+          ) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 + MSE of images in [-1, 1], x (1 + region_weight) on and around the face
+    and hands drawn in `pose` (uint8 maps)."""
     diff = rec - x
     err = diff.abs() + diff.pow(2)
-    if cfg.region_weight > 0:
-        P = b.pose.shape[-1]
-        mask = part_mask(maps_float(b.pose.to(ctx.device))[:, None], P)[:, 0]
-        err = err * (1 + cfg.region_weight * F.interpolate(mask, size=x.shape[-2:]))
+    if region_weight > 0:
+        mask = part_mask(maps_float(pose)[:, None], pose.shape[-1])[:, 0]
+        err = err * (1 + region_weight * F.interpolate(mask, size=x.shape[-2:]))
     return err.mean(), {"l1": float(diff.abs().mean().detach())}
 
 
@@ -95,5 +116,20 @@ def reconstruction_psnr(ae: TinyAutoencoder, pool: FramePool, batch: int = 64) -
         b = pool[i:i + batch]
         x = b.images.to(dev).float() / 127.5 - 1.0
         rec = ae.decode(ae.encode(x), b.planes(dev) if ae.cfg.decoder_motion else None)
+        total += psnr((rec + 1) / 2, (x + 1) / 2) * x.shape[0]
+    return total / len(pool)
+
+
+@torch.no_grad()
+def rollout_psnr(ae: TinyAutoencoder, pool: RolloutPool, batch: int = 64) -> float:
+    """Mean per-frame PSNR (dB) of the student's latents decoded (with their motion)
+    against the ground truth: the output quality the decoder gives a stream."""
+    dev = ae.encoder.out.weight.device
+    total = 0.0
+    for i in range(0, len(pool), batch):
+        b = pool.truth[i:i + batch]
+        x = b.images.to(dev).float() / 127.5 - 1.0
+        rec = ae.decode(pool.latents[i:i + batch].to(dev),
+                        b.planes(dev) if ae.cfg.decoder_motion else None)
         total += psnr((rec + 1) / 2, (x + 1) / 2) * x.shape[0]
     return total / len(pool)

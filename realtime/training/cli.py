@@ -4,7 +4,7 @@
 before trained weights exist). The training stages run `realtime.training.stages`:
 
     marionette train ae      --data DS [--preset P] [--steps N] [--out runs/ae] [--resume]
-                             [--decoder-of CKPT] [--region-weight R]
+                             [--decoder-of CKPT [--on-student]] [--region-weight R]
     marionette train teacher --data DS [--init runs/ae] [--out runs/teacher] [--region-weight R] ...
     marionette train student --data DS [--init runs/teacher] [--out runs/student] ...
                              [--teacher T] [--max-age CHUNKS]
@@ -96,6 +96,10 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
                            help="fine-tune only the decoder of checkpoint CKPT: its encoder, "
                                 "so its latent space, is kept, and OUT is CKPT (with the "
                                 "teacher beside it) wearing the new decoder")
+            p.add_argument("--on-student", action="store_true",
+                           help="with --decoder-of: half of every batch is CKPT's own "
+                                "student streams of the training clips (the latents it "
+                                "generates), decoded with their motion against the truth")
     return add
 
 
@@ -120,6 +124,7 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
                       progress=not args.no_progress,
                       real_media=not getattr(args, "no_real_media", False),
                       decoder_of=getattr(args, "decoder_of", None),
+                      on_student=getattr(args, "on_student", False),
                       time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
         try:
             summary = RUNNERS[stage](a)

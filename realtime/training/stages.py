@@ -27,9 +27,17 @@ import torch
 from realtime.model.bundle import AnimationModel
 from realtime.model.checkpoint import load_checkpoint, save_checkpoint
 from realtime.model.config import get_preset
-from realtime.training.ae import AEConfig, ae_step, fold_latent_stats, reconstruction_psnr
+from realtime.training.ae import (
+    AEConfig,
+    ae_step,
+    fold_latent_stats,
+    reconstruction_psnr,
+    rollout_psnr,
+    rollout_step,
+)
 from realtime.training.data import FramePool, encode_clips, load_clips, studio_pool
 from realtime.training.loop import LoopConfig, LoopResult, StepContext, train_loop
+from realtime.training.rollouts import student_rollouts
 from realtime.training.student import StreamPool, StudentConfig, student_step
 from realtime.training.teacher import TeacherConfig, teacher_step
 
@@ -89,6 +97,7 @@ class StageArgs:
     gt_weight_long: float | None = None
     region_weight: float | None = None
     decoder_of: Path | None = None  # ae: fine-tune only this checkpoint's decoder
+    on_student: bool = False        # ae: half of each batch from decoder_of's own streams
     steps: int | None = None        # total steps (default: the plan's)
     resume: bool = False
     json_log: Path | None = None    # default: out/log.jsonl
@@ -140,6 +149,15 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
     pool = studio + FramePool.undriven(real, cfg.pose_size)
     held = {"studio": studio_held, "real": FramePool.undriven(real_held, cfg.pose_size)}
     log.info("autoencoder: %d studio + %d real training frames", len(studio), len(real))
+    rollouts = held_rollouts = None
+    if a.on_student:
+        if source is None:
+            raise ValueError("--on-student trains a decoder on its own student's latents: "
+                             "it needs --decoder-of CKPT")
+        log.info("streaming the student over %d training clips (2 noise seeds)",
+                 len(train_clips))
+        rollouts = student_rollouts(source, train_clips, (a.seed, a.seed + 1))
+        held_rollouts = student_rollouts(source, held_clips[:8], (a.seed,))
     if source is not None:
         model = source.float().train()
         model.requires_grad_(False)
@@ -152,7 +170,12 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
     loop = _loop_cfg(a, plan.ae_steps, plan.ae_lr, plan)
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
-        return ae_step(model.ae, pool, ctx, ae_cfg)
+        if rollouts is None:
+            return ae_step(model.ae, pool, ctx, ae_cfg)
+        half = replace(ae_cfg, batch=max(1, ae_cfg.batch // 2))
+        loss_ae, info = ae_step(model.ae, pool, ctx, half)
+        loss_st, info_st = rollout_step(model.ae, rollouts, ctx, half)
+        return (loss_ae + loss_st) / 2, {**info, "l1_student": info_st["l1"]}
 
     metrics: dict[str, Any] = {}
 
@@ -160,8 +183,11 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
         folded = copy.deepcopy(model).cpu().eval()
         if a.decoder_of is not None:        # the encoder is as it was: nothing to fold
             metrics.update({"step": step_no, "region_weight": ae_cfg.region_weight,
+                            "on_student": a.on_student,
                             **{f"psnr_{k}_heldout": reconstruction_psnr(folded.ae, v)
                                for k, v in held.items()}})
+            if held_rollouts is not None:
+                metrics["psnr_student_heldout"] = rollout_psnr(folded.ae, held_rollouts)
             _decoder_export(folded, a.decoder_of, a.out, a.preset, metrics)
             return
         fold_latent_stats(folded.ae, pool.images[:: max(1, len(pool) // 512)])

@@ -346,7 +346,7 @@ def test_decoder_fine_tune_keeps_the_latent_space_and_dresses_the_teacher_too(
     save_checkpoint(teacher, src / "teacher", meta={"stage": "teacher", "guidance": 2.0})
     out = tmp_path / "dec"
     run_ae(StageArgs("tiny", tiny_data, out, decoder_of=src, steps=4, progress=False,
-                     real_media=False))
+                     real_media=False, on_student=before_motion))
     a, b = load_checkpoint(src).state_dict(), load_checkpoint(out).state_dict()
     for k in a:
         if not k.startswith("ae.decoder."):
@@ -360,6 +360,8 @@ def test_decoder_fine_tune_keeps_the_latent_space_and_dresses_the_teacher_too(
     meta = json.loads((out / "config.json").read_text())["meta"]
     assert meta["stage"] == "student" and meta["trained"] is True
     assert meta["decoder_finetune"]["step"] == 4
+    # half of each batch from the student's own streams: their held-out PSNR reported
+    assert ("psnr_student_heldout" in meta["decoder_finetune"]) == before_motion
     assert json.loads((out / "teacher" / "config.json").read_text())["meta"]["guidance"] == 2.0
 
     # a teacher with another encoder lives in another latent space: left out
@@ -367,3 +369,33 @@ def test_decoder_fine_tune_keeps_the_latent_space_and_dresses_the_teacher_too(
     run_ae(StageArgs("tiny", tiny_data, tmp_path / "dec2", decoder_of=src, steps=2,
                      progress=False, real_media=False))
     assert not (tmp_path / "dec2" / "teacher").exists()
+
+
+def test_student_rollouts_are_the_latents_a_session_decodes(tiny_data: Path,
+                                                            tiny_ckpt: Path) -> None:
+    """`train ae --on-student` teaches the decoder on `student_rollouts`: decoding them
+    with their motion gives exactly the frames the engine streams for the same seed."""
+    from realtime.engine import tensor_to_images
+    from realtime.model.planes import motion_planes
+    from realtime.training.rollouts import student_rollouts
+
+    model = load_checkpoint(tiny_ckpt, "tiny")
+    clip = load_clips(tiny_data, "train", model.cfg)[0]
+    pool = student_rollouts(model, [clip], (7,))
+    assert len(pool) == len(clip.frames)
+    assert np.array_equal(pool.truth.images.permute(0, 2, 3, 1).numpy(), clip.frames)
+    streamed = evaluate.run_student(model, clip, model.cfg.steps, 7).frames
+    with torch.no_grad():
+        planes = motion_planes(torch.from_numpy(clip.pose), torch.from_numpy(clip.face),
+                               torch.from_numpy(clip.presence))
+        decoded = tensor_to_images(model.ae.decode(pool.latents, planes))
+    assert np.array_equal(decoded, streamed)
+
+
+def test_on_student_needs_the_checkpoint_whose_student_streams(tiny_data: Path,
+                                                               tmp_path: Path) -> None:
+    from realtime.training.stages import run_ae
+
+    with pytest.raises(ValueError, match="--decoder-of"):
+        run_ae(StageArgs("tiny", tiny_data, tmp_path / "x", on_student=True, steps=2,
+                         progress=False, real_media=False))
