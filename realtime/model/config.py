@@ -45,7 +45,8 @@ class ModelConfig:
                                             # False = checkpoints from before it existed
     decoder_motion: bool = False            # the autoencoder's decoder also sees the
                                             # frame's motion planes (autoencoder.Decoder);
-                                            # False = checkpoints from before it existed
+                                            # on in `tiny` only: not shown to help (more
+                                            # flicker), see the model card
     # streaming
     chunk: int = 2                          # K: frames generated together
     window: int = 6                         # W: frames of history in the cache
@@ -142,10 +143,10 @@ PRESETS: dict[str, ModelConfig] = {
                         width=64, depth=2, heads=2, mlp_ratio=2.0, pose_hidden=8,
                         face_maps=True, decoder_motion=True, chunk=2, window=4, ref_frames=1,
                         steps=2),
-    "cpu": ModelConfig(face_maps=True, decoder_motion=True),
+    "cpu": ModelConfig(face_maps=True),
     "gpu": ModelConfig(resolution=256, latent_channels=8, ae_widths=(32, 64, 128),
                        patch=2, width=768, depth=12, heads=12, mlp_ratio=4.0,
-                       pose_hidden=64, face_maps=True, decoder_motion=True, chunk=4,
+                       pose_hidden=64, face_maps=True, chunk=4,
                        window=12, ref_frames=2, steps=2, dtype="bfloat16"),
 }
 
