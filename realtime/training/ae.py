@@ -35,6 +35,8 @@ class AEConfig:
     batch: int = 16
     latent_noise: float = 0.1
     region_weight: float = 0.0      # loss x (1 + this) on and around the face and hands
+    temporal_weight: float = 0.0    # rollouts: + this x L1 of the frame-to-frame change
+                                    # against the truth's (consecutive frames of a stream)
 
 
 def ae_step(
@@ -60,14 +62,30 @@ def rollout_step(
     ae: TinyAutoencoder, pool: RolloutPool, ctx: StepContext, cfg: AEConfig,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The decoder on a batch of a student's own latents (see `RolloutPool`): what it
-    decodes at inference, against the ground truth those frames should show."""
-    idx = torch.from_numpy(ctx.rng.integers(0, len(pool), cfg.batch))
+    decodes at inference, against the ground truth those frames should show. With
+    `temporal_weight`, each drawn frame comes with its stream's next one, and the
+    decoded change between them is pulled towards the truth's change: decoding
+    towards the truth frame by frame otherwise amplifies the stream's wobble."""
+    starts = torch.nonzero(pool.has_next).flatten() if cfg.temporal_weight > 0 else None
+    if starts is None:
+        idx = torch.from_numpy(ctx.rng.integers(0, len(pool), cfg.batch))
+    else:
+        half = max(1, cfg.batch // 2)
+        first = starts[torch.from_numpy(ctx.rng.integers(0, len(starts), half))]
+        idx = torch.cat((first, first + 1))
     b = pool.truth[idx]
     x = b.images.to(ctx.device).float() / 127.5 - 1.0
     with ctx.autocast():
         rec = ae.decoder(pool.latents[idx].to(ctx.device), b.planes(ctx.device)
                          if ae.cfg.decoder_motion else None).float()
-    return _loss(rec, x, b.pose.to(ctx.device), cfg.region_weight)
+    loss, info = _loss(rec, x, b.pose.to(ctx.device), cfg.region_weight)
+    if starts is not None:
+        n = idx.shape[0] // 2
+        change = (rec[n:] - rec[:n]) - (x[n:] - x[:n])
+        temporal = change.abs().mean()
+        loss = loss + cfg.temporal_weight * temporal
+        info["temporal"] = float(temporal.detach())
+    return loss, info
 
 
 def _loss(rec: torch.Tensor, x: torch.Tensor, pose: torch.Tensor, region_weight: float,

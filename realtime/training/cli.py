@@ -4,7 +4,8 @@
 before trained weights exist). The training stages run `realtime.training.stages`:
 
     marionette train ae      --data DS [--preset P] [--steps N] [--out runs/ae] [--resume]
-                             [--decoder-of CKPT [--on-student]] [--region-weight R]
+                             [--decoder-of CKPT [--on-student [--temporal-weight W]]]
+                             [--region-weight R]
     marionette train teacher --data DS [--init runs/ae] [--out runs/teacher] [--region-weight R] ...
     marionette train student --data DS [--init runs/teacher] [--out runs/student] ...
                              [--teacher T] [--max-age CHUNKS]
@@ -100,6 +101,9 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
                            help="with --decoder-of: half of every batch is CKPT's own "
                                 "student streams of the training clips (the latents it "
                                 "generates), decoded with their motion against the truth")
+            p.add_argument("--temporal-weight", type=float, default=0.0, metavar="W",
+                           help="with --on-student: + W x the L1 of the decoded frame-to-"
+                                "frame change against the truth's")
     return add
 
 
@@ -125,6 +129,7 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
                       real_media=not getattr(args, "no_real_media", False),
                       decoder_of=getattr(args, "decoder_of", None),
                       on_student=getattr(args, "on_student", False),
+                      temporal_weight=getattr(args, "temporal_weight", 0.0),
                       time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
         try:
             summary = RUNNERS[stage](a)

@@ -23,6 +23,7 @@ from realtime.training.data import Clip, FramePool, maps_u8
 class RolloutPool:
     latents: torch.Tensor           # (N, c, h, w) what the student generated
     truth: FramePool                # (N) the ground-truth frames, with their motion
+    has_next: torch.Tensor          # (N,) bool: frame i + 1 is the same stream's next
 
     def __len__(self) -> int:
         return int(self.latents.shape[0])
@@ -36,6 +37,7 @@ def student_rollouts(model: Any, clips: list[Clip], seeds: tuple[int, ...]) -> R
 
     latents: list[torch.Tensor] = []
     truth: list[FramePool] = []
+    has_next: list[torch.Tensor] = []
     K = model.cfg.chunk
     for clip in clips:
         n = len(clip.frames) - len(clip.frames) % K
@@ -47,6 +49,7 @@ def student_rollouts(model: Any, clips: list[Clip], seeds: tuple[int, ...]) -> R
                                              clip.presence[j]) for j in range(i, i + K)])
                 assert engine.last_latents is not None
                 latents.append(engine.last_latents.float().cpu())
+            has_next.append(torch.arange(n) < n - 1)
             truth.append(FramePool(
                 torch.from_numpy(clip.frames[:n]).permute(0, 3, 1, 2).contiguous(),
                 maps_u8(clip.pose[:n]), torch.from_numpy(clip.face[:n]).float(),
@@ -55,4 +58,4 @@ def student_rollouts(model: Any, clips: list[Clip], seeds: tuple[int, ...]) -> R
     for t in truth[1:]:
         pool = pool + t
     # .clone(): the engine made them in inference mode; training needs plain tensors
-    return RolloutPool(torch.cat(latents).clone(), pool)
+    return RolloutPool(torch.cat(latents).clone(), pool, torch.cat(has_next))

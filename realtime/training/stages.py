@@ -98,6 +98,7 @@ class StageArgs:
     region_weight: float | None = None
     decoder_of: Path | None = None  # ae: fine-tune only this checkpoint's decoder
     on_student: bool = False        # ae: half of each batch from decoder_of's own streams
+    temporal_weight: float = 0.0    # ae --on-student: weight of the frame-to-frame term
     steps: int | None = None        # total steps (default: the plan's)
     resume: bool = False
     json_log: Path | None = None    # default: out/log.jsonl
@@ -166,7 +167,8 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
     else:
         model = AnimationModel.random(cfg, seed=a.seed, zero_init=True).train()
         trained = model.ae
-    ae_cfg = AEConfig(batch=plan.ae_batch, region_weight=_given(a.region_weight, 0.0))
+    ae_cfg = AEConfig(batch=plan.ae_batch, region_weight=_given(a.region_weight, 0.0),
+                      temporal_weight=a.temporal_weight)
     loop = _loop_cfg(a, plan.ae_steps, plan.ae_lr, plan)
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
@@ -175,7 +177,8 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
         half = replace(ae_cfg, batch=max(1, ae_cfg.batch // 2))
         loss_ae, info = ae_step(model.ae, pool, ctx, half)
         loss_st, info_st = rollout_step(model.ae, rollouts, ctx, half)
-        return (loss_ae + loss_st) / 2, {**info, "l1_student": info_st["l1"]}
+        return (loss_ae + loss_st) / 2, {**info, **{f"{k}_student": v
+                                                    for k, v in info_st.items()}}
 
     metrics: dict[str, Any] = {}
 
@@ -184,6 +187,7 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
         if a.decoder_of is not None:        # the encoder is as it was: nothing to fold
             metrics.update({"step": step_no, "region_weight": ae_cfg.region_weight,
                             "on_student": a.on_student,
+                            "temporal_weight": ae_cfg.temporal_weight,
                             **{f"psnr_{k}_heldout": reconstruction_psnr(folded.ae, v)
                                for k, v in held.items()}})
             if held_rollouts is not None:

@@ -98,3 +98,31 @@ def test_region_weight_adds_the_face_and_hand_error_only(tiny_data: Path) -> Non
     assert loss[2.0] > loss[0.0]
     # linear in R: the extra term is R x the (fixed) error on and around face and hands
     assert loss[4.0] - loss[0.0] == pytest.approx(2 * (loss[2.0] - loss[0.0]), rel=1e-4)
+
+
+def test_temporal_weight_adds_the_frame_to_frame_change_error(tiny_data: Path) -> None:
+    """`--temporal-weight W`: consecutive frames of one stream, and the loss adds W x
+    the L1 of the decoded change against the truth's change (linear in W); a
+    decoder whose change matches the truth's pays nothing extra."""
+    from realtime.training.ae import rollout_step
+    from realtime.training.rollouts import RolloutPool
+
+    cfg = get_preset("tiny")
+    images = _images(8)
+    torch.manual_seed(0)
+    ae = TinyAutoencoder(cfg)
+    with torch.no_grad():
+        lat = torch.randn(8, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
+    # two streams of four frames: frame 3 has no next one in its stream
+    has_next = torch.tensor([True, True, True, False] * 2)
+    pool = RolloutPool(lat, FramePool.undriven(images, cfg.pose_size), has_next)
+    loss = {w: float(rollout_step(ae, pool, _ctx(5), AEConfig(batch=8, temporal_weight=w))[0]
+                     .detach()) for w in (1.0, 2.0, 4.0)}
+    assert loss[2.0] > loss[1.0]
+    assert loss[4.0] - loss[2.0] == pytest.approx(2 * (loss[2.0] - loss[1.0]), rel=1e-4)
+    # a stream whose latents and truth do not change between frames: no temporal cost
+    still = RolloutPool(lat[:1].repeat(8, 1, 1, 1),
+                        FramePool.undriven(images[:1].repeat(8, 1, 1, 1), cfg.pose_size),
+                        has_next)
+    _, info = rollout_step(ae, still, _ctx(5), AEConfig(batch=8, temporal_weight=1.0))
+    assert info["temporal"] == 0.0

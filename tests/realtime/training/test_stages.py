@@ -383,6 +383,7 @@ def test_student_rollouts_are_the_latents_a_session_decodes(tiny_data: Path,
     clip = load_clips(tiny_data, "train", model.cfg)[0]
     pool = student_rollouts(model, [clip], (7,))
     assert len(pool) == len(clip.frames)
+    assert pool.has_next.tolist() == [True] * (len(pool) - 1) + [False]   # one stream
     assert np.array_equal(pool.truth.images.permute(0, 2, 3, 1).numpy(), clip.frames)
     streamed = evaluate.run_student(model, clip, model.cfg.steps, 7).frames
     with torch.no_grad():
