@@ -38,9 +38,9 @@ from realtime.model.config import ModelConfig
 from realtime.model.planes import FACE_PART, motion_planes
 
 AttendFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+"""(q, k, v, layer) -> out, each (B, H, L, D): how a block's tokens see their context."""
 Motion = tuple[torch.Tensor | None, torch.Tensor]
 """`StudentDiT.embed_motion`'s output: pose tokens (or None), motion conditioning."""
-"""(q, k, v, layer) -> out, each (B, H, L, D): how a block's tokens see their context."""
 
 # --- helpers ---------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ def ae_step(
     undriven = b.presence.sum(1) == 0
     flip = torch.from_numpy(ctx.rng.random(cfg.batch) < 0.5) & undriven
     x = torch.where(flip.to(ctx.device)[:, None, None, None], x.flip(-1), x)
-    planes = b.planes(ctx.device) if ae.cfg.decoder_motion else None
+    planes = _planes(ae, b, ctx.device)
     with ctx.autocast():
         z = ae.encode(x)
         noise = torch.randn(z.shape, generator=ctx.gen).to(z.device, z.dtype)
@@ -76,8 +76,7 @@ def rollout_step(
     b = pool.truth[idx]
     x = b.images.to(ctx.device).float() / 127.5 - 1.0
     with ctx.autocast():
-        rec = ae.decoder(pool.latents[idx].to(ctx.device), b.planes(ctx.device)
-                         if ae.cfg.decoder_motion else None).float()
+        rec = ae.decoder(pool.latents[idx].to(ctx.device), _planes(ae, b, ctx.device)).float()
     loss, info = _loss(rec, x, b.pose.to(ctx.device), cfg.region_weight)
     if starts is not None:
         n = idx.shape[0] // 2
@@ -86,6 +85,12 @@ def rollout_step(
         loss = loss + cfg.temporal_weight * temporal
         info["temporal"] = float(temporal.detach())
     return loss, info
+
+
+def _planes(ae: TinyAutoencoder, b: FramePool, device: torch.device | str,
+            ) -> torch.Tensor | None:
+    """The motion planes of `b` for a decoder that reads them, else None (not built)."""
+    return b.planes(device) if ae.cfg.decoder_motion else None
 
 
 def _loss(rec: torch.Tensor, x: torch.Tensor, pose: torch.Tensor, region_weight: float,
@@ -126,28 +131,28 @@ def fold_latent_stats(ae: TinyAutoencoder, images: torch.Tensor, batch: int = 64
 def reconstruction_psnr(ae: TinyAutoencoder, pool: FramePool, batch: int = 64) -> float:
     """Mean per-frame PSNR (dB, [0, 1] pixels) of decode(encode(x)) over the pool, each
     frame decoded with its own motion."""
-    if len(pool) == 0:
-        return float("nan")
-    dev = ae.encoder.out.weight.device
-    total = 0.0
-    for i in range(0, len(pool), batch):
-        b = pool[i:i + batch]
-        x = b.images.to(dev).float() / 127.5 - 1.0
-        rec = ae.decode(ae.encode(x), b.planes(dev) if ae.cfg.decoder_motion else None)
-        total += psnr((rec + 1) / 2, (x + 1) / 2) * x.shape[0]
-    return total / len(pool)
+    return _decoded_psnr(ae, pool, None, batch)
 
 
 @torch.no_grad()
 def rollout_psnr(ae: TinyAutoencoder, pool: RolloutPool, batch: int = 64) -> float:
     """Mean per-frame PSNR (dB) of the student's latents decoded (with their motion)
     against the ground truth: the output quality the decoder gives a stream."""
+    return _decoded_psnr(ae, pool.truth, pool.latents, batch)
+
+
+def _decoded_psnr(ae: TinyAutoencoder, truth: FramePool, latents: torch.Tensor | None,
+                  batch: int) -> float:
+    """Mean per-frame PSNR of `latents` (None: the truth's own encodings) decoded with
+    the truth's motion, against the truth."""
+    if len(truth) == 0:
+        return float("nan")
     dev = ae.encoder.out.weight.device
     total = 0.0
-    for i in range(0, len(pool), batch):
-        b = pool.truth[i:i + batch]
+    for i in range(0, len(truth), batch):
+        b = truth[i:i + batch]
         x = b.images.to(dev).float() / 127.5 - 1.0
-        rec = ae.decode(pool.latents[i:i + batch].to(dev),
-                        b.planes(dev) if ae.cfg.decoder_motion else None)
+        z = ae.encode(x) if latents is None else latents[i:i + batch].to(dev)
+        rec = ae.decode(z, _planes(ae, b, dev))
         total += psnr((rec + 1) / 2, (x + 1) / 2) * x.shape[0]
-    return total / len(pool)
+    return total / len(truth)

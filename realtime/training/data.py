@@ -158,9 +158,13 @@ class FramePool:
                                        dtype=torch.uint8),
                    torch.zeros(n, FACE_DIM), torch.zeros(n, N_PARTS))
 
+    @classmethod
+    def cat(cls, pools: list[FramePool]) -> FramePool:
+        """The pools one after another (one copy, however many pools)."""
+        return cls(*(torch.cat(fs) for fs in zip(*(p.fields() for p in pools), strict=True)))
+
     def __add__(self, other: FramePool) -> FramePool:
-        return FramePool(*(torch.cat((a, b)) for a, b in
-                           zip(self.fields(), other.fields(), strict=True)))
+        return FramePool.cat([self, other])
 
     def __getitem__(self, idx: torch.Tensor | slice) -> FramePool:
         return FramePool(*(f[idx] for f in self.fields()))

@@ -54,8 +54,5 @@ def student_rollouts(model: Any, clips: list[Clip], seeds: tuple[int, ...]) -> R
                 torch.from_numpy(clip.frames[:n]).permute(0, 3, 1, 2).contiguous(),
                 maps_u8(clip.pose[:n]), torch.from_numpy(clip.face[:n]).float(),
                 torch.from_numpy(clip.presence[:n]).float()))
-    pool = truth[0]
-    for t in truth[1:]:
-        pool = pool + t
-    # .clone(): the engine made them in inference mode; training needs plain tensors
-    return RolloutPool(torch.cat(latents).clone(), pool, torch.cat(has_next))
+    # torch.cat outside inference mode: plain tensors, as training needs
+    return RolloutPool(torch.cat(latents), FramePool.cat(truth), torch.cat(has_next))

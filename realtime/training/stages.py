@@ -150,6 +150,9 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
     pool = studio + FramePool.undriven(real, cfg.pose_size)
     held = {"studio": studio_held, "real": FramePool.undriven(real_held, cfg.pose_size)}
     log.info("autoencoder: %d studio + %d real training frames", len(studio), len(real))
+    if a.temporal_weight and not a.on_student:
+        raise ValueError("--temporal-weight weighs the student's streams: it needs "
+                         "--on-student")
     rollouts = held_rollouts = None
     if a.on_student:
         if source is None:

@@ -400,3 +400,6 @@ def test_on_student_needs_the_checkpoint_whose_student_streams(tiny_data: Path,
     with pytest.raises(ValueError, match="--decoder-of"):
         run_ae(StageArgs("tiny", tiny_data, tmp_path / "x", on_student=True, steps=2,
                          progress=False, real_media=False))
+    with pytest.raises(ValueError, match="--on-student"):      # nothing to weigh
+        run_ae(StageArgs("tiny", tiny_data, tmp_path / "y", temporal_weight=2.0, steps=2,
+                         progress=False, real_media=False))
