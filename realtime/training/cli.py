@@ -6,10 +6,12 @@ before trained weights exist). The training stages run `realtime.training.stages
     marionette train ae      --data DS [--preset P] [--steps N] [--out runs/ae] [--resume]
                              [--decoder-of CKPT [--on-student [--temporal-weight W]]]
                              [--region-weight R]
-    marionette train teacher --data DS [--init runs/ae] [--out runs/teacher] [--region-weight R] ...
+    marionette train teacher --data DS [--init runs/ae] [--out runs/teacher] [--region-weight R]
+                             [--pair-weight W] ...
     marionette train student --data DS [--init runs/teacher] [--out runs/student] ...
                              [--teacher T] [--max-age CHUNKS]
                              [--gt-weight W] [--gt-weight-long W] [--region-weight R]
+                             [--pair-weight W]
 
 (`--init` of the student stage may also be a student checkpoint: training continues
 from it against its teacher.)
@@ -59,6 +61,9 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
                        help="studio dataset (`marionette avatar dataset --out DIR`)")
         p.add_argument("--steps", type=int, default=None,
                        help="total optimisation steps (default: the preset's plan)")
+        p.add_argument("--lr", type=float, default=None,
+                       help="peak learning rate of the cosine schedule (default: the "
+                            "plan's; lower it to fine-tune a trained checkpoint)")
         p.add_argument("--out", type=Path, default=Path("runs") / stage,
                        help=f"output directory (default runs/{stage})")
         if stage in _PREVIOUS:
@@ -81,6 +86,12 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
             p.add_argument("--region-weight", type=float, default=None, metavar="R",
                            help="the loss (student: its ground-truth pull) x (1 + R) on "
                                 "and around the face and hands (default: the plan's, 0)")
+        if stage in ("teacher", "student"):
+            p.add_argument("--pair-weight", type=float, default=None, metavar="W",
+                           help="+ W x the counterfactual-pair term: every training clip "
+                                "is rendered again with its expression and fingers played "
+                                "backwards, and the output's change from a clip to its "
+                                "twin is pulled towards the truth's (default: the plan's)")
         p.add_argument("--resume", action="store_true",
                        help="continue from OUT/train_state.pt (exactly)")
         p.add_argument("--json-log", type=Path, default=None,
@@ -122,7 +133,9 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
                       max_age=getattr(args, "max_age", None),
                       gt_weight=getattr(args, "gt_weight", None),
                       gt_weight_long=getattr(args, "gt_weight_long", None),
-                      region_weight=getattr(args, "region_weight", None), steps=args.steps,
+                      region_weight=getattr(args, "region_weight", None),
+                      pair_weight=getattr(args, "pair_weight", None), steps=args.steps,
+                      lr=args.lr,
                       resume=args.resume,
                       json_log=args.json_log, device=args.device, seed=args.seed,
                       progress=not args.no_progress,

@@ -46,6 +46,13 @@ class LatentBatch:
     presence: torch.Tensor          # (B, N, 4)
 
 
+def cat_batches(a: LatentBatch, b: LatentBatch) -> LatentBatch:
+    """a's samples then b's, one batch."""
+    return LatentBatch(*(torch.cat((x, y)) for x, y in zip(
+        (a.ref, a.latents, a.pose, a.face, a.presence),
+        (b.ref, b.latents, b.pose, b.face, b.presence), strict=True)))
+
+
 @dataclass
 class LatentClips:
     """Every clip's latents and conditions, stacked (clips padded to no length: all
@@ -79,12 +86,18 @@ class LatentClips:
     def sample(self, rng: np.random.Generator, batch: int, frames: int,
                device: torch.device | str = "cpu") -> LatentBatch:
         """`batch` random windows of `frames` frames (random clip, random start)."""
+        return self.gather(*self.draw(rng, batch, frames), device)
+
+    def draw(self, rng: np.random.Generator, batch: int, frames: int,
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (clips (B,), frame indices (B, N)) of `sample`, to gather the same
+        windows from another LatentClips (a clip's counterfactual twin)."""
         if frames > self.n_frames:
             raise ValueError(f"windows of {frames} frames from clips of {self.n_frames}")
         clips = rng.integers(0, self.n_clips, batch)
         starts = rng.integers(0, self.n_frames - frames + 1, batch)
         idx = torch.from_numpy(starts)[:, None] + torch.arange(frames)[None]  # (B, N)
-        return self.gather(torch.from_numpy(clips), idx, device)
+        return torch.from_numpy(clips), idx
 
     def gather(self, clips: torch.Tensor, idx: torch.Tensor,
                device: torch.device | str = "cpu") -> LatentBatch:

@@ -48,6 +48,7 @@ def forward_train(
     presence: torch.Tensor,             # (B, N, 4)
     keep_ref: torch.Tensor | None = None,       # (B,) bool, default all True
     keep_motion: torch.Tensor | None = None,    # (B,) bool, default all True
+    hist_motion: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:                      # (B, N, c, h, w) velocity of the query frames
     cfg = model.cfg
     B, R = ref.shape[:2]
@@ -63,7 +64,9 @@ def forward_train(
     zeros = ref.new_zeros
     x_r, c_r = model.embed(ref, zeros(B, R), None, zeros(B, R, cfg.face_dim),
                            zeros(B, R, cfg.n_parts), is_reference=True)
-    x_h, c_h = model.embed(hist, hist_t, pose, face, presence)
+    # the history frames' own (pose, face, presence) when they differ from the query's
+    # (a counterfactual twin queried on its original's history), else the same
+    x_h, c_h = model.embed(hist, hist_t, *(hist_motion or (pose, face, presence)))
     x_q, c_q = model.embed(query, query_t, q_pose, q_face, q_pres)
     x = torch.cat((x_r, x_h, x_q), dim=1)                       # (B, (R+2N)*T, C)
     c = torch.cat((c_r, c_h, c_q), dim=1)                       # (B, R+2N, C)

@@ -26,7 +26,7 @@ import torch
 
 from realtime.model.bundle import AnimationModel
 from realtime.model.checkpoint import load_checkpoint, save_checkpoint
-from realtime.model.config import get_preset
+from realtime.model.config import ModelConfig, get_preset
 from realtime.training.ae import (
     AEConfig,
     ae_step,
@@ -35,10 +35,17 @@ from realtime.training.ae import (
     rollout_psnr,
     rollout_step,
 )
-from realtime.training.data import FramePool, encode_clips, load_clips, studio_pool
+from realtime.training.data import (
+    FramePool,
+    LatentClips,
+    encode_clips,
+    load_clips,
+    studio_pool,
+)
 from realtime.training.loop import LoopConfig, LoopResult, StepContext, train_loop
 from realtime.training.rollouts import student_rollouts
 from realtime.training.student import StreamPool, StudentConfig, student_step
+from realtime.training.studio import counterfactual_split
 from realtime.training.teacher import TeacherConfig, teacher_step
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,7 @@ class TrainPlan:
     student_gt_weight: float = 0.0  # student: pull towards the truth, fresh streams
     student_gt_weight_long: float | None = None   # ... long streams (None: the same)
     student_region_weight: float = 0.0  # ... x (1 + this) on the face and hands
+    pair_weight: float = 0.0        # teacher and student: counterfactual-pair term
     teacher_sample_steps: int = 16
     guidance: float = 2.0
     ae_lr: float = 1e-3
@@ -96,10 +104,12 @@ class StageArgs:
     gt_weight: float | None = None  # student: ground-truth weights (default: the plan's)
     gt_weight_long: float | None = None
     region_weight: float | None = None
+    pair_weight: float | None = None    # teacher, student (default: the plan's)
     decoder_of: Path | None = None  # ae: fine-tune only this checkpoint's decoder
     on_student: bool = False        # ae: half of each batch from decoder_of's own streams
     temporal_weight: float = 0.0    # ae --on-student: weight of the frame-to-frame term
     steps: int | None = None        # total steps (default: the plan's)
+    lr: float | None = None         # peak learning rate (default: the plan's)
     resume: bool = False
     json_log: Path | None = None    # default: out/log.jsonl
     device: str | None = None
@@ -114,7 +124,7 @@ class StageArgs:
 def _loop_cfg(a: StageArgs, steps: int, lr: float, plan: TrainPlan) -> LoopConfig:
     from realtime.training.loop import pick_device
 
-    return LoopConfig(steps=a.steps or steps, lr=lr, seed=a.seed,
+    return LoopConfig(steps=a.steps or steps, lr=_given(a.lr, lr), seed=a.seed,
                       device=str(pick_device(a.device)), progress=a.progress,
                       log_every=a.log_every, stop_at=a.stop_at,
                       time_limit_s=a.time_limit_s,
@@ -257,18 +267,19 @@ def run_teacher(a: StageArgs) -> dict[str, Any]:
         raise ValueError("the teacher starts from an autoencoder checkpoint: pass --init")
     plan, cfg = PLANS[a.preset], get_preset(a.preset)
     model = _load_trainable(a.init, a.preset)
-    data = encode_clips(model.ae, load_clips(a.data, "train", cfg))
+    pair_weight = _given(a.pair_weight, plan.pair_weight)
+    data, twins = _training_latents(model, a.data, cfg, pair_weight)
     frames = min(plan.teacher_frames, data.n_frames - data.n_frames % cfg.chunk)
     tcfg = TeacherConfig(batch=plan.teacher_batch, frames=frames,
                          steps=plan.teacher_sample_steps, guidance=plan.guidance,
-                         region_weight=_given(a.region_weight, 0.0))
+                         region_weight=_given(a.region_weight, 0.0), pair_weight=pair_weight)
     loop = _loop_cfg(a, plan.teacher_steps, plan.teacher_lr, plan)
     meta = {"stage": "teacher", "preset": a.preset, "trained": True,
             "teacher_steps": tcfg.steps, "guidance": tcfg.guidance,
-            "region_weight": tcfg.region_weight}
+            "region_weight": tcfg.region_weight, "pair_weight": tcfg.pair_weight}
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
-        return teacher_step(model.dit, data, ctx, tcfg)
+        return teacher_step(model.dit, data, ctx, tcfg, twins)
 
     def export(step_no: int) -> None:
         save_checkpoint(model, a.out, meta={**meta, "step": step_no})
@@ -277,6 +288,18 @@ def run_teacher(a: StageArgs) -> dict[str, Any]:
                      _json_log(a), on_checkpoint=export)
     export(res.step)
     return {**meta, **_timing(res)}
+
+
+def _training_latents(model: AnimationModel, data: Path, cfg: ModelConfig,
+                      pair_weight: float) -> tuple[LatentClips, LatentClips | None]:
+    """The training split's latents and, when the pair term is on, its clips'
+    counterfactual twins' (`studio.counterfactual_split`), frame for frame."""
+    if pair_weight <= 0:
+        return encode_clips(model.ae, load_clips(data, "train", cfg)), None
+    clips, twins = counterfactual_split(data, "train", cfg)
+    log.info("counterfactual pairs: %d training clips rendered again with their "
+             "expression and fingers played backwards", len(twins))
+    return encode_clips(model.ae, clips), encode_clips(model.ae, twins)
 
 
 def _given(value: Any, default: Any) -> Any:
@@ -308,23 +331,26 @@ def run_student(a: StageArgs) -> dict[str, Any]:
     device = torch.device(_loop_cfg(a, 1, 0.0, plan).device)
     teacher.to(device)
     student.to(device)
-    data = encode_clips(teacher.ae, load_clips(a.data, "train", cfg))
+    pair_weight = _given(a.pair_weight, plan.pair_weight)
+    data, twins = _training_latents(teacher, a.data, cfg, pair_weight)
     scfg = StudentConfig(batch=plan.student_batch, max_history=plan.max_history,
                          max_age=_given(a.max_age, plan.max_age),
                          teacher_steps=int(info.get("teacher_steps", plan.teacher_sample_steps)),
                          guidance=float(info.get("guidance", plan.guidance)),
                          gt_weight=_given(a.gt_weight, plan.student_gt_weight),
                          gt_weight_long=_given(a.gt_weight_long, plan.student_gt_weight_long),
-                         region_weight=_given(a.region_weight, plan.student_region_weight))
+                         region_weight=_given(a.region_weight, plan.student_region_weight),
+                         pair_weight=pair_weight)
     max_hist = (data.n_frames // cfg.chunk) - 1
     scfg = replace(scfg, max_history=min(scfg.max_history, max_hist))
-    pool = StreamPool(student.dit, teacher.dit, data, scfg, device)
+    pool = StreamPool(student.dit, teacher.dit, data, scfg, device, twins)
     loop = _loop_cfg(a, plan.student_steps, plan.student_lr, plan)
     meta = {"stage": "student", "preset": a.preset, "trained": True,
             "teacher_steps": scfg.teacher_steps, "guidance": scfg.guidance,
             "distilled_steps": list(scfg.step_choices), "cache_write": cfg.cache_write,
             "max_age": scfg.max_age, "gt_weight": scfg.gt_weight,
-            "gt_weight_long": scfg.gt_weight_long, "region_weight": scfg.region_weight}
+            "gt_weight_long": scfg.gt_weight_long, "region_weight": scfg.region_weight,
+            "pair_weight": scfg.pair_weight}
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         return student_step(pool, ctx, scfg)

@@ -18,7 +18,10 @@ distribution-matching critic is out of reach of a CPU budget):
    s in {1, 2, 4} steps of the runtime's schedule, with gradients -> prediction.
 4. Loss: MSE(prediction, target) + w x MSE(prediction, ground-truth latents), with
    w = `gt_weight` on fresh streams and `gt_weight_long` on long ones, times
-   1 + `region_weight` on and around the face and hands (`part_mask`).
+   1 + `region_weight` on and around the face and hands (`part_mask`); plus
+   `pair_weight` x the counterfactual-pair term (`teacher.pair_error`): the same chunk
+   of the clip's twin (only its expression and fingers changed), sampled from the
+   same cache and noise, should differ from the student's output as the truths do.
 
 The student thereby learns the teacher's GUIDED output directly: inference makes
 no guidance pass. Because the history it is supervised on is its own, errors it
@@ -57,7 +60,7 @@ from realtime.model.sampler import SampledChunk, sample_chunk, timesteps
 from realtime.training.data import LatentBatch, LatentClips
 from realtime.training.forward import part_mask
 from realtime.training.loop import StepContext
-from realtime.training.teacher import teacher_sample_chunk, write_history
+from realtime.training.teacher import pair_error, teacher_sample_chunk, write_history
 
 
 @dataclass
@@ -72,6 +75,7 @@ class StudentConfig:
     gt_weight: float = 0.0          # ground-truth pull on fresh streams
     gt_weight_long: float | None = None   # ... on long streams (None: gt_weight)
     region_weight: float = 0.0      # ground-truth pull x (1 + this) on face and hands
+    pair_weight: float = 0.0        # x the counterfactual-pair term (teacher.pair_error)
 
 
 def new_cache(model: StudentDiT, batch: int, device: torch.device | str) -> KVCache:
@@ -148,8 +152,10 @@ class StreamPool:
     forwards and backwards from a random start), an age and a life, in chunks."""
 
     def __init__(self, student: StudentDiT, teacher: StudentDiT, data: LatentClips,
-                 cfg: StudentConfig, device: torch.device | str) -> None:
+                 cfg: StudentConfig, device: torch.device | str,
+                 twins: LatentClips | None = None) -> None:
         self.student, self.teacher, self.data, self.cfg = student, teacher, data, cfg
+        self.twins = twins              # each clip's counterfactual twin, or None
         self.device = torch.device(device)
         B = cfg.batch
         self.s_cache = new_cache(student, B, self.device)
@@ -184,11 +190,13 @@ class StreamPool:
             set_reference(model, cache, ref, rows)
         return n
 
-    def frames(self, count: int) -> LatentBatch:
-        """The next `count` frames of every stream (from its current age on)."""
+    def frames(self, count: int, twin: bool = False) -> LatentBatch:
+        """The next `count` frames of every stream (from its current age on); with
+        `twin`, the same frames of each clip's counterfactual twin."""
         n = self.age * self.student.cfg.chunk + self.start
         idx = ping_pong(n[:, None] + torch.arange(count)[None], self.data.n_frames)
-        return self.data.gather(self.clip, idx, self.device)
+        data = self.twins if twin and self.twins is not None else self.data
+        return data.gather(self.clip, idx, self.device)
 
     def roll(self, chunks: int, steps: int, gen: torch.Generator) -> None:
         """Stream `chunks` chunks with the student as the engine does, mirroring each
@@ -244,4 +252,15 @@ def student_step(
         w[(pool.life > 0).to(gt.device)] = w_long
         loss = loss + (w * gt).mean()
         logs["gt"] = float(gt.detach().mean())
+    if cfg.pair_weight > 0 and pool.twins is not None:
+        # the same chunk of each clip's twin, from the same history and noise: its
+        # output should change as the truth does
+        lat_b, pose_b, face_b, pres_b = chunk_slice(pool.frames(student.cfg.chunk, twin=True),
+                                                    0, student.cfg.chunk)
+        with ctx.autocast():
+            pred_b = student_sample_grad(student, pool.s_cache, z, pose_b, face_b, pres_b,
+                                         steps)
+        pair = pair_error(pred.float(), pred_b.float(), lat.float(), lat_b.float())
+        loss = loss + cfg.pair_weight * pair
+        logs["pair"] = float(pair.detach())
     return loss, logs

@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 
 from realtime.model.config import ModelConfig
-from realtime.motion.types import Skeleton
+from realtime.motion.types import FACE_FEATURES, NormalizedMotion, Skeleton
 from realtime.training.data import Clip
 
 if TYPE_CHECKING:
-    from realtime.avatars.dataset import MotionEdit
+    from realtime.avatars.dataset import DatasetConfig, MotionEdit
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -100,20 +100,9 @@ def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int,
     """`n` clips of `frames` frames: held-out characters driven by held-out procedural
     performers of the dataset at `data` (same seed and split rule as its build).
     `edit` (see `make_sample`) gives the same clips with their motion changed."""
-    from realtime.avatars.dataset import (
-        ClipPlan,
-        DatasetConfig,
-        _Tracks,
-        make_sample,
-        plan,
-        read_index,
-    )
+    from realtime.avatars.dataset import ClipPlan, _Tracks, make_sample, plan
 
-    raw = read_index(data)["config"]
-    fields = {f.name for f in dataclasses.fields(DatasetConfig)}
-    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                               for k, v in raw.items() if k in fields}
-    conf = DatasetConfig(**kwargs)
+    conf = dataset_config(data)
     plans = plan(conf, [])
     chars = sorted({p.character for p in plans if p.split == "heldout_character"})
     sources = sorted({p.source for p in plans if p.split == "heldout_motion"})
@@ -130,3 +119,63 @@ def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int,
         sample["meta"] = {"character": f"heldout-char{p.character}", "source": p.source}
         clips.append(sample_to_clip(sample, cfg))
     return clips
+
+
+def dataset_config(data: Path) -> DatasetConfig:
+    """The `DatasetConfig` a studio dataset was built with (from its index)."""
+    from realtime.avatars.dataset import DatasetConfig, read_index
+
+    raw = read_index(data)["config"]
+    fields = {f.name for f in dataclasses.fields(DatasetConfig)}
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                              for k, v in raw.items() if k in fields}
+    return DatasetConfig(**kwargs)
+
+
+def detail_backwards(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:
+    """The motion with its fine detail played backwards: frame i takes the expression
+    (the face vector but the head's rotation) and the finger articulation (each
+    hand's bone directions, where the hand is there in both frames) of frame N-1-i.
+    Body, head rotation and presence stay: rendered, the clip differs from the
+    original only in the face and the hands."""
+    from realtime.training.evaluate import HEAD_ROTATION
+
+    keep = np.array([f in HEAD_ROTATION for f in FACE_FEATURES])
+    n = len(motion)
+    out = []
+    for i, m in enumerate(motion):
+        r = motion[n - 1 - i]
+        hands = [mine if mine is None or theirs is None else theirs.copy()
+                 for mine, theirs in ((m.left_hand_dirs, r.left_hand_dirs),
+                                      (m.right_hand_dirs, r.right_hand_dirs))]
+        out.append(dataclasses.replace(
+            m, face=np.where(keep, m.face, r.face).astype(m.face.dtype),
+            left_hand_dirs=hands[0], right_hand_dirs=hands[1]))
+    return out
+
+
+def counterfactual_split(data: Path, split: str, cfg: ModelConfig,
+                         edit: MotionEdit = detail_backwards,
+                         ) -> tuple[list[Clip], list[Clip]]:
+    """(clips, twins): every clip of a dataset split as stored, and its twin rendered
+    again from the same plan with `edit` applied to the clean motion (every random
+    draw unchanged: same character, camera, background and augmentation noise), so a
+    pair differs only in what `edit` changed. A clip driven by an extracted track
+    (which needs the track files) is its own twin: a pair that differs in nothing."""
+    from realtime.avatars.dataset import _Tracks, iterate_dataset, make_sample, plan
+
+    conf = dataset_config(data)
+    plans = plan(conf, [])          # procedural performers' plans need no track names
+    clips, twins = [], []
+    for sample in iterate_dataset(data, split):
+        clip = sample_to_clip(sample, cfg)
+        clips.append(clip)
+        index = int(sample["meta"]["index"])
+        p = plans[index] if index < len(plans) else None
+        if p is None or not p.source.startswith("performer:"):
+            twins.append(clip)
+            continue
+        twin: dict[str, Any] = dict(make_sample(p, conf, _Tracks(None), edit))
+        twin["meta"] = sample["meta"]
+        twins.append(sample_to_clip(twin, cfg))
+    return clips, twins

@@ -14,6 +14,18 @@ probability `p_uncond` a sample loses BOTH its reference (the identity sink is h
 and its motion (pose maps, face vector and presence flags zeroed: "unknown"). At
 sampling, v = v_uncond + g (v_cond - v_uncond): one conditional and one
 unconditional pass per step, never separate reference-only / motion-only branches.
+
+Counterfactual pairs (`pair_weight`). An expression or a finger pose changes a few
+percent of a frame's pixels, and a clean history already shows last frame's face:
+trained on the plain loss, the shipped cpu teacher learned to ignore the face vector
+altogether (changing the expression changed its output by RMS 0.001 where the truth
+changes by 0.046; `studio.detail_backwards` pairs, training characters). The studio
+can render any clip again with only its expression and fingers changed
+(`studio.counterfactual_split`); training on a clip and its twin with the same
+noise and the same history (the original's: the twin's own history would show the
+change already, and copying it is what the plain loss taught), adding the error of
+the output's change between them against the truth's (`pair_error`), isolates
+exactly that signal.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ import torch
 from realtime.model.cache import KVCache
 from realtime.model.dit import StudentDiT
 from realtime.model.sampler import SampledChunk
-from realtime.training.data import LatentClips
+from realtime.training.data import LatentClips, cat_batches
 from realtime.training.forward import drop_motion, forward_train, part_mask
 from realtime.training.loop import StepContext
 
@@ -40,6 +52,7 @@ class TeacherConfig:
     steps: int = 16                 # sampling steps at full quality
     guidance: float = 2.0           # CFG scale g
     region_weight: float = 0.0      # loss x (1 + this) on and around the face and hands
+    pair_weight: float = 0.0        # x the counterfactual-pair term (module docstring)
 
 
 def logit_normal(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -49,28 +62,60 @@ def logit_normal(n: int, gen: torch.Generator) -> torch.Tensor:
 
 def teacher_step(
     model: StudentDiT, data: LatentClips, ctx: StepContext, cfg: TeacherConfig,
+    twins: LatentClips | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """One flow-matching loss on a batch of clip windows."""
+    """One flow-matching loss on a batch of clip windows. With `twins` (each clip's
+    counterfactual twin, frame for frame) and `cfg.pair_weight`, half the batch is
+    windows and the other half the same windows' twins queried on the ORIGINAL's
+    history, with the same flow times, noise and dropout, plus the pair term: only
+    the conditions can tell the model that the face changed."""
     mcfg = model.cfg
-    b = data.sample(ctx.rng, cfg.batch, cfg.frames, ctx.device)
-    B, N = b.latents.shape[:2]
-    K = mcfg.chunk
-    t = logit_normal(B * (N // K), ctx.gen).view(B, N // K).repeat_interleave(K, dim=1)
-    t = t.to(ctx.device)                                                # (B, N)
+    paired = twins is not None and cfg.pair_weight > 0
+    n = max(1, cfg.batch // 2) if paired else cfg.batch
+    clips, idx = data.draw(ctx.rng, n, cfg.frames)
+    b = data.gather(clips, idx, ctx.device)
+    N, K = b.latents.shape[1], mcfg.chunk
+    t = logit_normal(n * (N // K), ctx.gen).view(n, N // K).repeat_interleave(K, dim=1)
+    t = t.to(ctx.device)                                                # (n, N)
     noise = torch.randn(b.latents.shape, generator=ctx.gen).to(ctx.device)
+    hist_noise = cfg.hist_noise * torch.randn(b.latents.shape, generator=ctx.gen
+                                              ).to(ctx.device)
+    keep = torch.from_numpy(ctx.rng.random(n) >= cfg.p_uncond).to(ctx.device)
+    # history: the windows' own frames (a twin's queries see its ORIGINAL's history)
+    hist, hist_motion = b.latents + hist_noise, (b.pose, b.face, b.presence)
+    if paired:
+        assert twins is not None
+        b = cat_batches(b, twins.gather(clips, idx, ctx.device))
+        t, noise, hist, keep = (torch.cat((x, x)) for x in (t, noise, hist, keep))
+        h_pose, h_face, h_pres = hist_motion
+        hist_motion = (torch.cat((h_pose, h_pose)), torch.cat((h_face, h_face)),
+                       torch.cat((h_pres, h_pres)))
     tt = t[:, :, None, None, None]
     x_t = (1 - tt) * b.latents + tt * noise
-    hist = b.latents + cfg.hist_noise * torch.randn(b.latents.shape, generator=ctx.gen
-                                                    ).to(ctx.device)
-    keep = torch.from_numpy(ctx.rng.random(B) >= cfg.p_uncond).to(ctx.device)
     with ctx.autocast():
         v = forward_train(model, b.ref, hist, torch.zeros_like(t), x_t, t, b.pose, b.face,
-                          b.presence, keep_ref=keep, keep_motion=keep)
-    err = (v.float() - (noise - b.latents)).pow(2)
+                          b.presence, keep_ref=keep, keep_motion=keep,
+                          hist_motion=hist_motion)
+    target = noise - b.latents
+    err = (v.float() - target).pow(2)
     if cfg.region_weight > 0:
         err = err * (1 + cfg.region_weight * part_mask(b.pose, err.shape[-1]))
     loss = err.mean()
-    return loss, {"t_mean": float(t.mean())}
+    logs = {"t_mean": float(t.mean())}
+    if paired:
+        pair = pair_error(v.float()[:n], v.float()[n:], target[:n], target[n:])
+        loss = loss + cfg.pair_weight * pair
+        logs["pair"] = float(pair.detach())
+    return loss, logs
+
+
+def pair_error(out: torch.Tensor, out_twin: torch.Tensor, target: torch.Tensor,
+               target_twin: torch.Tensor) -> torch.Tensor:
+    """MSE of the output's change from a sample to its counterfactual twin against the
+    target's change. Everything the two share (the noise, the body, the history)
+    cancels, so this is a low-variance gradient on exactly what the twins differ in,
+    which in the plain loss is a few percent of the face and hand pixels."""
+    return ((out - out_twin) - (target - target_twin)).pow(2).mean()
 
 
 def flow_times(steps: int, shift: float = 1.0) -> list[float]:

@@ -1,0 +1,117 @@
+"""Counterfactual pairs: twins that differ only in expression and fingers, and the
+pair term of the teacher and student losses that trains on that difference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realtime.model.bundle import AnimationModel
+from realtime.model.config import get_preset
+from realtime.motion.types import FACE_FEATURES
+from realtime.training.data import encode_clips
+from realtime.training.evaluate import HEAD_ROTATION
+from realtime.training.loop import StepContext
+from realtime.training.metrics import FACE_CHANNELS, HAND_CHANNELS
+from realtime.training.stages import StageArgs, run_student, run_teacher
+from realtime.training.student import StreamPool, StudentConfig, student_step
+from realtime.training.studio import counterfactual_split, detail_backwards
+from realtime.training.teacher import TeacherConfig, teacher_step
+
+
+def _ctx(seed: int = 0) -> StepContext:
+    return StepContext(0, torch.device("cpu"), np.random.default_rng(seed),
+                       torch.Generator().manual_seed(seed))
+
+
+def test_twins_are_the_stored_clips_changed_only_in_expression_and_fingers(
+        tiny_data: Path) -> None:
+    cfg = get_preset("tiny")
+    clips, same = counterfactual_split(tiny_data, "train", cfg, edit=lambda m: m)
+    # an edit that changes nothing renders every clip exactly as the dataset stored it
+    for a, b in zip(clips, same, strict=True):
+        assert np.array_equal(a.frames, b.frames) and np.array_equal(a.face, b.face)
+        assert np.array_equal(a.reference, b.reference) and np.array_equal(a.pose, b.pose)
+    clips, twins = counterfactual_split(tiny_data, "train", cfg)
+    assert len(twins) == len(clips) > 0
+    rotation = [FACE_FEATURES.index(f) for f in HEAD_ROTATION]
+    expression = [i for i in range(len(FACE_FEATURES)) if i not in rotation]
+    body = [c for c in range(clips[0].pose.shape[1])
+            if c not in FACE_CHANNELS + HAND_CHANNELS]
+    changed = 0
+    for a, b in zip(clips, twins, strict=True):
+        assert np.array_equal(a.pose[:, body], b.pose[:, body])      # same body, same camera
+        assert np.allclose(a.face[:, rotation], b.face[:, rotation], atol=1e-6)
+        assert np.array_equal(a.presence, b.presence)
+        assert np.array_equal(a.reference, b.reference)
+        changed += int(not np.allclose(a.face[:, expression], b.face[:, expression]))
+    assert changed > 0                  # the performers do change their expression
+
+
+def test_detail_backwards_plays_expression_and_fingers_in_reverse() -> None:
+    from realtime.avatars.motion import ProceduralMotion
+
+    gen = ProceduralMotion(3)
+    motion = [gen.frame(i) for i in range(6)]
+    out = detail_backwards(motion)
+    rotation = [FACE_FEATURES.index(f) for f in HEAD_ROTATION]
+    for i, m in enumerate(out):
+        r = motion[5 - i]
+        assert np.allclose(m.face[rotation], motion[i].face[rotation])
+        assert np.allclose(np.delete(m.face, rotation), np.delete(r.face, rotation))
+        assert np.array_equal(m.body_dirs, motion[i].body_dirs)
+        if motion[i].left_hand_dirs is not None and r.left_hand_dirs is not None:
+            assert np.array_equal(m.left_hand_dirs, r.left_hand_dirs)
+
+
+def test_pair_term_is_zero_for_identical_twins_and_trains_the_difference(
+        tiny_data: Path) -> None:
+    cfg = get_preset("tiny")
+    model = AnimationModel.random(cfg, seed=0, zero_init=False)
+    clips, twins = counterfactual_split(tiny_data, "train", cfg)
+    data, alt = encode_clips(model.ae, clips), encode_clips(model.ae, twins)
+    tcfg = TeacherConfig(batch=2, frames=4, pair_weight=1.0)
+    # a clip paired with itself: both halves get the same times, noise and dropout
+    _, logs = teacher_step(model.dit, data, _ctx(), tcfg, data)
+    assert logs["pair"] == 0.0
+    opt = torch.optim.Adam(model.dit.parameters(), lr=2e-3)
+    pairs = []
+    weighted = TeacherConfig(batch=2, frames=4, pair_weight=20.0)
+    for _ in range(25):
+        loss, logs = teacher_step(model.dit, data, _ctx(), weighted, alt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        pairs.append(logs["pair"])
+    assert pairs[0] > 0 and pairs[-1] < 0.5 * pairs[0], pairs
+
+    # the student: the same chunk of the twin, same cache and noise
+    teacher = AnimationModel.random(cfg, seed=1, zero_init=False).dit
+    scfg = StudentConfig(batch=1, max_history=1, teacher_steps=2, pair_weight=1.0)
+    pool = StreamPool(model.dit, teacher, data, scfg, "cpu", twins=data)
+    _, logs = student_step(pool, _ctx(3), scfg)
+    assert logs["pair"] == 0.0
+    pool = StreamPool(model.dit, teacher, data, scfg, "cpu", twins=alt)
+    _, logs = student_step(pool, _ctx(3), scfg)
+    assert logs["pair"] > 0.0
+
+
+def test_stages_train_with_pairs_and_record_the_weight_and_learning_rate(
+        tiny_data: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "teacher"
+    run_teacher(StageArgs("tiny", tiny_data, out, init=tiny_ckpt, steps=2, progress=False,
+                          log_every=1, pair_weight=3.0, lr=2e-5))
+    meta = json.loads((out / "config.json").read_text())["meta"]
+    assert meta["pair_weight"] == 3.0
+    rows = [json.loads(r) for r in (out / "log.jsonl").read_text().splitlines()]
+    assert any("pair" in r for r in rows)
+    assert rows[0]["config"]["lr"] == 2e-5          # --lr replaces the plan's
+    student = tmp_path / "student"
+    run_student(StageArgs("tiny", tiny_data, student, init=out, steps=2, progress=False,
+                          log_every=1, pair_weight=3.0))
+    rows = [json.loads(r) for r in (student / "log.jsonl").read_text().splitlines()]
+    assert any("pair" in r for r in rows)
+    assert json.loads((student / "config.json").read_text())["meta"]["pair_weight"] == 3.0
