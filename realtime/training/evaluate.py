@@ -45,6 +45,15 @@ Reported (JSON with `--json`):
                           and so is the autoencoder's (`ae_response`: decode(encode(.))
                           of both ground truths), the most any model that renders
                           through these latents can reach.
+    history               (default split only) how much the student leans on its
+                          window: every chunk from frame W on sampled once from a
+                          cache holding the reference and the ground truth's own
+                          previous W frames (`psnr_true_history`), and once from the
+                          reference alone (`psnr_no_history`); and
+                          `expression_response_true_history`, the expression
+                          response of those chunks when only the chunk's own face
+                          vector is held (the window still shows the true faces): 0
+                          = the face is taken from the window, not the condition
     student_vs_teacher_db student PSNR minus teacher PSNR (both vs ground truth) at
                           1, 2 and 4 student steps; the teacher at its full step count
     ms_per_frame          median wall time per frame of the engine (sample + decode)
@@ -165,6 +174,76 @@ def run_teacher(model: Any, clip: Clip, steps: int, guidance: float, seed: int,
                                                            pres[0])))
         ms.append((time.perf_counter() - t0) * 1000 / cfg.chunk)
     return Stream(np.stack(out), ms)
+
+
+@torch.no_grad()
+def on_true_history(model: Any, clip: Clip, steps: int, seed: int,
+                    face_of: Clip | None = None, history: bool = True) -> np.ndarray:
+    """Frames [W, F) of `clip` (W = the cache window), each chunk sampled by the runtime
+    sampler from a fresh cache holding the reference and, with `history`, the ground
+    truth's previous W frames (their clean latents through the cache-write pass at
+    t = 0, as the `clean` cache-write mode writes a chunk), with the chunk's own
+    conditions, the face vector taken from `face_of` if given. uint8 (F - W, H, W, 3)."""
+    from realtime.engine import images_to_tensor, tensor_to_images
+    from realtime.model.sampler import sample_chunk
+    from realtime.training.student import new_cache, set_reference
+    from realtime.training.teacher import write_history
+
+    cfg = model.cfg
+    dev, dt, K = model.device, model.dtype, cfg.chunk
+    ref = model.ae.encode(images_to_tensor(list(clip.reference), cfg.resolution, dev, dt))
+    lat = model.ae.encode(images_to_tensor(list(clip.frames), cfg.resolution, dev, dt))
+    faces = (face_of or clip).face
+    gen = torch.Generator().manual_seed(seed)
+
+    def cond(s: slice, face: np.ndarray) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(a[s])[None].to(dev, dt)
+                     for a in (clip.pose, face, clip.presence))
+
+    out: list[np.ndarray] = []
+    for start in range(cfg.window, _usable(clip, K), K):
+        cache = new_cache(model.dit, 1, dev)
+        set_reference(model.dit, cache, ref[None])
+        for h in range(start - cfg.window, start, K) if history else ():
+            write_history(model.dit, cache, lat[h:h + K][None], 0.0,
+                          *cond(slice(h, h + K), clip.face))
+        pose, face, pres = cond(slice(start, start + K), faces)
+        noise = torch.randn((1, K, cfg.latent_channels, cfg.latent_size, cfg.latent_size),
+                            generator=gen).to(dev, dt)
+        res = sample_chunk(model.dit, cache, noise, pose, face, pres, steps, cfg.time_shift,
+                           cfg.cache_write)
+        out.extend(tensor_to_images(model.ae.decode_driven(res.latents[0], pose[0], face[0],
+                                                           pres[0])))
+    return np.stack(out)
+
+
+def history_reliance(model: Any, clips: list[Clip], held: list[Clip], steps: int,
+                     seed: int) -> dict[str, Any]:
+    """The `history` entry of the module docstring. `held`: the clips with their
+    expression held (`hold_expression_only`), frame for frame."""
+    from realtime.training.metrics import FACE_CHANNELS
+
+    W = model.cfg.window
+
+    def tail(c: Clip) -> Clip:
+        return dataclasses.replace(c, frames=c.frames[W:], pose=c.pose[W:], face=c.face[W:],
+                                   presence=c.presence[W:])
+
+    true = [on_true_history(model, c, steps, seed + i) for i, c in enumerate(clips)]
+    alone = [on_true_history(model, c, steps, seed + i, history=False)
+             for i, c in enumerate(clips)]
+    # the held clip's face vector with the TRUE clip's window and pose: only the
+    # chunk's own expression differs
+    held_out = [on_true_history(model, c, steps, seed + i, face_of=h)
+                for i, (c, h) in enumerate(zip(clips, held, strict=True))]
+    resp = response(true, held_out, [tail(c) for c in clips], [tail(h) for h in held],
+                    FACE_CHANNELS)
+    return {"psnr_true_history": _mean([frame_metrics(o, tail(c))
+                                        for o, c in zip(true, clips, strict=True)])["psnr"],
+            "psnr_no_history": _mean([frame_metrics(o, tail(c))
+                                      for o, c in zip(alone, clips, strict=True)])["psnr"],
+            "expression_response_true_history": resp["gain"], "response": resp,
+            "window": W}
 
 
 def frame_metrics(out: np.ndarray, clip: Clip, start: int = 0) -> dict[str, float]:
@@ -366,6 +445,9 @@ def evaluate(
             resp[part] = response(outs, held_outs, clips, held[part], chans)
             summary[f"{part}_response"] = resp[part]["gain"]
         summary["response"] = resp
+        if "expression" in held:
+            summary["history"] = history_reliance(model, clips, held["expression"], steps,
+                                                  seed)
         summary["ae_response"] = {
             part: response([reconstruct(model, c) for c in clips],
                            [reconstruct(model, c) for c in held[part]],

@@ -236,6 +236,30 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
     per_stream = res["drift"]["per_stream_db"]
     assert len(per_stream) == 2 and math.isclose(np.mean(per_stream), res["drift_db"])
     assert 0.0 <= res["ssim"] <= 1.0
+    history = res["history"]
+    assert math.isfinite(history["psnr_true_history"])
+    assert math.isfinite(history["psnr_no_history"])
+
+
+def test_true_history_chunks_see_the_truth_s_window_and_only_it(tiny_data: Path,
+                                                               tiny_ckpt: Path) -> None:
+    """`on_true_history` samples each chunk from the ground truth's previous window:
+    change the frames before a chunk and its output changes; without the window it
+    does not; the result covers frames W.. of the clip."""
+    from realtime.model.checkpoint import load_model
+    from realtime.training.studio import heldout_clips
+
+    model = load_model(tiny_ckpt)
+    clip = heldout_clips(tiny_data, model.cfg, 1, 8)[0]
+    W = model.cfg.window
+    other = dataclasses.replace(clip, frames=clip.frames.copy())
+    other.frames[:W] = 255 - other.frames[:W]               # a different window
+    true = evaluate.on_true_history(model, clip, 2, 0)
+    assert len(true) == 8 - W
+    assert not np.array_equal(true, evaluate.on_true_history(model, other, 2, 0))
+    alone = evaluate.on_true_history(model, clip, 2, 0, history=False)
+    assert np.array_equal(alone, evaluate.on_true_history(model, other, 2, 0, history=False))
+    assert not np.array_equal(alone, true)
 
 
 def test_follow_scores_what_each_part_s_own_motion_changes(tiny_data: Path,
