@@ -14,7 +14,7 @@ comes from the loop's generators and resume is exact.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,11 @@ class Clip:
     pose: np.ndarray                # (F, 16, P, P) float32 condition maps
     face: np.ndarray                # (F, 12) float32
     presence: np.ndarray            # (F, 4) float32
+
+    def frame_range(self, s: slice) -> Clip:
+        """The same clip (same reference) over frames `s` only."""
+        return replace(self, frames=self.frames[s], pose=self.pose[s], face=self.face[s],
+                       presence=self.presence[s])
 
 
 @dataclass

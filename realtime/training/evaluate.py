@@ -226,8 +226,7 @@ def history_reliance(model: Any, clips: list[Clip], held: list[Clip], steps: int
     W = model.cfg.window
 
     def tail(c: Clip) -> Clip:
-        return dataclasses.replace(c, frames=c.frames[W:], pose=c.pose[W:], face=c.face[W:],
-                                   presence=c.presence[W:])
+        return c.frame_range(slice(W, None))
 
     true = [on_true_history(model, c, steps, seed + i) for i, c in enumerate(clips)]
     alone = [on_true_history(model, c, steps, seed + i, history=False)
@@ -293,6 +292,14 @@ def without_fingers(clip: Clip) -> Clip:
 HEAD_ROTATION = ("yaw", "pitch", "roll")
 
 
+def head_rotation_mask() -> np.ndarray:
+    """(FACE_DIM,) bool: True for the face vector's head-rotation features, False for
+    the expression (eyes, gaze, brows, mouth, jaw)."""
+    from realtime.motion.types import FACE_FEATURES
+
+    return np.array([f in HEAD_ROTATION for f in FACE_FEATURES])
+
+
 def hold_expression(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:
     """The motion with its whole face vector (expression, gaze, head rotation) held at
     the first frame's."""
@@ -302,9 +309,7 @@ def hold_expression(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:
 def hold_expression_only(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:
     """The motion with its expression (eyes, gaze, brows, mouth, jaw) held at the
     first frame's; the head still turns as it did."""
-    from realtime.motion.types import FACE_FEATURES
-
-    keep = np.array([f in HEAD_ROTATION for f in FACE_FEATURES])
+    keep = head_rotation_mask()
     return [dataclasses.replace(m, face=np.where(keep, m.face, motion[0].face)
                                 .astype(m.face.dtype)) for m in motion]
 
@@ -538,9 +543,7 @@ def run(args: argparse.Namespace) -> int:
                 "hand": heldout_clips(args.data, cfg, args.clips, clip_frames, hold_fingers)}
     else:
         clips = read_split(args.data, args.split, cfg, limit=args.clips)
-        clips = [dataclasses.replace(c, frames=c.frames[:clip_frames], pose=c.pose[:clip_frames],
-                                     face=c.face[:clip_frames],
-                                     presence=c.presence[:clip_frames]) for c in clips]
+        clips = [c.frame_range(slice(clip_frames)) for c in clips]
     frames, window = drift_window(args.frames, cfg.chunk)
     long = drift_clip(heldout_clips(args.data, cfg, 1, frames - window), frames, window)
     summary = evaluate(model, teacher, clips, long, window, args.seed,

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from realtime.model.config import ModelConfig
-from realtime.motion.types import FACE_FEATURES, NormalizedMotion, Skeleton
+from realtime.motion.types import NormalizedMotion, Skeleton
 from realtime.training.data import Clip
 
 if TYPE_CHECKING:
@@ -138,9 +138,9 @@ def detail_backwards(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:
     hand's bone directions, where the hand is there in both frames) of frame N-1-i.
     Body, head rotation and presence stay: rendered, the clip differs from the
     original only in the face and the hands."""
-    from realtime.training.evaluate import HEAD_ROTATION
+    from realtime.training.evaluate import head_rotation_mask
 
-    keep = np.array([f in HEAD_ROTATION for f in FACE_FEATURES])
+    keep = head_rotation_mask()
     n = len(motion)
     out = []
     for i, m in enumerate(motion):
