@@ -92,6 +92,11 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
                                 "is rendered again with its expression and fingers played "
                                 "backwards, and the output's change from a clip to its "
                                 "twin is pulled towards the truth's (default: the plan's)")
+        if stage == "teacher":
+            p.add_argument("--window-noise", type=float, default=None, metavar="S",
+                           help="the history frames are noised along the flow path to a "
+                                "level drawn from U(0, S) per sample, and told the level, "
+                                "so the face cannot be copied from the window (default 0)")
         p.add_argument("--resume", action="store_true",
                        help="continue from OUT/train_state.pt (exactly)")
         p.add_argument("--json-log", type=Path, default=None,
@@ -112,6 +117,15 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
                            help="with --decoder-of: half of every batch is CKPT's own "
                                 "student streams of the training clips (the latents it "
                                 "generates), decoded with their motion against the truth")
+            p.add_argument("--decoder-motion", action="store_true",
+                           help="with --decoder-of: the new decoder also reads each frame's "
+                                "motion (pose maps, face vector painted on the head); a "
+                                "checkpoint without it gains it at zero weight")
+            p.add_argument("--counterfactual", type=float, default=0.0, metavar="W",
+                           help="with --decoder-of (implies --decoder-motion): + W x the loss "
+                                "of decoding a frame's latents with its counterfactual twin's "
+                                "motion (expression and fingers played backwards) against "
+                                "the twin's frame")
             p.add_argument("--temporal-weight", type=float, default=0.0, metavar="W",
                            help="with --on-student: + W x the L1 of the decoded frame-to-"
                                 "frame change against the truth's")
@@ -134,7 +148,8 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
                       gt_weight=getattr(args, "gt_weight", None),
                       gt_weight_long=getattr(args, "gt_weight_long", None),
                       region_weight=getattr(args, "region_weight", None),
-                      pair_weight=getattr(args, "pair_weight", None), steps=args.steps,
+                      pair_weight=getattr(args, "pair_weight", None),
+                      window_noise=getattr(args, "window_noise", None), steps=args.steps,
                       lr=args.lr,
                       resume=args.resume,
                       json_log=args.json_log, device=args.device, seed=args.seed,
@@ -143,6 +158,8 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
                       decoder_of=getattr(args, "decoder_of", None),
                       on_student=getattr(args, "on_student", False),
                       temporal_weight=getattr(args, "temporal_weight", 0.0),
+                      decoder_motion=getattr(args, "decoder_motion", False),
+                      counterfactual=getattr(args, "counterfactual", 0.0),
                       time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
         try:
             summary = RUNNERS[stage](a)

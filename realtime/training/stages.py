@@ -25,11 +25,12 @@ from typing import Any
 import torch
 
 from realtime.model.bundle import AnimationModel
-from realtime.model.checkpoint import load_checkpoint, save_checkpoint
+from realtime.model.checkpoint import add_decoder_motion, load_checkpoint, save_checkpoint
 from realtime.model.config import ModelConfig, get_preset
 from realtime.training.ae import (
     AEConfig,
     ae_step,
+    counterfactual_step,
     fold_latent_stats,
     reconstruction_psnr,
     rollout_psnr,
@@ -105,9 +106,12 @@ class StageArgs:
     gt_weight_long: float | None = None
     region_weight: float | None = None
     pair_weight: float | None = None    # teacher, student (default: the plan's)
+    window_noise: float | None = None   # teacher: history noise level, U(0, this)
     decoder_of: Path | None = None  # ae: fine-tune only this checkpoint's decoder
     on_student: bool = False        # ae: half of each batch from decoder_of's own streams
     temporal_weight: float = 0.0    # ae --on-student: weight of the frame-to-frame term
+    decoder_motion: bool = False    # ae --decoder-of: the new decoder reads the motion
+    counterfactual: float = 0.0     # ae: + this x the counterfactual-twin decoder loss
     steps: int | None = None        # total steps (default: the plan's)
     lr: float | None = None         # peak learning rate (default: the plan's)
     resume: bool = False
@@ -149,7 +153,19 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
     plan, cfg = PLANS[a.preset], get_preset(a.preset)
     # under the preset: a checkpoint from before `decoder_motion` gains it at zero weight
     source = None if a.decoder_of is None else load_checkpoint(a.decoder_of, a.preset, "cpu")
-    train_clips = load_clips(a.data, "train", cfg)
+    if a.decoder_motion or a.counterfactual > 0:
+        if source is None:
+            raise ValueError("--decoder-motion and --counterfactual train the decoder of a "
+                             "checkpoint: they need --decoder-of CKPT")
+        source = add_decoder_motion(source)     # at zero weight: the same decoder
+    twins = None
+    if a.counterfactual > 0:
+        train_clips, twin_clips = counterfactual_split(a.data, "train", cfg)
+        twins = studio_pool(twin_clips)
+        log.info("counterfactual twins: %d training clips rendered again with their "
+                 "expression and fingers played backwards", len(twin_clips))
+    else:
+        train_clips = load_clips(a.data, "train", cfg)
     held_clips = load_clips(a.data, "heldout_character", cfg)
     studio = studio_pool(train_clips)
     studio_held = studio_pool(held_clips, every=4)
@@ -184,7 +200,7 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
                       temporal_weight=a.temporal_weight)
     loop = _loop_cfg(a, plan.ae_steps, plan.ae_lr, plan)
 
-    def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def plain(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         if rollouts is None:
             return ae_step(model.ae, pool, ctx, ae_cfg)
         half = replace(ae_cfg, batch=max(1, ae_cfg.batch // 2))
@@ -193,13 +209,21 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
         return (loss_ae + loss_st) / 2, {**info, **{f"{k}_student": v
                                                     for k, v in info_st.items()}}
 
+    def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, info = plain(ctx)
+        if twins is None:
+            return loss, info
+        loss_cf, info_cf = counterfactual_step(model.ae, studio, twins, ctx, ae_cfg)
+        return loss + a.counterfactual * loss_cf, {
+            **info, "l1_counterfactual": info_cf["l1"], "change": info_cf["change"]}
+
     metrics: dict[str, Any] = {}
 
     def export(step_no: int) -> None:
         folded = copy.deepcopy(model).cpu().eval()
         if a.decoder_of is not None:        # the encoder is as it was: nothing to fold
             metrics.update({"step": step_no, "region_weight": ae_cfg.region_weight,
-                            "on_student": a.on_student,
+                            "on_student": a.on_student, "counterfactual": a.counterfactual,
                             "temporal_weight": ae_cfg.temporal_weight,
                             **{f"psnr_{k}_heldout": reconstruction_psnr(folded.ae, v)
                                for k, v in held.items()}})
@@ -240,6 +264,8 @@ def _decoder_export(model: AnimationModel, source: Path, out: Path, preset: str,
     if not (source / "teacher" / "config.json").is_file():
         return
     teacher = load_checkpoint(source / "teacher", preset, "cpu")
+    if model.cfg.decoder_motion:
+        teacher = add_decoder_motion(teacher)
     mine, theirs = model.ae.encoder.state_dict(), teacher.ae.encoder.state_dict()
     if any(not torch.equal(mine[k], theirs[k]) for k in mine):
         log.warning("%s/teacher has another encoder (latent space): not given the new "
@@ -272,11 +298,13 @@ def run_teacher(a: StageArgs) -> dict[str, Any]:
     frames = min(plan.teacher_frames, data.n_frames - data.n_frames % cfg.chunk)
     tcfg = TeacherConfig(batch=plan.teacher_batch, frames=frames,
                          steps=plan.teacher_sample_steps, guidance=plan.guidance,
-                         region_weight=_given(a.region_weight, 0.0), pair_weight=pair_weight)
+                         region_weight=_given(a.region_weight, 0.0), pair_weight=pair_weight,
+                         window_noise=_given(a.window_noise, 0.0))
     loop = _loop_cfg(a, plan.teacher_steps, plan.teacher_lr, plan)
     meta = {"stage": "teacher", "preset": a.preset, "trained": True,
             "teacher_steps": tcfg.steps, "guidance": tcfg.guidance,
-            "region_weight": tcfg.region_weight, "pair_weight": tcfg.pair_weight}
+            "region_weight": tcfg.region_weight, "pair_weight": tcfg.pair_weight,
+            "window_noise": tcfg.window_noise}
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         return teacher_step(model.dit, data, ctx, tcfg, twins)

@@ -53,6 +53,7 @@ class TeacherConfig:
     guidance: float = 2.0           # CFG scale g
     region_weight: float = 0.0      # loss x (1 + this) on and around the face and hands
     pair_weight: float = 0.0        # x the counterfactual-pair term (module docstring)
+    window_noise: float = 0.0       # history flow-noised to a level U(0, this) per sample
 
 
 def logit_normal(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -83,17 +84,21 @@ def teacher_step(
     keep = torch.from_numpy(ctx.rng.random(n) >= cfg.p_uncond).to(ctx.device)
     # history: the windows' own frames (a twin's queries see its ORIGINAL's history)
     hist, hist_motion = b.latents + hist_noise, (b.pose, b.face, b.presence)
+    hist_t = torch.zeros_like(t)
+    if cfg.window_noise > 0:
+        hist, hist_t = noised_history(b.latents, cfg.window_noise, ctx.gen, N)
     if paired:
         assert twins is not None
         b = cat_batches(b, twins.gather(clips, idx, ctx.device))
-        t, noise, hist, keep = (torch.cat((x, x)) for x in (t, noise, hist, keep))
+        t, noise, hist, hist_t, keep = (torch.cat((x, x)) for x in (t, noise, hist, hist_t,
+                                                                    keep))
         h_pose, h_face, h_pres = hist_motion
         hist_motion = (torch.cat((h_pose, h_pose)), torch.cat((h_face, h_face)),
                        torch.cat((h_pres, h_pres)))
     tt = t[:, :, None, None, None]
     x_t = (1 - tt) * b.latents + tt * noise
     with ctx.autocast():
-        v = forward_train(model, b.ref, hist, torch.zeros_like(t), x_t, t, b.pose, b.face,
+        v = forward_train(model, b.ref, hist, hist_t, x_t, t, b.pose, b.face,
                           b.presence, keep_ref=keep, keep_motion=keep,
                           hist_motion=hist_motion)
     target = noise - b.latents
@@ -107,6 +112,21 @@ def teacher_step(
         loss = loss + cfg.pair_weight * pair
         logs["pair"] = float(pair.detach())
     return loss, logs
+
+
+def noised_history(latents: torch.Tensor, level: float, gen: torch.Generator,
+                   frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """History latents (B, N, c, h, w) moved along the flow path to a level s ~ U(0,
+    `level`) per sample, x_s = (1 - s) x + s noise, and their flow time s (B, N), which
+    the model is told (the blocks' time embedding of the history frames). A face that
+    noise has drowned cannot be copied from the window; it has to come from the
+    condition (context noise augmentation: Valevski et al. 2024, GameNGen; per-frame
+    noise levels: Chen et al. 2024, Diffusion Forcing)."""
+    B = latents.shape[0]
+    s = level * torch.rand(B, generator=gen).to(latents.device)
+    eps = torch.randn(latents.shape, generator=gen).to(latents.device)
+    ss = s[:, None, None, None, None]
+    return (1 - ss) * latents + ss * eps, s[:, None].expand(B, frames).contiguous()
 
 
 def pair_error(out: torch.Tensor, out_twin: torch.Tensor, target: torch.Tensor,

@@ -103,9 +103,9 @@ def test_stages_train_with_pairs_and_record_the_weight_and_learning_rate(
         tiny_data: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "teacher"
     run_teacher(StageArgs("tiny", tiny_data, out, init=tiny_ckpt, steps=2, progress=False,
-                          log_every=1, pair_weight=3.0, lr=2e-5))
+                          log_every=1, pair_weight=3.0, lr=2e-5, window_noise=0.3))
     meta = json.loads((out / "config.json").read_text())["meta"]
-    assert meta["pair_weight"] == 3.0
+    assert meta["pair_weight"] == 3.0 and meta["window_noise"] == 0.3
     rows = [json.loads(r) for r in (out / "log.jsonl").read_text().splitlines()]
     assert any("pair" in r for r in rows)
     assert rows[0]["config"]["lr"] == 2e-5          # --lr replaces the plan's
@@ -115,3 +115,41 @@ def test_stages_train_with_pairs_and_record_the_weight_and_learning_rate(
     rows = [json.loads(r) for r in (student / "log.jsonl").read_text().splitlines()]
     assert any("pair" in r for r in rows)
     assert json.loads((student / "config.json").read_text())["meta"]["pair_weight"] == 3.0
+
+
+def test_window_noise_drowns_the_history_to_a_level_the_model_is_told(
+        tiny_data: Path, monkeypatch) -> None:
+    import realtime.training.teacher as teacher
+
+    cfg = get_preset("tiny")
+    model = AnimationModel.random(cfg, seed=0, zero_init=False)
+    clips, twins = counterfactual_split(tiny_data, "train", cfg)
+    data, alt = encode_clips(model.ae, clips), encode_clips(model.ae, twins)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real = teacher.forward_train
+
+    def spy(model, ref, hist, hist_t, query, *rest, **kw):  # type: ignore[no-untyped-def]
+        seen.append((hist, hist_t))
+        return real(model, ref, hist, hist_t, query, *rest, **kw)
+
+    monkeypatch.setattr(teacher, "forward_train", spy)
+    plain = TeacherConfig(batch=2, frames=4, hist_noise=0.0)
+    teacher_step(model.dit, data, _ctx(), plain)
+    hist, hist_t = seen.pop()
+    # the same windows as the step drew (its rng is default_rng(0) too)
+    b = data.gather(*data.draw(np.random.default_rng(0), 2, 4), torch.device("cpu"))
+    assert torch.all(hist_t == 0) and torch.allclose(hist, b.latents)  # clean, told t = 0
+
+    noisy = TeacherConfig(batch=4, frames=4, hist_noise=0.0, window_noise=0.8,
+                          pair_weight=1.0)
+    loss, _ = teacher_step(model.dit, data, _ctx(), noisy, alt)
+    assert torch.isfinite(loss)
+    hist, hist_t = seen.pop()
+    s = hist_t[:, 0]
+    assert torch.all(hist_t == s[:, None])           # one level per sample, every frame
+    assert torch.all((s >= 0) & (s <= 0.8)) and float(s.max()) > 0.05
+    assert torch.equal(hist[:2], hist[2:]) and torch.equal(hist_t[:2], hist_t[2:])
+    # the level is what it says: a sample's history keeps (1 - s) of the clean latents
+    resid = hist[:2] - (1 - s[:2, None, None, None, None]) * b.latents
+    scale = resid.flatten(1).std(dim=1)
+    assert torch.allclose(scale, s[:2], rtol=0.25), (scale, s)

@@ -427,3 +427,25 @@ def test_on_student_needs_the_checkpoint_whose_student_streams(tiny_data: Path,
     with pytest.raises(ValueError, match="--on-student"):      # nothing to weigh
         run_ae(StageArgs("tiny", tiny_data, tmp_path / "y", temporal_weight=2.0, steps=2,
                          progress=False, real_media=False))
+
+
+def test_counterfactual_decoder_training_records_itself_and_needs_a_checkpoint(
+        tiny_data: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    """`train ae --decoder-of CKPT --counterfactual W`: the decoder of CKPT, reading the
+    motion, trained also on latents paired with their twins' motion; the log carries
+    the twin terms, the checkpoint what it was trained with. Without a checkpoint
+    there is no decoder to fine-tune: a clear error."""
+    from realtime.training.stages import run_ae
+
+    out = tmp_path / "cf"
+    run_ae(StageArgs("tiny", tiny_data, out, decoder_of=tiny_ckpt, counterfactual=2.0,
+                     steps=3, progress=False, real_media=False, log_every=1))
+    rows = [json.loads(r) for r in (out / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss" in r]
+    assert steps and all(r["change"] >= 0 and r["l1_counterfactual"] > 0 for r in steps)
+    meta = json.loads((out / "config.json").read_text())["meta"]
+    assert meta["decoder_finetune"]["counterfactual"] == 2.0
+    assert load_checkpoint(out).cfg.decoder_motion
+    with pytest.raises(ValueError, match="--decoder-of"):
+        run_ae(StageArgs("tiny", tiny_data, tmp_path / "x", counterfactual=1.0, steps=1,
+                         progress=False, real_media=False))
