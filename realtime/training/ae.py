@@ -92,32 +92,31 @@ def counterfactual_step(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The decoder given a frame's latents but its counterfactual twin's motion (the
     same frame with only the expression and the fingers changed: `twins[i]` is
-    `pool[i]` re-rendered, `studio.counterfactual_split`), against the twin's frame;
-    half the batch each way. Trained on its own encodings a decoder that reads motion
-    learns to copy the face from the latents (they already show it); here the
-    latents show the other face, so the only way to the right mouth or finger is the
-    motion. At inference that is what it must do: the student's latents carry the
-    body but not the expression (the model card)."""
+    `pool[i]` re-rendered, `studio.counterfactual_split`), against the twin's frame,
+    half the batch each way; plus the decoded change from the frame's own motion to
+    the twin's against the truth's change, relative to it. Trained on its own
+    encodings a decoder that reads motion learns to copy the face from the latents
+    (they already show it); here the latents show the other face, so the only way to
+    the right mouth or finger is the motion. At inference that is what it must do:
+    the student's latents carry the body but not the expression (the model card)."""
     half = max(1, cfg.batch // 2)
     idx = torch.from_numpy(ctx.rng.integers(0, len(pool), half))
-    a, b = pool[idx], twins[idx]
-    src = torch.cat((a.images, b.images)).to(ctx.device).float() / 127.5 - 1.0
-    tgt = FramePool.cat([b, a])
-    x = tgt.images.to(ctx.device).float() / 127.5 - 1.0
-    own = FramePool.cat([a, b])
+    own = FramePool.cat([pool[idx], twins[idx]])      # the latents' frames: a, then b
+    src = own.images.to(ctx.device).float() / 127.5 - 1.0
+    x = src.roll(half, dims=0)                        # each one's twin: b, then a
+    planes = own.planes(ctx.device)
     with ctx.autocast():
         with torch.no_grad():
             z = ae.encode(src)
         noise = torch.randn(z.shape, generator=ctx.gen).to(z.device, z.dtype)
         z = z + cfg.latent_noise * z.std() * noise
-        rec = ae.decoder(torch.cat((z, z)), torch.cat((tgt.planes(ctx.device),
-                                                       own.planes(ctx.device)))).float()
-    rec, rec_own = rec.chunk(2)
-    loss, info = _loss(rec, x, tgt.pose.to(ctx.device), cfg.region_weight)
-    # the decoded change from the frame's own motion to the twin's against the truth's
-    # change, relative to the truth's: everything the two decodes share cancels, so this
-    # is a scale-free gradient on exactly what the motion must add (pixel for pixel an
-    # expression is a few percent of a few percent of the frame, nothing in the plain
+        rec, rec_own = ae.decoder(torch.cat((z, z)),
+                                  torch.cat((planes.roll(half, dims=0), planes))
+                                  ).float().chunk(2)
+    loss, info = _loss(rec, x, own.pose.roll(half, dims=0).to(ctx.device), cfg.region_weight)
+    # everything the two decodes share cancels in their difference, so this is a
+    # scale-free gradient on exactly what the motion must add (pixel for pixel an
+    # expression is a few percent of a few percent of the frame: nothing in the plain
     # loss). Squared, not absolute: where a change is uncertain the L1 optimum is the
     # median, no change at all, which is what a first trial with L1 learned
     change = (rec - rec_own) - (x - src)

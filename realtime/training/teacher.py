@@ -79,14 +79,15 @@ def teacher_step(
     t = logit_normal(n * (N // K), ctx.gen).view(n, N // K).repeat_interleave(K, dim=1)
     t = t.to(ctx.device)                                                # (n, N)
     noise = torch.randn(b.latents.shape, generator=ctx.gen).to(ctx.device)
-    hist_noise = cfg.hist_noise * torch.randn(b.latents.shape, generator=ctx.gen
-                                              ).to(ctx.device)
-    keep = torch.from_numpy(ctx.rng.random(n) >= cfg.p_uncond).to(ctx.device)
     # history: the windows' own frames (a twin's queries see its ORIGINAL's history)
-    hist, hist_motion = b.latents + hist_noise, (b.pose, b.face, b.presence)
-    hist_t = torch.zeros_like(t)
     if cfg.window_noise > 0:
-        hist, hist_t = noised_history(b.latents, cfg.window_noise, ctx.gen, N)
+        hist, hist_t = noised_history(b.latents, cfg.window_noise, ctx.gen)
+    else:
+        hist = b.latents + cfg.hist_noise * torch.randn(b.latents.shape, generator=ctx.gen
+                                                        ).to(ctx.device)
+        hist_t = torch.zeros_like(t)
+    hist_motion = (b.pose, b.face, b.presence)
+    keep = torch.from_numpy(ctx.rng.random(n) >= cfg.p_uncond).to(ctx.device)
     if paired:
         assert twins is not None
         b = cat_batches(b, twins.gather(clips, idx, ctx.device))
@@ -115,18 +116,18 @@ def teacher_step(
 
 
 def noised_history(latents: torch.Tensor, level: float, gen: torch.Generator,
-                   frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """History latents (B, N, c, h, w) moved along the flow path to a level s ~ U(0,
     `level`) per sample, x_s = (1 - s) x + s noise, and their flow time s (B, N), which
     the model is told (the blocks' time embedding of the history frames). A face that
     noise has drowned cannot be copied from the window; it has to come from the
     condition (context noise augmentation: Valevski et al. 2024, GameNGen; per-frame
     noise levels: Chen et al. 2024, Diffusion Forcing)."""
-    B = latents.shape[0]
+    B, N = latents.shape[:2]
     s = level * torch.rand(B, generator=gen).to(latents.device)
     eps = torch.randn(latents.shape, generator=gen).to(latents.device)
     ss = s[:, None, None, None, None]
-    return (1 - ss) * latents + ss * eps, s[:, None].expand(B, frames).contiguous()
+    return (1 - ss) * latents + ss * eps, s[:, None].expand(B, N).contiguous()
 
 
 def pair_error(out: torch.Tensor, out_twin: torch.Tensor, target: torch.Tensor,

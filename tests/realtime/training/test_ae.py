@@ -128,7 +128,6 @@ def test_temporal_weight_adds_the_frame_to_frame_change_error(tiny_data: Path) -
     assert info["temporal"] == 0.0
 
 
-
 def test_counterfactual_training_makes_the_decoder_draw_the_motion_not_the_latents(
         tiny_data: Path) -> None:
     """One frame's latents decoded with its own motion and with its counterfactual
