@@ -114,13 +114,43 @@ def counterfactual_step(
                                   torch.cat((planes.roll(half, dims=0), planes))
                                   ).float().chunk(2)
     loss, info = _loss(rec, x, own.pose.roll(half, dims=0).to(ctx.device), cfg.region_weight)
-    # everything the two decodes share cancels in their difference, so this is a
-    # scale-free gradient on exactly what the motion must add (pixel for pixel an
-    # expression is a few percent of a few percent of the frame: nothing in the plain
-    # loss). Squared, not absolute: where a change is uncertain the L1 optimum is the
-    # median, no change at all, which is what a first trial with L1 learned
-    change = (rec - rec_own) - (x - src)
-    rel = change.pow(2).sum() / (x - src).pow(2).sum().clamp(min=1e-6)
+    return _with_change(loss, info, rec - rec_own, x - src)
+
+
+def counterfactual_rollout_step(
+    ae: TinyAutoencoder, pool: RolloutPool, ctx: StepContext, cfg: AEConfig,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """`counterfactual_step` on the student's own streams (`pool.twin` given): the
+    latents the student generated for a frame, decoded with the twin's motion against
+    the twin's frame, and the change from the frame's own motion to the twin's against
+    the truth's. This is the decoder's job in a session: the same blurred latents,
+    whatever the face does, so the change must come from the motion alone."""
+    if pool.twin is None:
+        raise ValueError("counterfactual_rollout_step needs a pool built with its twins")
+    idx = torch.from_numpy(ctx.rng.integers(0, len(pool), cfg.batch))
+    a, b = pool.truth[idx], pool.twin[idx]
+    src = a.images.to(ctx.device).float() / 127.5 - 1.0
+    x = b.images.to(ctx.device).float() / 127.5 - 1.0
+    z = pool.latents[idx].to(ctx.device)
+    with ctx.autocast():
+        rec, rec_own = ae.decoder(torch.cat((z, z)),
+                                  torch.cat((b.planes(ctx.device), a.planes(ctx.device)))
+                                  ).float().chunk(2)
+    loss, info = _loss(rec, x, b.pose.to(ctx.device), cfg.region_weight)
+    return _with_change(loss, info, rec - rec_own, x - src)
+
+
+def _with_change(loss: torch.Tensor, info: dict[str, float], decoded: torch.Tensor,
+                 truth: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """`loss` + the decoded change from a frame's motion to its twin's against the
+    truth's change, squared, relative to the truth's (logged as "change": 1 is no
+    change drawn, 0 all of it). Everything the two decodes share cancels in their
+    difference, so this is a scale-free gradient on exactly what the motion must add
+    (pixel for pixel an expression is a few percent of a few percent of the frame:
+    nothing in the plain loss). Squared, not absolute: where a change is uncertain the
+    L1 optimum is the median, no change at all, which is what a first trial with L1
+    learned."""
+    rel = (decoded - truth).pow(2).sum() / truth.pow(2).sum().clamp(min=1e-6)
     info["change"] = float(rel.detach())
     return loss + rel, info
 

@@ -4,7 +4,8 @@
 before trained weights exist). The training stages run `realtime.training.stages`:
 
     marionette train ae      --data DS [--preset P] [--steps N] [--out runs/ae] [--resume]
-                             [--decoder-of CKPT [--on-student [--temporal-weight W]]]
+                             [--decoder-of CKPT [--on-student [--temporal-weight W]]
+                              [--counterfactual W [--counterfactual-streams]]]
                              [--region-weight R]
     marionette train teacher --data DS [--init runs/ae] [--out runs/teacher] [--region-weight R]
                              [--pair-weight W] ...
@@ -126,6 +127,10 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
                                 "of decoding a frame's latents with its counterfactual twin's "
                                 "motion (expression and fingers played backwards) against "
                                 "the twin's frame")
+            p.add_argument("--counterfactual-streams", action="store_true",
+                           help="with --on-student and --counterfactual: that term on "
+                                "CKPT's own streams of the training clips (their latents "
+                                "decoded with the twin's motion) instead of on encodings")
             p.add_argument("--temporal-weight", type=float, default=0.0, metavar="W",
                            help="with --on-student: + W x the L1 of the decoded frame-to-"
                                 "frame change against the truth's")
@@ -160,6 +165,7 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
                       temporal_weight=getattr(args, "temporal_weight", 0.0),
                       decoder_motion=getattr(args, "decoder_motion", False),
                       counterfactual=getattr(args, "counterfactual", 0.0),
+                      counterfactual_streams=getattr(args, "counterfactual_streams", False),
                       time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
         try:
             summary = RUNNERS[stage](a)

@@ -44,7 +44,13 @@ Reported (JSON with `--json`):
                           error elsewhere in the box. The teacher's is reported too,
                           and so is the autoencoder's (`ae_response`: decode(encode(.))
                           of both ground truths), the most any model that renders
-                          through these latents can reach.
+                          through these latents can reach, and the decoder's alone
+                          (`decoder_response`: each clip's own latents, encode(gt),
+                          decoded once with its motion and once with the held
+                          clip's: what the decoder draws from the motion alone; 0
+                          for a decoder that does not read it). A stream's response
+                          mixes what the decoder adds with how far two streams of
+                          different conditions drift apart; this one does not.
     history               (default split only) how much the student leans on its
                           window: every chunk from frame W on sampled once from a
                           cache holding the reference and the ground truth's own
@@ -356,17 +362,18 @@ def response(outs: list[np.ndarray], held_outs: list[np.ndarray], clips: list[Cl
 
 
 @torch.no_grad()
-def reconstruct(model: Any, clip: Clip) -> np.ndarray:
+def reconstruct(model: Any, clip: Clip, motion_of: Clip | None = None) -> np.ndarray:
     """The clip's frames through the model's autoencoder, uint8 (N, H, W, 3): decoded
-    as the engine decodes, with the clip's motion."""
+    as the engine decodes, with the clip's motion (or `motion_of`'s, frame for frame)."""
     from realtime.engine import images_to_tensor, tensor_to_images
 
     dev, dt = model.device, model.dtype
     x = images_to_tensor(list(clip.frames), model.cfg.resolution, dev, dt)
+    m = clip if motion_of is None else motion_of
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).to(dev, dt)
-    return tensor_to_images(model.ae.decode_driven(model.ae.encode(x), t(clip.pose),
-                                                   t(clip.face), t(clip.presence)))
+    return tensor_to_images(model.ae.decode_driven(model.ae.encode(x), t(m.pose),
+                                                   t(m.face), t(m.presence)))
 
 
 def follow(model: Any, clips: list[Clip], rows: list[dict[str, float]], steps: int,
@@ -453,9 +460,14 @@ def evaluate(
         if "expression" in held:
             summary["history"] = history_reliance(model, clips, held["expression"], steps,
                                                   seed)
+        own = [reconstruct(model, c) for c in clips]
         summary["ae_response"] = {
-            part: response([reconstruct(model, c) for c in clips],
-                           [reconstruct(model, c) for c in held[part]],
+            part: response(own, [reconstruct(model, c) for c in held[part]],
+                           clips, held[part], chans)
+            for part, chans in parts.items()}
+        summary["decoder_response"] = {
+            part: response(own, [reconstruct(model, c, motion_of=h)
+                                 for c, h in zip(clips, held[part], strict=True)],
                            clips, held[part], chans)
             for part, chans in parts.items()}
 

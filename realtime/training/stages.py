@@ -30,6 +30,7 @@ from realtime.model.config import ModelConfig, get_preset
 from realtime.training.ae import (
     AEConfig,
     ae_step,
+    counterfactual_rollout_step,
     counterfactual_step,
     fold_latent_stats,
     reconstruction_psnr,
@@ -112,6 +113,7 @@ class StageArgs:
     temporal_weight: float = 0.0    # ae --on-student: weight of the frame-to-frame term
     decoder_motion: bool = False    # ae --decoder-of: the new decoder reads the motion
     counterfactual: float = 0.0     # ae: + this x the counterfactual-twin decoder loss
+    counterfactual_streams: bool = False    # ae: that loss on the student's own streams
     steps: int | None = None        # total steps (default: the plan's)
     lr: float | None = None         # peak learning rate (default: the plan's)
     resume: bool = False
@@ -158,7 +160,10 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
             raise ValueError("--decoder-motion and --counterfactual train the decoder of a "
                              "checkpoint: they need --decoder-of CKPT")
         source = add_decoder_motion(source)     # at zero weight: the same decoder
-    twins = None
+    twins = twin_clips = None
+    if a.counterfactual_streams and not (a.on_student and a.counterfactual > 0):
+        raise ValueError("--counterfactual-streams puts the counterfactual term on the "
+                         "student's streams: it needs --on-student and --counterfactual W")
     if a.counterfactual > 0:
         train_clips, twin_clips = counterfactual_split(a.data, "train", cfg)
         twins = studio_pool(twin_clips)
@@ -186,7 +191,8 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
                              "it needs --decoder-of CKPT")
         log.info("streaming the student over %d training clips (2 noise seeds)",
                  len(train_clips))
-        rollouts = student_rollouts(source, train_clips, (a.seed, a.seed + 1))
+        rollouts = student_rollouts(source, train_clips, (a.seed, a.seed + 1),
+                                    twin_clips if a.counterfactual_streams else None)
         held_rollouts = student_rollouts(source, held_clips[:8], (a.seed,))
     if source is not None:
         model = source.float().train()
@@ -213,7 +219,10 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
         loss, info = plain(ctx)
         if twins is None:
             return loss, info
-        loss_cf, info_cf = counterfactual_step(model.ae, studio, twins, ctx, ae_cfg)
+        if rollouts is not None and rollouts.twin is not None:
+            loss_cf, info_cf = counterfactual_rollout_step(model.ae, rollouts, ctx, ae_cfg)
+        else:
+            loss_cf, info_cf = counterfactual_step(model.ae, studio, twins, ctx, ae_cfg)
         return loss + a.counterfactual * loss_cf, {
             **info, "l1_counterfactual": info_cf["l1"], "change": info_cf["change"]}
 
@@ -224,6 +233,7 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
         if a.decoder_of is not None:        # the encoder is as it was: nothing to fold
             metrics.update({"step": step_no, "region_weight": ae_cfg.region_weight,
                             "on_student": a.on_student, "counterfactual": a.counterfactual,
+                            "counterfactual_streams": a.counterfactual_streams,
                             "temporal_weight": ae_cfg.temporal_weight,
                             **{f"psnr_{k}_heldout": reconstruction_psnr(folded.ae, v)
                                for k, v in held.items()}})

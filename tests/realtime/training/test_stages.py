@@ -228,7 +228,7 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
         assert math.isfinite(res[key]), key
     parts = {"face", "expression", "hand"}
     assert set(res["response"]) == set(res["teacher_response"]) == parts
-    assert set(res["ae_response"]) == parts
+    assert set(res["ae_response"]) == set(res["decoder_response"]) == parts
     assert res["response"]["face"]["gt_rms"] > 0          # the held clips differ
     assert set(res["student_vs_teacher_db"]) == {"1", "2", "4"}
     assert all(math.isfinite(v) for v in res["student_vs_teacher_db"].values())
@@ -239,6 +239,34 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
     history = res["history"]
     assert math.isfinite(history["psnr_true_history"])
     assert math.isfinite(history["psnr_no_history"])
+
+
+def test_decoder_response_is_what_the_decoder_draws_from_the_motion_alone(
+        tiny_data: Path, tiny_ckpt: Path) -> None:
+    """`decoder_response` decodes a clip's own latents with the held clip's motion:
+    with its motion path shut (as a checkpoint gains it) the decoder draws the same
+    frames, with the path open it draws other frames exactly for the clips whose
+    held motion differs."""
+    from realtime.model.checkpoint import load_model
+    from realtime.training.studio import heldout_clips
+
+    model = load_model(tiny_ckpt)
+    assert model.cfg.decoder_motion
+    clips = heldout_clips(tiny_data, model.cfg, 2, 8)
+    held = heldout_clips(tiny_data, model.cfg, 2, 8, evaluate.hold_fingers)
+    assert all(np.array_equal(evaluate.reconstruct(model, c),
+                              evaluate.reconstruct(model, c, motion_of=h))
+               for c, h in zip(clips, held, strict=True))
+    with torch.no_grad():                   # open the motion path (it starts at zero)
+        for conv in model.ae.decoder.motion_out:
+            torch.nn.init.normal_(conv.weight, std=0.5)
+    moved = [evaluate.reconstruct(model, c, motion_of=h)
+             for c, h in zip(clips, held, strict=True)]
+    opened = [evaluate.reconstruct(model, c) for c in clips]
+    differs = [not np.array_equal(a, b) for a, b in zip(opened, moved, strict=True)]
+    fingers_held = [not np.array_equal(c.pose, h.pose)
+                    for c, h in zip(clips, held, strict=True)]
+    assert differs == fingers_held and any(differs)
 
 
 def test_true_history_chunks_see_the_truth_s_window_and_only_it(tiny_data: Path,
@@ -449,3 +477,25 @@ def test_counterfactual_decoder_training_records_itself_and_needs_a_checkpoint(
     with pytest.raises(ValueError, match="--decoder-of"):
         run_ae(StageArgs("tiny", tiny_data, tmp_path / "x", counterfactual=1.0, steps=1,
                          progress=False, real_media=False))
+    assert meta["decoder_finetune"]["counterfactual_streams"] is False
+
+
+def test_counterfactual_on_streams_records_itself_and_needs_the_streams(
+        tiny_data: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    """`--counterfactual-streams` moves the twin term onto CKPT's own streams: it
+    needs them (`--on-student`) and a weight; the checkpoint says it was used."""
+    from realtime.training.stages import run_ae
+
+    out = tmp_path / "cfs"
+    run_ae(StageArgs("tiny", tiny_data, out, decoder_of=tiny_ckpt, on_student=True,
+                     counterfactual=2.0, counterfactual_streams=True, steps=2,
+                     progress=False, real_media=False, log_every=1))
+    rows = [json.loads(r) for r in (out / "log.jsonl").read_text().splitlines()]
+    assert all(r["change"] >= 0 for r in rows if "loss" in r)
+    meta = json.loads((out / "config.json").read_text())["meta"]["decoder_finetune"]
+    assert meta["counterfactual_streams"] is True and meta["on_student"] is True
+    for bad in ({"counterfactual": 2.0}, {"on_student": True}):
+        with pytest.raises(ValueError, match="--counterfactual-streams"):
+            run_ae(StageArgs("tiny", tiny_data, tmp_path / "x", decoder_of=tiny_ckpt,
+                             counterfactual_streams=True, steps=1, progress=False,
+                             real_media=False, **bad))  # type: ignore[arg-type]
