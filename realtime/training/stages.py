@@ -166,7 +166,8 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
                          "student's streams: it needs --on-student and --counterfactual W")
     if a.counterfactual > 0:
         train_clips, twin_clips = counterfactual_split(a.data, "train", cfg)
-        twins = studio_pool(twin_clips)
+        if not a.counterfactual_streams:        # else the streams keep the twins
+            twins = studio_pool(twin_clips)
         log.info("counterfactual twins: %d training clips rendered again with their "
                  "expression and fingers played backwards", len(twin_clips))
     else:
@@ -217,12 +218,12 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         loss, info = plain(ctx)
-        if twins is None:
-            return loss, info
-        if rollouts is not None and rollouts.twin is not None:
+        if twins is not None:
+            loss_cf, info_cf = counterfactual_step(model.ae, studio, twins, ctx, ae_cfg)
+        elif rollouts is not None and rollouts.twin is not None:
             loss_cf, info_cf = counterfactual_rollout_step(model.ae, rollouts, ctx, ae_cfg)
         else:
-            loss_cf, info_cf = counterfactual_step(model.ae, studio, twins, ctx, ae_cfg)
+            return loss, info
         return loss + a.counterfactual * loss_cf, {
             **info, "l1_counterfactual": info_cf["l1"], "change": info_cf["change"]}
 

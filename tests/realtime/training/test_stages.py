@@ -473,11 +473,11 @@ def test_counterfactual_decoder_training_records_itself_and_needs_a_checkpoint(
     assert steps and all(r["change"] >= 0 and r["l1_counterfactual"] > 0 for r in steps)
     meta = json.loads((out / "config.json").read_text())["meta"]
     assert meta["decoder_finetune"]["counterfactual"] == 2.0
+    assert meta["decoder_finetune"]["counterfactual_streams"] is False   # on encodings
     assert load_checkpoint(out).cfg.decoder_motion
     with pytest.raises(ValueError, match="--decoder-of"):
         run_ae(StageArgs("tiny", tiny_data, tmp_path / "x", counterfactual=1.0, steps=1,
                          progress=False, real_media=False))
-    assert meta["decoder_finetune"]["counterfactual_streams"] is False
 
 
 def test_counterfactual_on_streams_records_itself_and_needs_the_streams(
