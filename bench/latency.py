@@ -257,6 +257,7 @@ def _command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from bench.latency_plot import write_plot
     from bench.latency_report import build_document, headline, write_json, write_markdown
+    from bench.machine import cpu_times, cpu_use_between
 
     missing = _missing_requirements(args.client)
     if missing:
@@ -268,7 +269,9 @@ def run(args: argparse.Namespace) -> int:
         print("--engine both needs a server per engine; drop --server", file=sys.stderr)
         return 2
     load_before = [round(x, 2) for x in os.getloadavg()]
+    cpu_before = cpu_times()
     runs = [measure(engine, args) for engine in engines]
+    cpu_use = cpu_use_between(cpu_before, cpu_times())
     config = {"command": _command_line(args),
               "source": f"file {args.video}" if args.video else "synthetic",
               "client": args.client, "seconds": args.seconds, "fps": args.fps,
@@ -277,6 +280,9 @@ def run(args: argparse.Namespace) -> int:
               # other work on the machine: 1/5/15-min load average before and after
               "load_average_before": load_before,
               "load_average_after": [round(x, 2) for x in os.getloadavg()],
+              # the whole machine's CPU over the run(s), %: busy (this run included) and
+              # stolen by the hypervisor for other guests (a slower host, not our code)
+              "cpu_use_pct": cpu_use,
               "codec_order": args.codec_order, "serve_args": list(args.serve_arg),
               "server": args.server or "spawned on 127.0.0.1"}
     doc = build_document(runs, config, notes=args.notes)

@@ -40,8 +40,12 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> None:
 
     runs = doc["runs"]
     has_rss = any(r.get("rss_mb", {}).get("client") for r in runs)
-    fig, grid = plt.subplots(2, 2, figsize=(12, 8.5))
-    ax_cdf, ax_bar, ax_time, ax_mem = grid[0, 0], grid[0, 1], grid[1, 0], grid[1, 1]
+    staged = [r for r in runs if r.get("stage_series", {}).get("t_s")]
+    rows = 2 + len(staged)
+    fig = plt.figure(figsize=(12, 4.25 * rows))
+    spec = fig.add_gridspec(rows, 2)
+    ax_cdf, ax_bar = fig.add_subplot(spec[0, 0]), fig.add_subplot(spec[0, 1])
+    ax_time, ax_mem = fig.add_subplot(spec[1, 0]), fig.add_subplot(spec[1, 1])
     engine_color = {r["engine"]: f"C{i}" for i, r in enumerate(runs)}
 
     for r in runs:
@@ -108,6 +112,9 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> None:
     else:
         ax_mem.set_axis_off()
 
+    for row, r in enumerate(staged, start=2):
+        _stages_over_time(fig.add_subplot(spec[row, :]), r)
+
     m = doc.get("machine", {})
     fig.suptitle(f"marionette bench latency — {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
                  f"{m.get('gpu') or 'no GPU'}, {doc.get('commit', '')[:12]}, {doc.get('date', '')}",
@@ -116,3 +123,28 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _stages_over_time(ax: Any, run: dict[str, Any]) -> None:
+    """Each stage's median per interval, stacked in pipeline order: which stage a creep or
+    a burst of latency comes from."""
+    ser = run["stage_series"]
+    t = ser["t_s"]
+    names = ordered_parts([{"stages_ms": ser["p50_ms"]}])
+    stack = [[max(_num(v), 0.0) if _num(v) == _num(v) else 0.0 for v in ser["p50_ms"][n]]
+             for n in names]
+    # step="post" draws each interval from its start: repeat the last value to its end
+    t_end = [*t, t[-1] + ser["width_s"]]
+    stack = [[*col, col[-1]] for col in stack]
+    ax.stackplot(t_end, *stack, labels=names, colors=[_color(n) for n in names], step="post")
+    warm = run.get("series", {}).get("warmup_end_s")
+    if warm:
+        ax.axvspan(0, warm, color="0.9", lw=0)
+    ax.set_xlabel("time since connection start (s)")
+    ax.set_ylabel(f"median ms per stage per {ser['width_s']:g} s")
+    ax.set_title(f"{run['engine']}: where the milliseconds go over time")
+    ax.set_xlim(0, t_end[-1])
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], labels[::-1], fontsize=7, loc="center left",
+              bbox_to_anchor=(1.0, 0.5))

@@ -62,6 +62,14 @@ def _drift(d: dict[str, Any]) -> str:
     return f"{last - first:+.1f} ms ({_f(d['change_pct'])} %)"
 
 
+def _cpu_use(use: dict[str, float] | None) -> str:
+    """' The machine's CPU over the run: 93.1 % busy, 0.4 % stolen by the host.'"""
+    if not use:
+        return ""
+    return (f" The machine's CPU over the run: {use['busy']:.1f} % busy, {use['steal']:.1f} % "
+            "stolen by the hypervisor.")
+
+
 def _f(x: Any, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
@@ -77,7 +85,8 @@ def markdown(doc: dict[str, Any], plot_name: str | None = None) -> str:
         f"{cfg.get('client')} client, {cfg.get('seconds')} s",
         "",
         f"{m['cpu']}, {m['cores']} cores, {gpu}; commit `{doc['commit'][:12]}`, "
-        f"{doc['date']}. Warm-up {cfg.get('warmup_s')} s excluded from percentiles.",
+        f"{doc['date']}. Warm-up {cfg.get('warmup_s')} s excluded from percentiles."
+        + _cpu_use(cfg.get("cpu_use_pct")),
         "",
         "| engine | preset | codec | in → out | e2e p50 | p95 | p99 | first frame | "
         "fps in | fps out | jitter | dropped | drift (last − first window) |",
@@ -107,6 +116,11 @@ def markdown(doc: dict[str, Any], plot_name: str | None = None) -> str:
                   [f"{k} {v}" for k, v in r["dropped"]["by_stage"].items()]
                   + [f"before the server {r['dropped'].get('before_server', 0)}"])
                   for r in doc["runs"]) + "."]
+    creeps = [f"{r['engine']}: {stage_drift(r)}" for r in doc["runs"]
+              if r["drift"].get("by_stage")]
+    if creeps:
+        lines += ["", "Where the drift comes from (each stage's median in the last window minus "
+                  "that in the first, largest first): " + "; ".join(creeps) + "."]
     lines += ["", "Goals (CPU preset, 30 fps in): e2e p95 ≤ "
               f"{GOAL_P95_MS:.0f} ms, ≥ {GOAL_FPS_OUT:.0f} fps out, last-window median within "
               f"{GOAL_DRIFT_PCT:.0f} % of the first:"]
@@ -141,6 +155,20 @@ def dominant_stage(run: dict[str, Any]) -> str:
         return "–"
     name = max(stages, key=lambda k: stages[k])
     return f"{name} ({stages[name]:.1f} ms)"
+
+
+def stage_drift(run: dict[str, Any], top: int = 5) -> str:
+    """'model +40.2 ms, handoff +31.0 ms, ...': the stages whose median moved most between
+    the first and the last window (those that moved by under 0.5 ms left out)."""
+    moves = []
+    for name, d in run["drift"].get("by_stage", {}).items():
+        first, last = d.get("first_p50_ms"), d.get("last_p50_ms")
+        if first is None or last is None or not (math.isfinite(first) and math.isfinite(last)):
+            continue
+        if abs(last - first) >= 0.5:
+            moves.append((last - first, name))
+    moves.sort(key=lambda m: -abs(m[0]))
+    return ", ".join(f"{name} {d:+.1f} ms" for d, name in moves[:top]) or "no stage moved"
 
 
 def write_markdown(doc: dict[str, Any], path: str | Path, plot_name: str | None = None) -> None:

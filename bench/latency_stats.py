@@ -12,6 +12,8 @@ fixed-size or bounded by a time window:
   latency-over-time plot; when it reaches its capacity adjacent buckets merge.
 - `TimeWindow`: the samples of the last N seconds (the "last minute" of a run).
 - `BoundedSeries`: (t, value) points, decimated by 2 whenever capacity is reached.
+- `PartSeries`: per-interval medians of several named values (the pipeline's stages)
+  sampled together, for the stages-over-time plot of a soak.
 """
 
 from __future__ import annotations
@@ -215,3 +217,78 @@ class BoundedSeries:
                 self.points = self.points[::2]
                 self._stride *= 2
         self._seen += 1
+
+
+class PartSeries:
+    """Per-interval medians of named parts fed together in non-decreasing t.
+
+    Each interval of `width` seconds keeps, for every part seen in it, the median of its
+    values; parts absent from an interval are NaN there. At `capacity` intervals
+    adjacent pairs merge (count-weighted means of the medians) and the width doubles,
+    so a run of any length keeps a bounded record, like `SecondSeries`.
+    """
+
+    def __init__(self, width: float = 10.0, capacity: int = 720) -> None:
+        self.width = width
+        self.capacity = capacity
+        self.t0: list[float] = []
+        self.count: list[int] = []
+        self.p50: dict[str, list[float]] = {}
+        self._open_t0: float | None = None
+        self._open: dict[str, list[float]] = {}
+        self._open_n = 0
+
+    def add(self, t: float, parts: dict[str, float]) -> None:
+        t0 = math.floor(t / self.width) * self.width
+        if self._open_t0 is not None and t0 > self._open_t0:
+            self._close()
+        if self._open_t0 is None:
+            self._open_t0 = t0
+        self._open_n += 1
+        for name, v in parts.items():
+            if math.isfinite(v):
+                self._open.setdefault(name, []).append(v)
+
+    def _close(self) -> None:
+        if self._open_t0 is None:
+            return
+        n = len(self.t0)
+        self.t0.append(self._open_t0)
+        self.count.append(self._open_n)
+        for name in set(self.p50) | set(self._open):
+            col = self.p50.setdefault(name, [math.nan] * n)
+            vals = self._open.get(name)
+            col.append(float(np.median(vals)) if vals else math.nan)
+        self._open_t0, self._open, self._open_n = None, {}, 0
+        if len(self.t0) >= self.capacity:
+            self._merge_pairs()
+
+    def _merge_pairs(self) -> None:
+        self.width *= 2
+        t0: list[float] = []
+        count: list[int] = []
+        groups: list[list[int]] = []
+        for i, t in enumerate(self.t0):
+            start = math.floor(t / self.width) * self.width
+            if t0 and t0[-1] == start:
+                groups[-1].append(i)
+                count[-1] += self.count[i]
+            else:
+                t0.append(start)
+                count.append(self.count[i])
+                groups.append([i])
+        merged: dict[str, list[float]] = {}
+        for name, col in self.p50.items():
+            out = []
+            for g in groups:
+                pairs = [(col[i], self.count[i]) for i in g if math.isfinite(col[i])]
+                w = sum(c for _, c in pairs)
+                out.append(sum(v * c for v, c in pairs) / w if w else math.nan)
+            merged[name] = out
+        self.t0, self.count, self.p50 = t0, count, merged
+
+    def finish(self) -> dict[str, object]:
+        """Close the open interval; {'width_s', 't_s', 'count', 'p50_ms': {part: [...]}}."""
+        self._close()
+        return {"width_s": self.width, "t_s": list(self.t0), "count": list(self.count),
+                "p50_ms": {k: list(v) for k, v in self.p50.items()}}

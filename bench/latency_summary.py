@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from bench.latency_match import MatchCounts, Sample
-from bench.latency_stats import BoundedSeries, Quantiles, RunningStats, SecondSeries, TimeWindow
+from bench.latency_stats import (
+    BoundedSeries,
+    PartSeries,
+    Quantiles,
+    RunningStats,
+    SecondSeries,
+    TimeWindow,
+)
 
 # The order parts are reported (and stacked in the plot); others follow.
 PART_ORDER = ("network_up", "video_decode", "receive", "mailbox", "convert", "extraction",
@@ -43,6 +50,10 @@ class RunRecorder:
         self.series = SecondSeries()
         self.first_window = Quantiles(exact_capacity=4096)
         self.last_window = TimeWindow(window_s)
+        # the same two windows per stage, to say which stage a creep comes from
+        self.first_window_parts: dict[str, Quantiles] = {}
+        self.last_window_parts: dict[str, TimeWindow] = {}
+        self.part_series = PartSeries()
         self.interarrival = RunningStats()
         self.rss_client_mb = BoundedSeries()
         self.rss_server_mb = BoundedSeries()
@@ -62,6 +73,7 @@ class RunRecorder:
         t = s.t_arrival - self.t0
         e2e = s.e2e_ms
         self.series.add(t, e2e)
+        self.part_series.add(t, s.parts_ms)
         if s.t_arrival - self.first_arrival < self.warmup_s:
             return
         if self.first_steady is None:
@@ -76,6 +88,16 @@ class RunRecorder:
         if t_steady < self.window_s:
             self.first_window.add(e2e)
         self.last_window.add(t_steady, e2e)
+        for name, ms in s.parts_ms.items():
+            if not math.isfinite(ms):
+                continue
+            if t_steady < self.window_s:
+                if name not in self.first_window_parts:
+                    self.first_window_parts[name] = Quantiles(exact_capacity=4096)
+                self.first_window_parts[name].add(ms)
+            if name not in self.last_window_parts:
+                self.last_window_parts[name] = TimeWindow(self.window_s)
+            self.last_window_parts[name].add(t_steady, ms)
 
     def add_rss(self, t: float, client_mb: float, server_mb: float | None) -> None:
         """Resident memory at time `t` (same clock as t0), for the soak plot."""
@@ -94,6 +116,13 @@ class RunRecorder:
         last_p50 = float(np.median(last_vals)) if len(last_vals) else math.nan
         ordered = [p for p in PART_ORDER if p in self.parts]
         ordered += sorted(set(self.parts) - set(PART_ORDER))
+        by_stage = {}
+        for p in ordered:
+            first = self.first_window_parts.get(p)
+            last = self.last_window_parts.get(p)
+            last_v = last.values() if last is not None else np.empty(0)
+            by_stage[p] = {"first_p50_ms": first.percentile(50) if first else math.nan,
+                           "last_p50_ms": float(np.median(last_v)) if len(last_v) else math.nan}
         return {
             "e2e_ms": {**self.e2e.summary(), "mean": self.e2e.stats.mean,
                        "min": self.e2e.stats.min if self.e2e.count else math.nan,
@@ -121,7 +150,8 @@ class RunRecorder:
             "drift": {"window_s": self.window_s, "first_p50_ms": first_p50,
                       "last_p50_ms": last_p50,
                       "change_pct": (100 * (last_p50 - first_p50) / first_p50
-                                     if first_p50 and math.isfinite(first_p50) else math.nan)},
+                                     if first_p50 and math.isfinite(first_p50) else math.nan),
+                      "by_stage": by_stage},
             "series": {
                 "width_s": self.series.width,
                 "warmup_end_s": (self.first_steady - self.t0
@@ -132,6 +162,7 @@ class RunRecorder:
                 "p95_ms": [b.p95 for b in self.series.buckets],
                 "max_ms": [b.max for b in self.series.buckets],
             },
+            "stage_series": self.part_series.finish(),
             "cdf_ms": [self.e2e.percentile(q) for q in range(0, 101)] if self.e2e.count else [],
             "rss_mb": {"client": self.rss_client_mb.points, "server": self.rss_server_mb.points},
         }

@@ -35,6 +35,31 @@ def gpu_name() -> str | None:
     return None
 
 
+def cpu_times() -> list[int] | None:
+    """The machine-wide CPU time counters of /proc/stat (user, nice, system, idle, iowait,
+    irq, softirq, steal, ...), in clock ticks; None where there is no /proc."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    return [int(x) for x in first[1:]] if first and first[0] == "cpu" else None
+
+
+def cpu_use_between(before: list[int] | None, after: list[int] | None) -> dict[str, float] | None:
+    """Busy and stolen shares (%) of all CPU time between two `cpu_times()` readings.
+    Steal is time the hypervisor gave to other guests: a host slowing this run down
+    that the run itself cannot see otherwise."""
+    if before is None or after is None or len(before) < 8 or len(after) < 8:
+        return None
+    d = [a - b for a, b in zip(after[:8], before[:8], strict=True)]
+    total = sum(d)
+    if total <= 0:
+        return None
+    idle = d[3] + d[4]
+    return {"busy": round(100 * (total - idle - d[7]) / total, 1),
+            "steal": round(100 * d[7] / total, 1)}
+
+
 def memory_gb() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.latency_match import FrameMatcher, feed_result
 from bench.latency_plot import write_plot
-from bench.latency_report import build_document, markdown, write_json, write_markdown
+from bench.latency_report import build_document, markdown, stage_drift, write_json, write_markdown
 from bench.latency_summary import RunRecorder
+from bench.machine import cpu_times, cpu_use_between
 
 
 def _synthetic_run(engine: str, seconds: float = 30, fps: float = 30, base_ms: float = 60,
@@ -67,6 +69,22 @@ def test_creeping_latency_shows_in_the_drift_figure() -> None:
     assert p50s[-1] > p50s[1] + 40
 
 
+def test_the_drift_names_the_stage_it_comes_from() -> None:
+    run = _synthetic_run("model", creep_ms_per_s=2.0)
+    by_stage = run["drift"]["by_stage"]
+    model = by_stage["model"]["last_p50_ms"] - by_stage["model"]["first_p50_ms"]
+    e2e = run["drift"]["last_p50_ms"] - run["drift"]["first_p50_ms"]
+    assert model == pytest.approx(e2e, abs=3) and model > 30
+    decode = by_stage["video_decode"]
+    assert decode["last_p50_ms"] == pytest.approx(decode["first_p50_ms"], abs=0.01)
+    assert stage_drift(run).startswith("model +")
+    # over time: the model stage's 10 s medians climb, the decode's stay put
+    ser = run["stage_series"]
+    assert ser["width_s"] == 10 and len(ser["t_s"]) >= 3
+    assert ser["p50_ms"]["model"][-1] > ser["p50_ms"]["model"][0] + 30
+    assert max(ser["p50_ms"]["video_decode"]) == pytest.approx(2, abs=0.01)
+
+
 def test_json_plot_and_report_are_written(tmp_path) -> None:
     doc = build_document([_synthetic_run("echo"), _synthetic_run("model", base_ms=200)],
                          {"command": "marionette bench latency --engine both", "fps": 30,
@@ -92,7 +110,24 @@ def test_json_plot_and_report_are_written(tmp_path) -> None:
 
     md = (tmp_path / "r.md").read_text()
     assert "| echo |" in md and "| model |" in md and "![latency](r.png)" in md
+    assert "Where the drift comes from" in md
     goals = {line.split(":")[0]: line for line in md.splitlines() if line.startswith("- ")}
     assert "p95 " in goals["- echo"] and "NOT met" not in goals["- echo"]
     assert "(NOT met)" in goals["- model"]                     # p95 > 150 ms
     assert md == markdown(json.loads((tmp_path / "r.json").read_text()), "r.png")
+
+
+def test_cpu_use_reads_busy_and_stolen_shares_and_the_report_says_them() -> None:
+    # user nice system idle iowait irq softirq steal: 100 ticks, 20 busy, 10 stolen
+    before = [1000, 0, 500, 8000, 100, 0, 0, 50]
+    after = [1015, 0, 505, 8070, 100, 0, 0, 60]
+    use = cpu_use_between(before, after)
+    assert use == {"busy": 20.0, "steal": 10.0}
+    assert cpu_use_between(before, before) is None and cpu_use_between(None, after) is None
+    doc = build_document([_synthetic_run("echo")],
+                         {"command": "x", "fps": 30, "seconds": 30, "client": "python",
+                          "source": "synthetic", "warmup_s": 2.0, "cpu_use_pct": use})
+    assert "20.0 % busy, 10.0 % stolen" in markdown(doc)
+    if Path("/proc/stat").exists():                            # Linux: the real counters
+        times = cpu_times()
+        assert times is not None and len(times) >= 8 and sum(times) > 0

@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from bench.latency_stats import BoundedSeries, Quantiles, RunningStats, SecondSeries, TimeWindow
+from bench.latency_stats import (
+    BoundedSeries,
+    PartSeries,
+    Quantiles,
+    RunningStats,
+    SecondSeries,
+    TimeWindow,
+)
 
 
 def test_percentiles_of_1_to_100_are_the_textbook_values() -> None:
@@ -86,3 +93,29 @@ def test_bounded_series_thins_evenly() -> None:
     assert ts[0] == 0 and ts[-1] > 9000
     steps = np.diff(ts)
     assert steps.min() == steps.max()          # evenly spaced
+
+
+def test_part_series_keeps_each_parts_median_per_interval() -> None:
+    ser = PartSeries(width=10.0)
+    for i in range(300):                               # 30 s at 10 per second
+        t = i / 10
+        parts = {"model": 50.0 + 10 * (t // 10)}
+        if t >= 10:
+            parts["extraction"] = 20.0                 # a stage that starts later
+        ser.add(t, parts)
+    out = ser.finish()
+    assert out["t_s"] == [0.0, 10.0, 20.0] and out["count"] == [100, 100, 100]
+    assert out["p50_ms"]["model"] == [50.0, 60.0, 70.0]
+    assert math.isnan(out["p50_ms"]["extraction"][0])
+    assert out["p50_ms"]["extraction"][1:] == [20.0, 20.0]
+
+
+def test_part_series_stays_bounded_and_keeps_every_sample_counted() -> None:
+    ser = PartSeries(width=1.0, capacity=16)
+    for i in range(1000):
+        ser.add(i / 10, {"model": float(i // 10)})
+    out = ser.finish()
+    assert len(out["t_s"]) <= 16 and sum(out["count"]) == 1000
+    assert out["width_s"] >= 100 / 16
+    # merged medians still rise with time as the values did
+    assert out["p50_ms"]["model"] == sorted(out["p50_ms"]["model"])
