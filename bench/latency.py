@@ -165,6 +165,7 @@ def measure_python(url: str, engine: str, args: argparse.Namespace,
     from bench.latency_live import stream_live
     from bench.latency_match import FrameMatcher
     from bench.latency_summary import RunRecorder
+    from bench.machine import HostCanary
 
     recorder = RunRecorder(time.monotonic(), warmup_s=args.warmup,
                            window_s=min(60.0, args.seconds / 3))
@@ -186,10 +187,12 @@ def measure_python(url: str, engine: str, args: argparse.Namespace,
 
     order = tuple(c.strip().upper() for c in args.codec_order.split(",")) \
         if args.codec_order else None
-    with progress:
+    with progress, HostCanary() as canary:
         live = asyncio.run(stream_live(url, matcher, seconds=args.seconds, fps=args.fps,
                                        size=_parse_size(args.size), video=args.video,
                                        codec_order=order, on_start=set_start, on_tick=tick))
+    for t, ms in canary.samples:
+        recorder.add_host_work(t, ms)
     counts = matcher.finish()
     if live.t_send_start is None or live.t_send_end is None:
         raise RuntimeError("the client sent no frames")

@@ -115,6 +115,7 @@ def measure_browser(url: str, engine: str, args: argparse.Namespace,
     from bench.latency_live import split_token
     from bench.latency_match import FrameMatcher, estimate_pts_offset, feed_result
     from bench.latency_summary import RunRecorder
+    from bench.machine import HostCanary
 
     size = _parse_size(args.size)
     period = max(2, int(round(LOOP_SECONDS * args.fps)))
@@ -135,7 +136,7 @@ def measure_browser(url: str, engine: str, args: argparse.Namespace,
                 page.evaluate("o => bench.start(o)", {"width": size[0], "height": size[1],
                                                       "fps": args.fps, "token": token})
                 end = time.monotonic() + args.seconds
-                with _progress() as progress:
+                with _progress() as progress, HostCanary() as canary:
                     task = progress.add_task(f"{engine} (browser)", total=args.seconds)
                     while time.monotonic() < end:
                         page.wait_for_timeout(1000)
@@ -176,6 +177,8 @@ def measure_browser(url: str, engine: str, args: argparse.Namespace,
     counts = feed_result(matcher, dict(captures), received, telemetry)
     for t, server in rss:
         recorder.add_rss(t, rss_mb() or 0.0, server)
+    for t, ms in canary.samples:
+        recorder.add_host_work(t, ms)
     hello: dict[str, Any] = next(
         (c for c in events["control"] if c.get("type") == "hello"), {})
     summary = recorder.summary(counts, matcher.drops_by_stage,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.latency_report import ordered_parts
+from bench.latency_report import ordered_parts, short_commit
 from bench.latency_summary import PART_ORDER
 
 # One fixed colour per part, in pipeline order (tab20: 20 colours), so figures compare.
@@ -117,7 +117,8 @@ def write_plot(doc: dict[str, Any], path: str | Path) -> None:
 
     m = doc.get("machine", {})
     fig.suptitle(f"marionette bench latency — {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
-                 f"{m.get('gpu') or 'no GPU'}, {doc.get('commit', '')[:12]}, {doc.get('date', '')}",
+                 f"{m.get('gpu') or 'no GPU'}, {short_commit(doc.get('commit', ''))}, "
+                 f"{doc.get('date', '')}",
                  fontsize=9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,8 @@ def _stages_over_time(ax: Any, run: dict[str, Any]) -> None:
     stack = [[max(_num(v), 0.0) if _num(v) == _num(v) else 0.0 for v in ser["p50_ms"][n]]
              for n in names]
     # step="post" draws each interval from its start: repeat the last value to its end
-    t_end = [*t, t[-1] + ser["width_s"]]
+    t_last = max([t[-1], *run.get("series", {}).get("t_s", [])])     # the run's last second
+    t_end = [*t, min(t[-1] + ser["width_s"], t_last + 1)]
     stack = [[*col, col[-1]] for col in stack]
     ax.stackplot(t_end, *stack, labels=names, colors=[_color(n) for n in names], step="post")
     warm = run.get("series", {}).get("warmup_end_s")
@@ -146,5 +148,15 @@ def _stages_over_time(ax: Any, run: dict[str, Any]) -> None:
     ax.set_xlim(0, t_end[-1])
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles[::-1], labels[::-1], fontsize=7, loc="center left",
-              bbox_to_anchor=(1.0, 0.5))
+    handles, labels = handles[::-1], labels[::-1]
+    host = [p for p in run.get("host_work_ms") or [] if p[1] is not None]
+    if host:
+        # the host canary on a second axis: when every stage swells while it rises,
+        # the machine slowed down, not the pipeline
+        twin = ax.twinx()
+        (line,) = twin.plot([p[0] for p in host], [p[1] for p in host], color="k", lw=1,
+                            label="host: fixed work (ms CPU)")
+        twin.set_ylabel("fixed work, ms of CPU (host speed)")
+        twin.set_ylim(0, max(p[1] for p in host) * 1.5)
+        handles, labels = [line, *handles], [line.get_label(), *labels]
+    ax.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.06, 0.5))

@@ -70,6 +70,11 @@ def _cpu_use(use: dict[str, float] | None) -> str:
             "stolen by the hypervisor.")
 
 
+def short_commit(commit: str) -> str:
+    """The sha cut to 12 characters, keeping a '-dirty' mark (uncommitted changes)."""
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def _f(x: Any, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
@@ -84,7 +89,7 @@ def markdown(doc: dict[str, Any], plot_name: str | None = None) -> str:
         f"### Latency, {cfg.get('source', '?')} source at {cfg.get('fps')} fps, "
         f"{cfg.get('client')} client, {cfg.get('seconds')} s",
         "",
-        f"{m['cpu']}, {m['cores']} cores, {gpu}; commit `{doc['commit'][:12]}`, "
+        f"{m['cpu']}, {m['cores']} cores, {gpu}; commit `{short_commit(doc['commit'])}`, "
         f"{doc['date']}. Warm-up {cfg.get('warmup_s')} s excluded from percentiles."
         + _cpu_use(cfg.get("cpu_use_pct")),
         "",
@@ -116,6 +121,10 @@ def markdown(doc: dict[str, Any], plot_name: str | None = None) -> str:
                   [f"{k} {v}" for k, v in r["dropped"]["by_stage"].items()]
                   + [f"before the server {r['dropped'].get('before_server', 0)}"])
                   for r in doc["runs"]) + "."]
+    hosts = [f"{r['engine']}: {host_speed(r)}" for r in doc["runs"] if r.get("host_work_ms")]
+    if hosts:
+        lines += ["", "Host speed (CPU time of a fixed piece of work every 5 s, median and "
+                  "range; it rises when the core itself runs slower): " + "; ".join(hosts) + "."]
     creeps = [f"{r['engine']}: {stage_drift(r)}" for r in doc["runs"]
               if r["drift"].get("by_stage")]
     if creeps:
@@ -169,6 +178,15 @@ def stage_drift(run: dict[str, Any], top: int = 5) -> str:
             moves.append((last - first, name))
     moves.sort(key=lambda m: -abs(m[0]))
     return ", ".join(f"{name} {d:+.1f} ms" for d, name in moves[:top]) or "no stage moved"
+
+
+def host_speed(run: dict[str, Any]) -> str:
+    """'3.1 ms (2.9–4.4)': the host canary's median and range over a run."""
+    ms = [p[1] for p in run.get("host_work_ms") or [] if p[1] is not None]
+    if not ms:
+        return "–"
+    ms.sort()
+    return f"{ms[len(ms) // 2]:.1f} ms ({ms[0]:.1f}–{ms[-1]:.1f})"
 
 
 def write_markdown(doc: dict[str, Any], path: str | Path, plot_name: str | None = None) -> None:

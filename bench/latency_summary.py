@@ -57,6 +57,7 @@ class RunRecorder:
         self.interarrival = RunningStats()
         self.rss_client_mb = BoundedSeries()
         self.rss_server_mb = BoundedSeries()
+        self.host_work_ms = BoundedSeries()
         self.first_arrival: float | None = None
         self.last_arrival: float | None = None
         self.first_steady: float | None = None      # first arrival after warm-up
@@ -104,6 +105,10 @@ class RunRecorder:
         self.rss_client_mb.add(t - self.t0, client_mb)
         if server_mb is not None:
             self.rss_server_mb.add(t - self.t0, server_mb)
+
+    def add_host_work(self, t: float, ms: float) -> None:
+        """CPU time of the host canary's fixed work at time `t` (same clock as t0)."""
+        self.host_work_ms.add(t - self.t0, ms)
 
     def summary(self, counts: MatchCounts, drops_by_stage: dict[str, int], *,
                 t_send_start: float, t_send_end: float) -> dict[str, Any]:
@@ -165,4 +170,5 @@ class RunRecorder:
             "stage_series": self.part_series.finish(),
             "cdf_ms": [self.e2e.percentile(q) for q in range(0, 101)] if self.e2e.count else [],
             "rss_mb": {"client": self.rss_client_mb.points, "server": self.rss_server_mb.points},
+            "host_work_ms": self.host_work_ms.points,
         }

@@ -60,6 +60,57 @@ def cpu_use_between(before: list[int] | None, after: list[int] | None) -> dict[s
             "steal": round(100 * d[7] / total, 1)}
 
 
+class HostCanary:
+    """How fast the host runs a fixed piece of work, sampled through a run.
+
+    Every `period` seconds a daemon thread times the same single-threaded numpy work
+    (about 5 ms on the 2-core machines) by its own thread's CPU time, so waiting for a
+    core does not count: the figure moves only when the core itself is slower
+    (frequency, another guest on the same physical core, cache pressure). A soak whose
+    stages all slow down together while this rises is seeing the host, not itself.
+    """
+
+    def __init__(self, period: float = 5.0, size: int = 1 << 16, repeats: int = 8) -> None:
+        import threading
+
+        import numpy as np
+
+        self.period = period
+        self.samples: list[tuple[float, float]] = []      # (time.monotonic(), ms)
+        self._x = np.linspace(0.0, 1.0, size)
+        self._repeats = repeats
+        self.checksum = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="host-canary", daemon=True)
+
+    def work_ms(self) -> float:
+        """CPU milliseconds of this thread for one fixed piece of work."""
+        import time
+
+        import numpy as np
+
+        t0 = time.thread_time_ns()
+        acc = 0.0
+        for _ in range(self._repeats):
+            acc += float(np.sin(self._x).sum())
+        self.checksum = acc
+        return (time.thread_time_ns() - t0) / 1e6
+
+    def _run(self) -> None:
+        import time
+
+        while not self._stop.wait(self.period):
+            self.samples.append((time.monotonic(), self.work_ms()))
+
+    def __enter__(self) -> HostCanary:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def memory_gb() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from bench.latency_match import FrameMatcher, feed_result
 from bench.latency_plot import write_plot
 from bench.latency_report import build_document, markdown, stage_drift, write_json, write_markdown
 from bench.latency_summary import RunRecorder
-from bench.machine import cpu_times, cpu_use_between
+from bench.machine import HostCanary, cpu_times, cpu_use_between
 
 
 def _synthetic_run(engine: str, seconds: float = 30, fps: float = 30, base_ms: float = 60,
@@ -42,6 +43,8 @@ def _synthetic_run(engine: str, seconds: float = 30, fps: float = 30, base_ms: f
     counts = feed_result(m, sent, received, telemetry)
     for k in range(int(seconds)):
         rec.add_rss(t0 + k, 200.0, 300.0)
+        if k % 5 == 0:
+            rec.add_host_work(t0 + k, 3.0 + (k >= seconds / 2))   # the host slows halfway
     run = rec.summary(counts, m.drops_by_stage, t_send_start=min(sent.values()),
                       t_send_end=max(sent.values()))
     return {"engine": engine, "client": "python", "codec": "H264", "preset": "cpu",
@@ -128,6 +131,25 @@ def test_cpu_use_reads_busy_and_stolen_shares_and_the_report_says_them() -> None
                          {"command": "x", "fps": 30, "seconds": 30, "client": "python",
                           "source": "synthetic", "warmup_s": 2.0, "cpu_use_pct": use})
     assert "20.0 % busy, 10.0 % stolen" in markdown(doc)
+    doc["commit"] = "0123456789abcdef-dirty"                    # uncommitted changes show
+    assert "commit `0123456789ab-dirty`" in markdown(doc)
     if Path("/proc/stat").exists():                            # Linux: the real counters
         times = cpu_times()
         assert times is not None and len(times) >= 8 and sum(times) > 0
+
+
+def test_the_host_canary_is_reported_and_samples_until_stopped() -> None:
+    run = _synthetic_run("model", seconds=30)
+    assert [p[1] for p in run["host_work_ms"]] == [3.0, 3.0, 3.0, 4.0, 4.0, 4.0]
+    doc = build_document([run], {"command": "x", "fps": 30, "seconds": 30, "client": "python",
+                                 "source": "synthetic", "warmup_s": 2.0})
+    assert "model: 4.0 ms (3.0–4.0)" in markdown(doc)
+
+    with HostCanary(period=0.05) as canary:
+        time.sleep(0.5)
+    n = len(canary.samples)
+    time.sleep(0.2)
+    assert 3 <= n <= 11 and len(canary.samples) == n              # nothing after exit
+    assert all(ms > 0 for _, ms in canary.samples)
+    times = [t for t, _ in canary.samples]
+    assert times == sorted(times)
