@@ -66,6 +66,7 @@ class Sample:
     t_capture: float
     t_arrival: float
     parts_ms: dict[str, float] = field(default_factory=dict)   # stage label -> ms
+    cpu_ms: dict[str, float] = field(default_factory=dict)     # stage label -> CPU ms
 
     @property
     def e2e_ms(self) -> float:
@@ -209,8 +210,9 @@ class FrameMatcher:
         self._max_matched_input = max(self._max_matched_input, idx)
         self.counts.matched_outputs += 1
         stages = rec.get("stages") or rec.get("stamps") or {}
+        cpu = {SERVER_STAGES.get(k, k): float(v) for k, v in (rec.get("cpu_ms") or {}).items()}
         sample = Sample(idx, int(rec["frame_id"]), t_cap, arrival[0],
-                        stage_parts(t_cap, arrival[0], stages))
+                        stage_parts(t_cap, arrival[0], stages), cpu)
         self._seq += 1
         heapq.heappush(self._heap, (sample.t_arrival, self._seq, sample))
 

@@ -47,6 +47,9 @@ class RunRecorder:
         self.window_s = window_s
         self.e2e = Quantiles()
         self.parts: dict[str, Quantiles] = {}
+        self.cpu: dict[str, Quantiles] = {}          # CPU time of the stages that report it
+        self.first_window_cpu: dict[str, Quantiles] = {}
+        self.last_window_cpu: dict[str, TimeWindow] = {}
         self.series = SecondSeries()
         self.first_window = Quantiles(exact_capacity=4096)
         self.last_window = TimeWindow(window_s)
@@ -89,6 +92,17 @@ class RunRecorder:
         if t_steady < self.window_s:
             self.first_window.add(e2e)
         self.last_window.add(t_steady, e2e)
+        for name, ms in s.cpu_ms.items():
+            if not math.isfinite(ms):
+                continue
+            if name not in self.cpu:
+                self.cpu[name] = Quantiles(exact_capacity=2048)
+                self.first_window_cpu[name] = Quantiles(exact_capacity=4096)
+                self.last_window_cpu[name] = TimeWindow(self.window_s)
+            self.cpu[name].add(ms)
+            if t_steady < self.window_s:
+                self.first_window_cpu[name].add(ms)
+            self.last_window_cpu[name].add(t_steady, ms)
         for name, ms in s.parts_ms.items():
             if not math.isfinite(ms):
                 continue
@@ -128,6 +142,11 @@ class RunRecorder:
             last_v = last.values() if last is not None else np.empty(0)
             by_stage[p] = {"first_p50_ms": first.percentile(50) if first else math.nan,
                            "last_p50_ms": float(np.median(last_v)) if len(last_v) else math.nan}
+            if p in self.cpu:
+                last_c = self.last_window_cpu[p].values()
+                by_stage[p]["cpu_first_p50_ms"] = self.first_window_cpu[p].percentile(50)
+                by_stage[p]["cpu_last_p50_ms"] = (float(np.median(last_c)) if len(last_c)
+                                                  else math.nan)
         return {
             "e2e_ms": {**self.e2e.summary(), "mean": self.e2e.stats.mean,
                        "min": self.e2e.stats.min if self.e2e.count else math.nan,
@@ -152,6 +171,9 @@ class RunRecorder:
             "counts": asdict(counts),
             "stages_ms": {p: self.parts[p].percentile(50) for p in ordered},
             "stages_p95_ms": {p: self.parts[p].percentile(95) for p in ordered},
+            # CPU time of the stages that measure it (the model's thread): the stage's
+            # wall time minus this is waiting for a core, the GIL or the device
+            "stages_cpu_ms": {p: self.cpu[p].percentile(50) for p in self.cpu},
             "drift": {"window_s": self.window_s, "first_p50_ms": first_p50,
                       "last_p50_ms": last_p50,
                       "change_pct": (100 * (last_p50 - first_p50) / first_p50

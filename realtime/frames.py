@@ -34,6 +34,9 @@ class GeneratedFrame:
     t_capture: float                        # time.monotonic() of the input's capture
     image: np.ndarray                       # (H, W, 3) uint8 RGB
     stamps: Stamps = field(default_factory=dict)
+    # CPU time (ms) the producing thread spent on a stage, beside its wall-clock stamp:
+    # wall minus CPU is time spent waiting for a core, the GIL or the device
+    cpu_ms: dict[str, float] = field(default_factory=dict)
 
 
 Prepared: TypeAlias = Any

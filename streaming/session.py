@@ -480,6 +480,7 @@ class Session:
     ) -> tuple[av.VideoFrame, FrameTrace]:
         trace = traces.pop(out.frame_id, None) or FrameTrace(out.frame_id, None, out.t_capture)
         trace.stamps.update(out.stamps)
+        trace.cpu_ms.update(out.cpu_ms)
         image = np.ascontiguousarray(out.image)                       # (H, W, 3) uint8
         frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
         frame.opaque = {}

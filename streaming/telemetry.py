@@ -34,6 +34,10 @@ seconds -- on one machine that is the same clock the Python client uses):
                   output     waiting in the paced output buffer
                   encode     the video encoder (aiortc's executor thread)
                   send       encode end -> last packet handed to the transport
+    cpu_ms      {stage: ms} CPU time the stage's thread spent on it, where the
+                pipeline measured it (the model's "model" and "decode": its thread's
+                CPU time over the chunk); that stage's wall time minus this is time
+                spent waiting for a core, the GIL or the device. Absent when empty
     drops       {stage: count} frames dropped so far in this session:
                   receive    skipped while draining aiortc's receive queue
                   mailbox    replaced unread in the mailbox
@@ -66,6 +70,7 @@ class FrameTrace:
     input_id: int | None
     t_capture: float
     stamps: Stamps = field(default_factory=dict)
+    cpu_ms: dict[str, float] = field(default_factory=dict)
 
 
 def ordered_stages(stamps: Stamps) -> dict[str, list[float]]:
@@ -84,7 +89,7 @@ def frame_record(
     repeats: int,
 ) -> dict[str, Any]:
     """The telemetry record of one generated frame (schema above)."""
-    return {
+    record: dict[str, Any] = {
         "type": "frame",
         "session": session,
         "frame_id": trace.frame_id,
@@ -96,3 +101,6 @@ def frame_record(
         "drops": dict(drops),
         "repeats": repeats,
     }
+    if trace.cpu_ms:
+        record["cpu_ms"] = {k: float(v) for k, v in trace.cpu_ms.items()}
+    return record

@@ -35,7 +35,9 @@ def _synthetic_run(engine: str, seconds: float = 30, fps: float = 30, base_ms: f
                           "stages": {"video_decode": [t_in - 0.002, t_in],
                                      "receive": [t_in, t_in],
                                      "model": [t_in + 0.001, t_cap + lat - 0.01]},
-                          "drops": {"mailbox": i // drop_every if drop_every else 0}})
+                          "drops": {"mailbox": i // drop_every if drop_every else 0},
+                          # the model stage works 20 ms of its wall time, the rest it waits
+                          "cpu_ms": {"model": 20.0}})
         received.append((pts, t_cap + lat))
         pts += 3000
     rec = RunRecorder(t0, warmup_s=2.0, window_s=seconds / 3)
@@ -136,6 +138,19 @@ def test_cpu_use_reads_busy_and_stolen_shares_and_the_report_says_them() -> None
     if Path("/proc/stat").exists():                            # Linux: the real counters
         times = cpu_times()
         assert times is not None and len(times) >= 8 and sum(times) > 0
+
+
+def test_a_stages_cpu_time_is_reported_beside_its_wall_time() -> None:
+    run = _synthetic_run("model", creep_ms_per_s=2.0)
+    assert run["stages_cpu_ms"] == {"model": 20.0}
+    model = run["drift"]["by_stage"]["model"]
+    assert model["cpu_first_p50_ms"] == model["cpu_last_p50_ms"] == 20.0
+    # the creep is waiting, not working: the drift line says the CPU time did not move
+    assert stage_drift(run).startswith("model +") and "(CPU +0.0 ms)" in stage_drift(run)
+    doc = build_document([run], {"command": "x", "fps": 30, "seconds": 30, "client": "python",
+                                 "source": "synthetic", "warmup_s": 2.0})
+    wall = run["stages_ms"]["model"]
+    assert f"model: model 20.0 of {wall:.1f} ms" in markdown(doc)
 
 
 def test_the_host_canary_is_reported_and_samples_until_stopped() -> None:

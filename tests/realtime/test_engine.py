@@ -70,6 +70,9 @@ def test_frames_arrive_per_chunk_with_their_inputs_ids_and_stamps() -> None:
         m0, m1 = f.stamps["model"]
         d0, d1 = f.stamps["decode"]
         assert m0 <= m1 <= d0 <= d1
+        # the thread's CPU time for the chunk: positive, and no more than its wall time
+        assert 0 < f.cpu_ms["model"] <= (m1 - m0) * 1e3 + 1
+        assert 0 < f.cpu_ms["decode"] <= (d1 - d0) * 1e3 + 1
     assert e.resolution == (CFG.resolution, CFG.resolution)
 
 

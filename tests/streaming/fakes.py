@@ -23,6 +23,27 @@ class SlowPipeline(EchoPipeline):
         return super().prepare(image, frame_id, t_capture)
 
 
+class BusyPipeline(EchoPipeline):
+    """Echo whose model stage burns `cpu_ms` of CPU time then sleeps `idle_ms`, and
+    reports the CPU time it measured, as the real engine does."""
+
+    def __init__(self, cpu_ms: float, idle_ms: float) -> None:
+        super().__init__()
+        self.cpu_ms, self.idle_ms = cpu_ms, idle_ms
+
+    def generate(self, prepared: list[GeneratedFrame]) -> list[GeneratedFrame]:
+        t0, c0 = time.monotonic(), time.thread_time()
+        while time.thread_time() - c0 < self.cpu_ms / 1e3:
+            pass
+        time.sleep(self.idle_ms / 1e3)
+        t1, c1 = time.monotonic(), time.thread_time()
+        out = super().generate(prepared)
+        for f in out:
+            f.stamps["model"] = (t0, t1)
+            f.cpu_ms = {"model": (c1 - c0) * 1e3}
+        return out
+
+
 class FailingPipeline(EchoPipeline):
     """Echo for `after` frames, then raises, like a model that runs out of memory."""
 

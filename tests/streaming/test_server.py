@@ -19,7 +19,7 @@ from PIL import Image
 
 from clients.pyclient import run_client
 from tests.streaming.conftest import Running, start_server
-from tests.streaming.fakes import FailingPipeline, RecordingPipeline, SlowPipeline
+from tests.streaming.fakes import BusyPipeline, FailingPipeline, RecordingPipeline, SlowPipeline
 
 
 async def test_frames_flow_both_ways_and_telemetry_traces_each_input(
@@ -39,10 +39,28 @@ async def test_frames_flow_both_ways_and_telemetry_traces_each_input(
         assert start <= end
     assert record["stages"]["receive"][0] <= record["stages"]["send"][1] <= record["t_sent"]
     assert set(record["drops"]) == {"receive", "mailbox", "handoff", "output"}
+    assert "cpu_ms" not in record                 # the echo pipeline measures no CPU time
     # matched latency is positive: outputs arrive after their inputs were sent
     matched = result.matched()
     assert len(matched) > 0.8 * len(frames)
     assert all(row["latency_ms"] > 0 for row in matched)
+
+
+async def test_telemetry_carries_the_cpu_time_a_stage_measured_beside_its_wall_time() -> None:
+    """A model stage that works 10 ms and waits 30 ms: its record says both, so a
+    latency run can tell a slow stage from one waiting for a core."""
+    running, runner = await start_server(lambda: BusyPipeline(cpu_ms=10, idle_ms=30))
+    try:
+        result = await run_client(running.url, synthetic=True, seconds=2.0, size=(320, 240))
+    finally:
+        await runner.cleanup()
+    records = [r for r in result.telemetry if "model" in r["stages"]]
+    assert len(records) > 10
+    for r in records[-5:]:
+        start, end = r["stages"]["model"]
+        wall = (end - start) * 1e3
+        assert 9.5 <= r["cpu_ms"]["model"] <= 30 and wall >= 39
+        assert set(r["cpu_ms"]) == {"model"}
 
 
 async def test_latency_does_not_grow_when_the_pipeline_is_slower_than_the_camera() -> None:
