@@ -36,9 +36,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.machine import cpu_model, git_commit
+
+if TYPE_CHECKING:
+    import torch
 
 REPO = Path(__file__).resolve().parents[1]
 FP32_FLOOR = 1e-5
@@ -89,7 +92,7 @@ def attention_shapes(device: str, quick: bool, dry_run: bool = False) -> list[di
         shapes.append(dict(name="256px-k4-w12-8sessions", sink=2, window=12, chunk=4,
                            grid=(16, 16), B=8, H=12, D=64))
         # presets first, then the largest: a run cut short keeps what the goals need
-        shapes.sort(key=lambda s: (not s["name"].startswith("preset-"),
+        shapes.sort(key=lambda s: (not str(s["name"]).startswith("preset-"),
                                    s["name"] != "512px-k4-w32"))
     return shapes
 
@@ -158,6 +161,13 @@ def time_gpu(fn: Callable[[], Any]) -> dict[str, float]:
 
 
 # --- attention problems and the PyTorch baselines ---------------------------------------
+
+def _state(p: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cache state of `make_attention`'s inputs: sink_len, ring_start, window_len,
+    frame_pos (typed, so that it unpacks into the kernels' arguments)."""
+    state: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] = p["state"]
+    return state
+
 
 def make_attention(shape: dict[str, Any], dtype: Any, device: str) -> dict[str, Any]:
     """Random inputs, every session full (steady state) with its ring wrapped, an hour
@@ -289,7 +299,7 @@ def attention_errors(p: dict[str, Any], outs: dict[str, Any], heads: int = 2) ->
     h = slice(0, heads)
     sub = {n: p[n][:, h] for n in ("q", "k", "v", "kc", "vc")}
     f = {n: t.float() for n, t in sub.items()}
-    ref = chunk_attention_ref(f["q"], f["k"], f["v"], f["kc"], f["vc"], *p["state"],
+    ref = chunk_attention_ref(f["q"], f["k"], f["v"], f["kc"], f["vc"], *_state(p),
                               p["layout"])
     base = (F.scaled_dot_product_attention(*user_inputs({**p, **sub})).float() - ref
             ).abs().max().item()
@@ -313,7 +323,7 @@ def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool =
     def entry(backend: str, p: dict[str, Any]) -> Any:
         """The entry point as the model calls it, per layer: RoPE passes + attention."""
         with force_backend(backend):  # type: ignore[arg-type]
-            return chunk_attention(p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"],
+            return chunk_attention(p["q"], p["k"], p["v"], p["kc"], p["vc"], *_state(p),
                                    p["layout"], rope=p["rope"])
 
     entries = []
@@ -329,12 +339,12 @@ def bench_attention(device: str, quick: bool, interpreter: bool, dry_run: bool =
             runs = {"triton": functools.partial(entry, "triton", p),
                     "triton_attn_only": functools.partial(
                         tri.chunk_attention_triton, *rotated, p["v"], p["kc"], p["vc"],
-                        *p["state"][:3], p["layout"]),
+                        *_state(p)[:3], p["layout"]),
                     "sdpa_flash_gather": functools.partial(sdpa_flash_gather, p),
                     "flex": flex_runner(p, compiled=not dry_run), **runs}
         else:
             runs["torch_ref"] = functools.partial(
-                chunk_attention_ref, p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"],
+                chunk_attention_ref, p["q"], p["k"], p["v"], p["kc"], p["vc"], *_state(p),
                 p["layout"])
         outs = {name: fn() for name, fn in runs.items()}
         errs = attention_errors(p, {n: o for n, o in outs.items()
@@ -377,7 +387,7 @@ def interpreted_attention(shape: dict[str, Any]) -> list[dict[str, Any]]:
         p = make_attention(shape, dtype, "cpu")
         t0 = time.perf_counter()
         with force_backend("triton"):
-            out = chunk_attention(p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"],
+            out = chunk_attention(p["q"], p["k"], p["v"], p["kc"], p["vc"], *_state(p),
                                   p["layout"], rope=p["rope"])
         ms = (time.perf_counter() - t0) * 1e3
         entries.append(dict(kernel="chunk_attention", shape=shape, backend="triton-interpreter",

@@ -37,9 +37,10 @@ def launch(p: dict[str, Any], cfg: tuple[int, int, int, int]) -> Any:
     """The attention kernel alone at one tile config (inputs as if rotated)."""
     import triton
 
+    from bench.kernels import _state
     from kernels.triton_attention import _chunk_attn_fwd, kernel_args
 
-    args = kernel_args(p["q"], p["q"], p["k"], p["v"], p["kc"], p["vc"], *p["state"][:3],
+    args = kernel_args(p["q"], p["q"], p["k"], p["v"], p["kc"], p["vc"], *_state(p)[:3],
                        p["layout"], out=p.setdefault("out", None))
     p["out"] = args[6]
     bm, bn, w, s = cfg

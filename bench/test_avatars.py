@@ -115,7 +115,7 @@ def _draw_cairo(n: int, shapes: list) -> np.ndarray:
             c.restore()
             c.fill()
     surface.flush()
-    bgra = np.ndarray((n, n, 4), np.uint8, surface.get_data()).copy()
+    bgra: np.ndarray = np.ndarray((n, n, 4), np.uint8, surface.get_data()).copy()
     return bgra[..., [2, 1, 0, 3]]
 
 

@@ -47,7 +47,8 @@ def setup() -> dict[str, Any]:
             "noise": torch.randn(1, K, cfg.latent_channels, ls, ls, device=dev, dtype=dt)}
 
 
-def _conditions(cfg: Any, dev: torch.device, dt: torch.dtype) -> tuple[torch.Tensor, ...]:
+def _conditions(cfg: Any, dev: torch.device, dt: torch.dtype,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     K, P = cfg.chunk, cfg.pose_size
     return (torch.rand(1, K, cfg.pose_channels, P, P, device=dev, dtype=dt),
             torch.randn(1, K, cfg.face_dim, device=dev, dtype=dt),
@@ -65,7 +66,8 @@ def test_dit_chunk(benchmark: Any, setup: dict[str, Any], steps: int) -> None:
 
     def one_chunk() -> None:
         with torch.inference_mode():
-            sample_chunk(m.dit, cache, setup["noise"], *setup["cond"], steps=steps,
+            pose, face, presence = setup["cond"]
+            sample_chunk(m.dit, cache, setup["noise"], pose, face, presence, steps=steps,
                          cache_write=cfg.cache_write, write=False)
         _sync()
 
