@@ -30,6 +30,28 @@ PART_ORDER = ("network_up", "video_decode", "receive", "mailbox", "convert", "ex
               "send", "queue", "network_down")
 
 
+class StageStats:
+    """One stage's milliseconds after warm-up: over the whole run (p50/p95) and over the
+    first and last drift windows, so a creep names the stage it comes from."""
+
+    def __init__(self, window_s: float) -> None:
+        self.run = Quantiles(exact_capacity=2048)
+        self.first = Quantiles(exact_capacity=4096)
+        self.last = TimeWindow(window_s)
+        self.window_s = window_s
+
+    def add(self, t_steady: float, ms: float) -> None:
+        self.run.add(ms)
+        if t_steady < self.window_s:
+            self.first.add(ms)
+        self.last.add(t_steady, ms)
+
+    def windows(self) -> tuple[float, float]:
+        """(median of the first window, median of the last window); NaN where empty."""
+        last = self.last.values()
+        return self.first.percentile(50), float(np.median(last)) if len(last) else math.nan
+
+
 class RunRecorder:
     """Statistics of one run.
 
@@ -46,16 +68,11 @@ class RunRecorder:
         self.warmup_s = warmup_s
         self.window_s = window_s
         self.e2e = Quantiles()
-        self.parts: dict[str, Quantiles] = {}
-        self.cpu: dict[str, Quantiles] = {}          # CPU time of the stages that report it
-        self.first_window_cpu: dict[str, Quantiles] = {}
-        self.last_window_cpu: dict[str, TimeWindow] = {}
+        self.parts: dict[str, StageStats] = {}
+        self.cpu: dict[str, StageStats] = {}       # CPU time of the stages that report it
         self.series = SecondSeries()
         self.first_window = Quantiles(exact_capacity=4096)
         self.last_window = TimeWindow(window_s)
-        # the same two windows per stage, to say which stage a creep comes from
-        self.first_window_parts: dict[str, Quantiles] = {}
-        self.last_window_parts: dict[str, TimeWindow] = {}
         self.part_series = PartSeries()
         self.interarrival = RunningStats()
         self.rss_client_mb = BoundedSeries()
@@ -83,36 +100,16 @@ class RunRecorder:
         if self.first_steady is None:
             self.first_steady = s.t_arrival
         self.e2e.add(e2e)
-        for name, ms in s.parts_ms.items():
-            if math.isfinite(ms):
-                if name not in self.parts:
-                    self.parts[name] = Quantiles(exact_capacity=2048)
-                self.parts[name].add(ms)
         t_steady = s.t_arrival - self.first_arrival - self.warmup_s
         if t_steady < self.window_s:
             self.first_window.add(e2e)
         self.last_window.add(t_steady, e2e)
-        for name, ms in s.cpu_ms.items():
-            if not math.isfinite(ms):
-                continue
-            if name not in self.cpu:
-                self.cpu[name] = Quantiles(exact_capacity=2048)
-                self.first_window_cpu[name] = Quantiles(exact_capacity=4096)
-                self.last_window_cpu[name] = TimeWindow(self.window_s)
-            self.cpu[name].add(ms)
-            if t_steady < self.window_s:
-                self.first_window_cpu[name].add(ms)
-            self.last_window_cpu[name].add(t_steady, ms)
-        for name, ms in s.parts_ms.items():
-            if not math.isfinite(ms):
-                continue
-            if t_steady < self.window_s:
-                if name not in self.first_window_parts:
-                    self.first_window_parts[name] = Quantiles(exact_capacity=4096)
-                self.first_window_parts[name].add(ms)
-            if name not in self.last_window_parts:
-                self.last_window_parts[name] = TimeWindow(self.window_s)
-            self.last_window_parts[name].add(t_steady, ms)
+        for stats, values in ((self.parts, s.parts_ms), (self.cpu, s.cpu_ms)):
+            for name, ms in values.items():
+                if math.isfinite(ms):
+                    if name not in stats:
+                        stats[name] = StageStats(self.window_s)
+                    stats[name].add(t_steady, ms)
 
     def add_rss(self, t: float, client_mb: float, server_mb: float | None) -> None:
         """Resident memory at time `t` (same clock as t0), for the soak plot."""
@@ -135,18 +132,13 @@ class RunRecorder:
         last_p50 = float(np.median(last_vals)) if len(last_vals) else math.nan
         ordered = [p for p in PART_ORDER if p in self.parts]
         ordered += sorted(set(self.parts) - set(PART_ORDER))
-        by_stage = {}
+        by_stage: dict[str, dict[str, float]] = {}
         for p in ordered:
-            first = self.first_window_parts.get(p)
-            last = self.last_window_parts.get(p)
-            last_v = last.values() if last is not None else np.empty(0)
-            by_stage[p] = {"first_p50_ms": first.percentile(50) if first else math.nan,
-                           "last_p50_ms": float(np.median(last_v)) if len(last_v) else math.nan}
+            first, last = self.parts[p].windows()
+            by_stage[p] = {"first_p50_ms": first, "last_p50_ms": last}
             if p in self.cpu:
-                last_c = self.last_window_cpu[p].values()
-                by_stage[p]["cpu_first_p50_ms"] = self.first_window_cpu[p].percentile(50)
-                by_stage[p]["cpu_last_p50_ms"] = (float(np.median(last_c)) if len(last_c)
-                                                  else math.nan)
+                first, last = self.cpu[p].windows()
+                by_stage[p].update(cpu_first_p50_ms=first, cpu_last_p50_ms=last)
         return {
             "e2e_ms": {**self.e2e.summary(), "mean": self.e2e.stats.mean,
                        "min": self.e2e.stats.min if self.e2e.count else math.nan,
@@ -169,11 +161,11 @@ class RunRecorder:
                         "lost_inputs": counts.lost_inputs,
                         "unidentified": counts.unidentified},
             "counts": asdict(counts),
-            "stages_ms": {p: self.parts[p].percentile(50) for p in ordered},
-            "stages_p95_ms": {p: self.parts[p].percentile(95) for p in ordered},
+            "stages_ms": {p: self.parts[p].run.percentile(50) for p in ordered},
+            "stages_p95_ms": {p: self.parts[p].run.percentile(95) for p in ordered},
             # CPU time of the stages that measure it (the model's thread): the stage's
             # wall time minus this is waiting for a core, the GIL or the device
-            "stages_cpu_ms": {p: self.cpu[p].percentile(50) for p in self.cpu},
+            "stages_cpu_ms": {p: self.cpu[p].run.percentile(50) for p in self.cpu},
             "drift": {"window_s": self.window_s, "first_p50_ms": first_p50,
                       "last_p50_ms": last_p50,
                       "change_pct": (100 * (last_p50 - first_p50) / first_p50

@@ -7,6 +7,8 @@ import os
 import platform
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +73,6 @@ class HostCanary:
     """
 
     def __init__(self, period: float = 5.0, size: int = 1 << 16, repeats: int = 8) -> None:
-        import threading
-
         import numpy as np
 
         self.period = period
@@ -85,8 +85,6 @@ class HostCanary:
 
     def work_ms(self) -> float:
         """CPU milliseconds of this thread for one fixed piece of work."""
-        import time
-
         import numpy as np
 
         t0 = time.thread_time_ns()
@@ -97,8 +95,6 @@ class HostCanary:
         return (time.thread_time_ns() - t0) / 1e6
 
     def _run(self) -> None:
-        import time
-
         while not self._stop.wait(self.period):
             self.samples.append((time.monotonic(), self.work_ms()))
 

@@ -195,8 +195,9 @@ class StreamingEngine:
                                                                   face[0], presence[0]))
         t2, c2 = time.monotonic(), time.thread_time()
         self.frames_out += len(conds)
-        # torch runs its single intra-op thread in this one, so this thread's CPU time is
-        # the chunk's whole CPU cost on a CPU device (on CUDA: the host side only)
+        # this thread's CPU time: the chunk's whole CPU cost when torch has one intra-op
+        # thread (it then computes here, as on the 2-core machines); with more, the
+        # pool's threads are not counted; on CUDA it is the host side only
         cpu = {"model": (c1 - c0) * 1e3, "decode": (c2 - c1) * 1e3}
         return [GeneratedFrame(c.frame_id, c.t_capture, images[j],
                                {**c.stamps, "model": (t0, t1), "decode": (t1, t2)}, dict(cpu))
