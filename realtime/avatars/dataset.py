@@ -2,8 +2,8 @@
 
 Each sample (one clip) holds what the model sees and what it should produce:
 
-    reference        (n_ref, R, R, 3) uint8   identity images: rest pose on plain, + one
-                                              more pose/framing
+    reference        (n_ref, R, R, 3) uint8   identity images: rest pose, + one more
+                                              pose/framing, on the clip's background
     skeleton_body    (len(BODY_BONES),)       the character's bone lengths
     skeleton_hand    (len(HAND_BONES),)
     rest_root        (2,)
@@ -15,6 +15,13 @@ Each sample (one clip) holds what the model sees and what it should produce:
     frames           (F, R, R, 3) uint8       ground truth: the character performing it
     framing          (3,) center x, y, zoom   the camera of `frames`
     meta             JSON: split, character, motion source, background, …
+
+The references show the character on the same background as the clip's frames (same
+kind and colours; a texture is drawn in canvas pixels, so it lines up too). At run time
+the reference is the only picture of the scene the model has for its first chunk: a
+background drawn independently of it (as datasets built before `reference_on_scene`
+were) cannot be predicted from anything the model sees, so the loss-optimal first
+chunk is a grey average, and every later chunk copies it from the cache window.
 
 Cross-identity by construction: the driver is a procedural performer (a character
 drawn from a separate seed stream, with its own proportions) or a real extracted
@@ -36,6 +43,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +73,9 @@ class DatasetConfig:
     augment: str = "default"              # AugmentConfig preset for the driving motion
     backgrounds: tuple[str, ...] = ("plain", "gradient", "textured")
     framings: tuple[str, ...] = ("full", "upper", "upper", "face")
+    # references drawn on the clip's own background (module docstring); False: on the
+    # character's plain one, as datasets built before this field were
+    reference_on_scene: bool = True
 
     @classmethod
     def preset(cls, name: str) -> DatasetConfig:
@@ -196,10 +207,11 @@ def make_sample(p: ClipPlan, config: DatasetConfig, tracks: _Tracks,
         for m in clean])
     # a second reference: the character in another pose, framed differently
     other = ProceduralMotion(int(rng.integers(2**31))).frame(int(rng.integers(300)))
-    ref2 = render(char, to_pose(other, char.skeleton), r, "plain",
-                  _camera(char, ("upper", "face")[int(rng.integers(2))], rng))[..., :3]
+    scene = (background, bg_seed) if config.reference_on_scene else ("plain", 0)
+    ref2 = render(char, to_pose(other, char.skeleton), r, scene[0],
+                  _camera(char, ("upper", "face")[int(rng.integers(2))], rng), scene[1])[..., :3]
     sample: dict[str, np.ndarray] = {
-        "reference": np.stack([render_reference(char, r), ref2]),
+        "reference": np.stack([render_reference(char, r, *scene), ref2]),
         "frames": frames,
         "skeleton_body": char.skeleton.body.astype(np.float32),
         "skeleton_hand": char.skeleton.hand.astype(np.float32),
@@ -249,6 +261,16 @@ def _config_json(config: DatasetConfig) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+def config_from_json(raw: dict) -> DatasetConfig:
+    """The `DatasetConfig` of an index's "config" entry; fields added since it was
+    written take the value that reproduces what it was built with."""
+    fields = {f.name for f in dataclasses.fields(DatasetConfig)}
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                              for k, v in raw.items() if k in fields}
+    kwargs.setdefault("reference_on_scene", False)
+    return DatasetConfig(**kwargs)
+
+
 def build(config: DatasetConfig, out: Path, tracks_dir: Path | None = None,
           progress: bool = True, workers: int = 1) -> dict:
     """Write (or finish writing) the dataset under `out`, rendering shards in `workers`
@@ -260,7 +282,7 @@ def build(config: DatasetConfig, out: Path, tracks_dir: Path | None = None,
     cfg_json = _config_json(config)
     if index_path.exists():
         old = json.loads(index_path.read_text())
-        if old.get("config") != cfg_json or old.get("tracks") != tracks.names():
+        if config_from_json(old.get("config", {})) != config or old.get("tracks") != tracks.names():
             raise ValueError(f"{out} holds a dataset built with another configuration; "
                              "use a new --out or the same arguments to resume")
     shards: list[tuple[str, list[ClipPlan]]] = []

@@ -123,13 +123,9 @@ def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int,
 
 def dataset_config(data: Path) -> DatasetConfig:
     """The `DatasetConfig` a studio dataset was built with (from its index)."""
-    from realtime.avatars.dataset import DatasetConfig, read_index
+    from realtime.avatars.dataset import config_from_json, read_index
 
-    raw = read_index(data)["config"]
-    fields = {f.name for f in dataclasses.fields(DatasetConfig)}
-    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                              for k, v in raw.items() if k in fields}
-    return DatasetConfig(**kwargs)
+    return config_from_json(read_index(data)["config"])
 
 
 def detail_backwards(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:

@@ -13,6 +13,7 @@ from realtime.avatars.dataset import (
     DatasetConfig,
     build,
     character,
+    config_from_json,
     iterate_dataset,
     make_sample,
     plan,
@@ -85,6 +86,38 @@ def test_frames_are_the_character_performing_the_clean_motion(built: Path) -> No
     # the driving motion is the clean one plus extraction-like noise, not something else
     drive = sample["motion_body_dirs"]
     assert 0 < np.abs(drive - sample["clean_body_dirs"]).mean() < 0.2
+
+
+def _corners(img: np.ndarray) -> np.ndarray:
+    return img[[0, 0, -1, -1], [0, -1, 0, -1]].astype(int)          # (4, 3)
+
+
+def test_references_show_the_clips_own_background() -> None:
+    """At run time the reference is the only picture of the scene the first chunk has:
+    what the frames show behind the character must be what the reference shows, or the
+    model can only guess it (a grey average)."""
+    cfg = DatasetConfig(**{**CFG.__dict__, "clips": 12, "resolution": 64, "frames": 4,
+                           "framings": ("full",)})
+    kinds = set()
+    for p in plan(cfg, []):
+        s = make_sample(p, cfg, _no_tracks())
+        kinds.add(json.loads(str(s["meta"]))["background"])
+        want = _corners(s["frames"][0])
+        for ref in s["reference"]:                      # rest pose and the other pose
+            # three corners of four at least: a limb may cover one
+            assert (np.abs(_corners(ref) - want).max(1) <= 2).sum() >= 3, p
+    assert kinds == {"plain", "gradient", "textured"}
+    # a dataset built before the field existed reads back as it was built: references
+    # on the character's own plain background, frames unchanged
+    raw = json.loads(json.dumps(cfg.__dict__))
+    del raw["reference_on_scene"]
+    old = config_from_json(raw)
+    assert not old.reference_on_scene
+    p = plan(old, [])[0]
+    s_old, s_new = make_sample(p, old, _no_tracks()), make_sample(p, cfg, _no_tracks())
+    assert np.array_equal(s_old["frames"], s_new["frames"])
+    plain = np.array(character(old, p.character).background)
+    assert (np.abs(_corners(s_old["reference"][0]) - plain).max(1) <= 1).sum() >= 3
 
 
 def test_build_is_deterministic_and_resumable(built: Path, tmp_path: Path) -> None:
