@@ -1,0 +1,51 @@
+"""The shipped checkpoint (`realtime/checkpoints/default`), streamed as a session streams
+it, on characters, performers and backgrounds it was not trained on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from realtime.avatars.dataset import ClipPlan, DatasetConfig, _Tracks, make_sample
+from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from realtime.training.evaluate import run_student
+from realtime.training.studio import sample_to_clip
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "config.json").is_file(),
+                                reason="no shipped checkpoint in this tree")
+
+
+def _border(img: np.ndarray, width: int = 6) -> np.ndarray:
+    """Median RGB of the frame's outer ring, where the scene is and the figure is not."""
+    ring = np.concatenate([img[:width].reshape(-1, 3), img[-width:].reshape(-1, 3),
+                           img[:, :width].reshape(-1, 3), img[:, -width:].reshape(-1, 3)])
+    return np.median(ring.astype(float), axis=0)
+
+
+def test_the_output_shows_the_scene_of_the_reference() -> None:
+    """Behind the character a user sees the background of the reference image they chose,
+    from the first frame on: two clips on two plain backgrounds come out on two
+    backgrounds, each its own reference's (stop 18's checkpoint drew the same grey
+    behind every character, whatever the reference)."""
+    model = load_checkpoint(DEFAULT_CHECKPOINT, device="cpu")
+    cfg = DatasetConfig(characters=6, clips=8, resolution=model.cfg.resolution, frames=8,
+                        seed=19, backgrounds=("plain",), framings=("upper",))
+    clips = []
+    for k in range(8):                  # two clips whose backgrounds differ clearly
+        sample = dict(make_sample(ClipPlan(k, "heldout_both", k % 6, "performer:5"), cfg,
+                                  _Tracks(None)))
+        sample["meta"] = {}
+        clip = sample_to_clip(sample, model.cfg)
+        if all(np.abs(_border(clip.reference[0]) - _border(c.reference[0])).max() >= 40
+               for c in clips):
+            clips.append(clip)
+        if len(clips) == 2:
+            break
+    assert len(clips) == 2
+    for clip, other in (clips, clips[::-1]):
+        want, wrong = _border(clip.reference[0]), _border(other.reference[0])
+        out = run_student(model, clip, model.cfg.steps, seed=0).frames
+        for frame in (out[0], out[-1]):
+            got = _border(frame)
+            assert np.abs(got - want).max() <= 24, (got, want)
+            assert np.abs(got - want).sum() < np.abs(got - wrong).sum() / 2
