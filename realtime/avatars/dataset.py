@@ -188,10 +188,13 @@ MotionEdit = Callable[[list[NormalizedMotion]], list[NormalizedMotion]]
 
 
 def make_sample(p: ClipPlan, config: DatasetConfig, tracks: _Tracks,
-                edit: MotionEdit | None = None) -> dict[str, np.ndarray]:
+                edit: MotionEdit | None = None, figure: bool = False) -> dict[str, np.ndarray]:
     """Render one clip. Deterministic in (config.seed, p.index). `edit` changes the
     clean motion before it is augmented and rendered (every random draw unchanged):
-    the same clip with, say, the expression held still, for counterfactual metrics."""
+    the same clip with, say, the expression held still, for counterfactual metrics.
+    `figure`: also "figure" (F, R, R) uint8, the character's coverage of each frame
+    (its alpha on a transparent background), for metrics that split figure and scene;
+    not stored in datasets."""
     rng = np.random.default_rng([config.seed, p.index, 2])
     char = character(config, p.character)
     clean = _driving(p, config, rng, tracks)
@@ -218,6 +221,10 @@ def make_sample(p: ClipPlan, config: DatasetConfig, tracks: _Tracks,
         "rest_root": np.asarray(char.skeleton.rest_root, np.float32),
         "framing": np.array([*cam.center, cam.zoom], np.float32),
     }
+    if figure:
+        sample["figure"] = np.stack([
+            render(char, to_pose(m, char.skeleton), r, "transparent", cam)[..., 3]
+            for m in clean])
     sample.update(_pack("motion", driving))
     sample.update(_pack("clean", clean))
     meta = {"index": p.index, "split": p.split, "character": char.name,

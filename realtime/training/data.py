@@ -35,11 +35,14 @@ class Clip:
     pose: np.ndarray                # (F, 16, P, P) float32 condition maps
     face: np.ndarray                # (F, 12) float32
     presence: np.ndarray            # (F, 4) float32
+    # (F, H, W) uint8 coverage of the character (255 = figure, 0 = scene), where known
+    figure: np.ndarray | None = None
 
     def frame_range(self, s: slice) -> Clip:
         """The same clip (same reference) over frames `s` only."""
         return replace(self, frames=self.frames[s], pose=self.pose[s], face=self.face[s],
-                       presence=self.presence[s])
+                       presence=self.presence[s],
+                       figure=None if self.figure is None else self.figure[s])
 
 
 @dataclass

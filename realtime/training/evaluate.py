@@ -8,6 +8,11 @@ Reported (JSON with `--json`):
     psnr, ssim            whole frame, student at its default steps, vs ground truth
     face_psnr, hand_psnr  inside boxes around the head / fingers, found per frame from
                           the condition's pose maps
+    figure_psnr,          over the character's own pixels (the studio renders its
+    scene_psnr            coverage beside each held-out frame) and over the rest, the
+                          background: the scene comes from the reference, the figure
+                          from the reference, the motion and the model; whole-frame
+                          PSNR is mostly scene
     flicker               mean |(out_t - out_t-1) - (gt_t - gt_t-1)| (0 = the output
                           changes exactly as the ground truth does); flicker_ratio is
                           mean |out_t - out_t-1| / mean |gt_t - gt_t-1|
@@ -71,6 +76,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,7 +272,22 @@ def frame_metrics(out: np.ndarray, clip: Clip, start: int = 0) -> dict[str, floa
         "face_psnr": M.region_psnr(pred, gt, M.boxes_from_maps(maps, M.FACE_CHANNELS, size)),
         "hand_psnr": M.region_psnr(pred, gt, M.boxes_from_maps(maps, M.HAND_CHANNELS, size)),
         "flicker": fl, "flicker_ratio": ratio,
+        **figure_and_scene_psnr(pred, gt, None if clip.figure is None
+                                else clip.figure[start:start + n]),
     }
+
+
+def figure_and_scene_psnr(pred: torch.Tensor, gt: torch.Tensor, figure: np.ndarray | None,
+                          ) -> dict[str, float]:
+    """PSNR over the character's pixels (coverage >= half) and over the rest; NaN
+    where the coverage is unknown or a part is empty."""
+    from realtime.training import metrics as M
+
+    if figure is None:
+        return {"figure_psnr": float("nan"), "scene_psnr": float("nan")}
+    inside = torch.from_numpy(figure >= 128)
+    return {"figure_psnr": M.masked_psnr(pred, gt, inside),
+            "scene_psnr": M.masked_psnr(pred, gt, ~inside)}
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -410,12 +431,15 @@ def drift_clip(clips: list[Clip], frames: int, window: int) -> Clip:
 
     body = frames - window
     fields = {}
-    for name in ("frames", "pose", "face", "presence"):
+    names = ["frames", "pose", "face", "presence"]
+    if all(c.figure is not None for c in clips):
+        names.append("figure")
+    for name in names:
         seq = cat(name, body)
         fields[name] = np.concatenate((seq, cat(name, window)))
     c0 = clips[0]
     return Clip(c0.character, "drift", c0.reference, fields["frames"], fields["pose"],
-                fields["face"], fields["presence"])
+                fields["face"], fields["presence"], fields.get("figure"))
 
 
 def drift_window(frames: int, chunk: int) -> tuple[int, int]:
@@ -531,6 +555,14 @@ def _finite_or_null(x: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except (FileNotFoundError, ValueError) as e:        # a bad checkpoint or dataset
+        print(f"marionette eval: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     from realtime.engine import configure_torch_threads
     from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model
     from realtime.training.studio import heldout_clips, read_split

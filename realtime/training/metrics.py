@@ -106,6 +106,16 @@ def region_psnr(pred: torch.Tensor, gt: torch.Tensor, boxes: list[Box | None]) -
     return float("nan") if count == 0 else _db(sq / count)
 
 
+def masked_psnr(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> float:
+    """PSNR over the pixels where `mask` (N, H, W) bool is set, all frames together;
+    NaN when it is set nowhere."""
+    m = mask[:, None].expand_as(gt)
+    count = int(m.sum())
+    if count == 0:
+        return float("nan")
+    return _db(float((pred.float() - gt.float()).pow(2)[m].sum()) / count)
+
+
 def flicker(pred: torch.Tensor, gt: torch.Tensor) -> tuple[float, float]:
     """(mean |d_out - d_gt|, mean |d_out| / mean |d_gt|) over consecutive frames,
     d = x_t - x_{t-1}. pred, gt (N, 3, H, W), N >= 2."""

@@ -76,6 +76,8 @@ def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig) -> Clip:
         pose=np.stack([c.pose_maps for c in conds]),
         face=np.stack([c.face for c in conds]).astype(np.float32),
         presence=np.stack([c.presence for c in conds]).astype(np.float32),
+        figure=(_resize(np.repeat(sample["figure"][..., None], 3, -1), cfg.resolution)[..., 0]
+                if "figure" in sample else None),
     )
 
 
@@ -84,9 +86,7 @@ def read_split(data: Path, split: str, cfg: ModelConfig, limit: int | None = Non
     """The clips of one dataset split ('train', 'heldout_character', 'heldout_motion')."""
     from realtime.avatars.dataset import iterate_dataset
 
-    if not (Path(data) / "index.json").is_file():
-        raise FileNotFoundError(f"{data} is not a studio dataset (no index.json); build one "
-                                f"with `marionette avatar dataset --out {data}`")
+    _require_dataset(data)
     out = []
     for sample in iterate_dataset(data, split):
         out.append(sample_to_clip(sample, cfg))
@@ -115,7 +115,7 @@ def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int,
         # indices past the dataset's own, so noise/background draws are fresh
         p = ClipPlan(10_000_000 + k, "heldout_both", chars[k % len(chars)],
                      sources[k % len(sources)])
-        sample: dict[str, Any] = dict(make_sample(p, conf, _Tracks(None), edit))
+        sample: dict[str, Any] = dict(make_sample(p, conf, _Tracks(None), edit, figure=True))
         sample["meta"] = {"character": f"heldout-char{p.character}", "source": p.source}
         clips.append(sample_to_clip(sample, cfg))
     return clips
@@ -125,7 +125,14 @@ def dataset_config(data: Path) -> DatasetConfig:
     """The `DatasetConfig` a studio dataset was built with (from its index)."""
     from realtime.avatars.dataset import config_from_json, read_index
 
+    _require_dataset(data)
     return config_from_json(read_index(data)["config"])
+
+
+def _require_dataset(data: Path) -> None:
+    if not (Path(data) / "index.json").is_file():
+        raise FileNotFoundError(f"{data} is not a studio dataset (no index.json); build one "
+                                f"with `marionette avatar dataset --out {data}`")
 
 
 def detail_backwards(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:

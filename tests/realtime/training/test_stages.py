@@ -222,8 +222,8 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
                               "--drift-streams", "2", "--json", str(out)])
     assert evaluate.run(args) == 0
     res = json.loads(out.read_text())
-    for key in ("psnr", "ssim", "face_psnr", "hand_psnr", "flicker", "drift_db",
-                "face_follow_db", "hand_follow_db", "face_response", "expression_response",
+    for key in ("psnr", "ssim", "face_psnr", "hand_psnr", "figure_psnr", "scene_psnr",
+                "flicker", "drift_db", "face_follow_db", "hand_follow_db", "face_response", "expression_response",
                 "ms_per_frame"):
         assert math.isfinite(res[key]), key
     parts = {"face", "expression", "hand"}
@@ -239,6 +239,18 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
     history = res["history"]
     assert math.isfinite(history["psnr_true_history"])
     assert math.isfinite(history["psnr_no_history"])
+
+
+def test_eval_refuses_a_missing_dataset_with_a_reason(tiny_ckpt: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     ) -> None:
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    args = parser.parse_args(["--checkpoint", str(tiny_ckpt), "--data", str(tmp_path / "none"),
+                              "--json", str(tmp_path / "eval.json")])
+    assert evaluate.run(args) == 2
+    assert "is not a studio dataset" in capsys.readouterr().err
+    assert not (tmp_path / "eval.json").exists()
 
 
 def test_decoder_response_is_what_the_decoder_draws_from_the_motion_alone(
@@ -322,6 +334,34 @@ def test_heldout_eval_clips_are_unseen_characters(tiny_data: Path, n: int) -> No
     assert len(clips) == n and clips[0].frames.shape == (4, 32, 32, 3)
     assert clips[0].pose.shape == (4, 16, cfg.pose_size, cfg.pose_size)
     assert not {c.character for c in clips} & train_chars
+
+
+def test_eval_scores_the_figure_and_the_scene_apart(tiny_data: Path) -> None:
+    """Held-out clips know which pixels are the character: an output with the right
+    scene and a wrong figure scores high on the scene and low on the figure, and the
+    other way round; whole-frame PSNR could not tell the two apart."""
+    from realtime.training.evaluate import frame_metrics
+    from realtime.training.studio import heldout_clips
+
+    clip = heldout_clips(tiny_data, get_preset("tiny"), 1, 4)[0]
+    assert clip.figure is not None and clip.figure.shape == clip.frames.shape[:3]
+    inside = clip.figure >= 128
+    assert 0.02 < inside.mean() < 0.7                   # a figure, on a scene
+    # where the coverage says "figure", the frame is not the background: the frame
+    # differs there from the same frame's scene pixels far more than across the scene
+    gt = clip.frames.astype(np.float32)
+    scene_colour = np.median(gt[~inside], axis=0)
+    assert np.abs(gt[inside] - scene_colour).mean() > 3 * np.abs(gt[~inside] - scene_colour).mean()
+
+    grey = np.full_like(clip.frames, 128)
+    wrong_figure = np.where(inside[..., None], grey, clip.frames)
+    wrong_scene = np.where(inside[..., None], clip.frames, grey)
+    a, b = frame_metrics(wrong_figure, clip), frame_metrics(wrong_scene, clip)
+    assert a["scene_psnr"] >= 99 and a["figure_psnr"] < 30
+    assert b["figure_psnr"] >= 99 and b["scene_psnr"] < 30
+    # clips read from a dataset carry no coverage: the two are unknown, not made up
+    plain = dataclasses.replace(clip, figure=None)
+    assert np.isnan(frame_metrics(clip.frames, plain)["figure_psnr"])
 
 
 def test_held_clips_change_only_that_part_of_the_ground_truth(tiny_data: Path) -> None:
