@@ -223,8 +223,8 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
     assert evaluate.run(args) == 0
     res = json.loads(out.read_text())
     for key in ("psnr", "ssim", "face_psnr", "hand_psnr", "figure_psnr", "scene_psnr",
-                "flicker", "drift_db", "face_follow_db", "hand_follow_db", "face_response", "expression_response",
-                "ms_per_frame"):
+                "flicker", "drift_db", "face_follow_db", "hand_follow_db", "face_response",
+                "expression_response", "ms_per_frame"):
         assert math.isfinite(res[key]), key
     parts = {"face", "expression", "hand"}
     assert set(res["response"]) == set(res["teacher_response"]) == parts
