@@ -115,7 +115,10 @@ def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int,
         # indices past the dataset's own, so noise/background draws are fresh
         p = ClipPlan(10_000_000 + k, "heldout_both", chars[k % len(chars)],
                      sources[k % len(sources)])
-        sample: dict[str, Any] = dict(make_sample(p, conf, _Tracks(None), edit, figure=True))
+        # the figure's coverage only for the clips themselves: the metrics that use it
+        # score a clip's own frames, never those of its edited twins
+        sample: dict[str, Any] = dict(make_sample(p, conf, _Tracks(None), edit,
+                                                  figure=edit is None))
         sample["meta"] = {"character": f"heldout-char{p.character}", "source": p.source}
         clips.append(sample_to_clip(sample, cfg))
     return clips
