@@ -113,6 +113,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: as a session runs, see "
                         "engine.configure_torch_threads); ms_per_frame is measured with them")
+    p.add_argument("--steps", type=int, default=None,
+                   help="the student's denoising steps, 1-4, for every metric but the "
+                        "teacher comparison (default: the checkpoint's, as a session "
+                        "runs)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -452,16 +456,17 @@ def drift_window(frames: int, chunk: int) -> tuple[int, int]:
 def evaluate(
     model: Any, teacher: Any | None, clips: list[Clip], long: Clip, window: int,
     seed: int = 0, teacher_steps: int = 16, guidance: float = 2.0, drift_streams: int = 3,
-    held: dict[str, list[Clip]] | None = None,
+    held: dict[str, list[Clip]] | None = None, steps: int | None = None,
 ) -> dict[str, Any]:
     """All metrics (see the module docstring) as a JSON-ready dict. `long` is the drift
     stream (`drift_clip`), compared over its first and last `window` frames. `held`:
     {'face': clips with the expression held, 'hand': with the fingers held} (the same
-    clips re-rendered), for the response metrics; None skips them."""
+    clips re-rendered), for the response metrics; None skips them. `steps`: the
+    student's denoising steps (default: the checkpoint's)."""
     from realtime.training.metrics import FACE_CHANNELS, HAND_CHANNELS
 
     cfg = model.cfg
-    steps = cfg.steps
+    steps = steps or cfg.steps
     rows, ms, outs = [], [], []
     for i, clip in enumerate(clips):
         s = run_student(model, clip, steps, seed + i)
@@ -567,6 +572,8 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model
     from realtime.training.studio import heldout_clips, read_split
 
+    if args.steps is not None and not 1 <= args.steps <= 4:
+        raise ValueError(f"--steps must be in 1..4, got {args.steps}")
     configure_torch_threads(args.threads)
     ckpt = args.checkpoint or DEFAULT_CHECKPOINT
     model = load_model(args.checkpoint, device=args.device)
@@ -592,7 +599,7 @@ def _run(args: argparse.Namespace) -> int:
     long = drift_clip(heldout_clips(args.data, cfg, 1, frames - window), frames, window)
     summary = evaluate(model, teacher, clips, long, window, args.seed,
                        int(info.get("teacher_steps", 16)), float(info.get("guidance", 2.0)),
-                       max(1, args.drift_streams), held)
+                       max(1, args.drift_streams), held, args.steps)
     summary = {"checkpoint": str(ckpt),
                "teacher_checkpoint": str(teacher_dir) if teacher else None,
                "data": str(args.data),

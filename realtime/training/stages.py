@@ -82,10 +82,11 @@ PLANS: dict[str, TrainPlan] = {
                       teacher_frames=4, student_steps=6, student_batch=2, max_history=3,
                       max_age=12, teacher_sample_steps=4, checkpoint_every=10, real_per_clip=4),
     # sized for the shipped default on a shared 2-core CPU (about 1.5 h in all);
-    # more steps help: every stage resumes with --resume and a larger --steps
+    # more steps help: every stage resumes with --resume and a larger --steps.
+    # max_age 3000 chunks: 3000 frames at the preset's K=1, as long as eval's drift stream
     "cpu": TrainPlan(ae_steps=800, ae_batch=16, teacher_steps=2500, teacher_batch=2,
                      teacher_frames=8, student_steps=400, student_batch=2, max_history=5,
-                     max_age=1500, student_gt_weight=0.05, student_gt_weight_long=0.25,
+                     max_age=3000, student_gt_weight=0.05, student_gt_weight_long=0.25,
                      student_lr=1e-4),
     "gpu": TrainPlan(ae_steps=20000, ae_batch=32, teacher_steps=100000, teacher_batch=16,
                      teacher_frames=16, student_steps=20000, student_batch=8, max_history=8,

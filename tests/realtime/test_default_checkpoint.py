@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from realtime.avatars.dataset import ClipPlan, DatasetConfig, _Tracks, make_sample
+from realtime.engine import StreamingEngine
 from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from realtime.motion.types import MotionCondition
 from realtime.training.evaluate import run_student
 from realtime.training.studio import sample_to_clip
 
@@ -49,3 +51,24 @@ def test_the_output_shows_the_scene_of_the_reference() -> None:
             got = _border(frame)
             assert np.abs(got - want).max() <= 24, (got, want)
             assert np.abs(got - want).sum() < np.abs(got - wrong).sum() / 2
+
+
+def test_each_camera_frame_gets_its_avatar_frame_without_waiting_for_the_next() -> None:
+    """The shipped default generates frame by frame (chunk K=1): a session answers a
+    camera frame as soon as it is conditioned, instead of holding it for the frame
+    after it (33 ms at 30 fps, plus as much again to pace the chunk's second frame
+    out). Each push of one frame's condition returns that frame, with its id."""
+    model = load_checkpoint(DEFAULT_CHECKPOINT, device="cpu")
+    cfg = DatasetConfig(characters=2, clips=2, resolution=model.cfg.resolution, frames=4,
+                        seed=20, backgrounds=("plain",), framings=("upper",))
+    sample = dict(make_sample(ClipPlan(0, "heldout_both", 0, "performer:5"), cfg,
+                              _Tracks(None)))
+    sample["meta"] = {}
+    clip = sample_to_clip(sample, model.cfg)
+    engine = StreamingEngine(model, seed=0)
+    engine.set_reference(list(clip.reference))
+    for j in range(len(clip.pose)):
+        got = engine.push([MotionCondition(100 + j, 0.0, clip.pose[j], clip.face[j],
+                                           clip.presence[j])])
+        assert [g.frame_id for g in got] == [100 + j]
+        assert got[0].image.shape == (model.cfg.resolution, model.cfg.resolution, 3)

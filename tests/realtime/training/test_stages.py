@@ -219,9 +219,10 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
     out = tmp_path / "eval.json"
     args = parser.parse_args(["--checkpoint", str(tiny_ckpt), "--data", str(tiny_data),
                               "--clips", "2", "--clip-frames", "8", "--frames", "24",
-                              "--drift-streams", "2", "--json", str(out)])
+                              "--drift-streams", "2", "--steps", "1", "--json", str(out)])
     assert evaluate.run(args) == 0
     res = json.loads(out.read_text())
+    assert res["steps"] == 1                # as asked, not the checkpoint's default (2)
     for key in ("psnr", "ssim", "face_psnr", "hand_psnr", "figure_psnr", "scene_psnr",
                 "flicker", "drift_db", "face_follow_db", "hand_follow_db", "face_response",
                 "expression_response", "ms_per_frame"):
@@ -250,6 +251,18 @@ def test_eval_refuses_a_missing_dataset_with_a_reason(tiny_ckpt: Path, tmp_path:
                               "--json", str(tmp_path / "eval.json")])
     assert evaluate.run(args) == 2
     assert "is not a studio dataset" in capsys.readouterr().err
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_eval_refuses_steps_the_student_was_not_distilled_for(
+        tiny_data: Path, tiny_ckpt: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    args = parser.parse_args(["--checkpoint", str(tiny_ckpt), "--data", str(tiny_data),
+                              "--steps", "8", "--json", str(tmp_path / "eval.json")])
+    assert evaluate.run(args) == 2
+    assert "--steps must be in 1..4" in capsys.readouterr().err
     assert not (tmp_path / "eval.json").exists()
 
 
