@@ -8,7 +8,7 @@ config; `realtime.model.checkpoint` refuses weights whose config does not match.
     tiny  tests: 32x32 frames, 2 layers, runs in milliseconds
     cpu   real time on a 2-core CPU: 128x128 frames, 64 tokens per frame, generated
           frame by frame (K=1): a camera frame is answered without waiting for the
-          next one, which took 84 ms off the median glass-to-glass latency against
+          next one, which took 80 ms off the median glass-to-glass latency against
           K=2 (the default checkpoint's model card has the measurement)
     gpu   256x256 frames, 256 tokens per frame, bf16
 """
