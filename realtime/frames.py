@@ -62,6 +62,11 @@ class FramePipeline(Protocol):
         ...
 
     @property
+    def steps(self) -> int | None:
+        """Denoising steps the model runs at now (None: no model)."""
+        ...
+
+    @property
     def chunk(self) -> int:
         """Frames per `generate` call that produce output (K; 1 for per-frame pipelines)."""
         ...
@@ -116,6 +121,7 @@ class EchoPipeline:
     prepare = resize (stamped "model", as before the split), generate = pass-through."""
 
     chunk = 1
+    steps: int | None = None
 
     def __init__(self, width: int = 256, height: int = 256) -> None:
         self._size = (width, height)

@@ -69,6 +69,10 @@ class AnimationPipeline:
         return self.engine.resolution
 
     @property
+    def steps(self) -> int:
+        return self.engine.steps
+
+    @property
     def chunk(self) -> int:
         """K: frames the engine generates at once."""
         return self.engine.cfg.chunk

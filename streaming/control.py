@@ -16,7 +16,10 @@ Client -> server (JSON objects, one per message):
 
 Server -> client:
 
-    {"type": "hello", "session", "fps", "resolution", "characters"}
+    {"type": "hello", "session", "fps", "resolution", "characters",
+     "steps", "chunk"}                                the model's denoising steps now
+                                                     (null: no model) and frames per
+                                                     chunk (1: each frame answered alone)
     {"type": "ack", "for": <type>, ...}               the change took effect
     {"type": "error", "for": <type>, "message"}       it did not; nothing changed
     {"type": "pong", "t": <echo>, "server_time": <time.monotonic()>}

@@ -178,6 +178,7 @@ class Session:
     def _hello(self) -> None:
         self.send_control({"type": "hello", "session": self.id, "fps": self.output.fps,
                            "resolution": list(self.pipeline.resolution),
+                           "steps": self.pipeline.steps, "chunk": self.pipeline.chunk,
                            "characters": self.characters, "schema": SCHEMA_VERSION})
 
     def send_control(self, message: dict[str, Any]) -> None:

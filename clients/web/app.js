@@ -204,6 +204,7 @@ function sendControl(message) {
 function onControl(msg) {
   if (msg.type === "hello") {
     log(`session ${msg.session}, output ${msg.resolution.join("x")} at ${msg.fps} fps`);
+    if (msg.steps) $("steps").value = msg.steps;        // the model's own default
     setStatus(`live (${msg.session})`);
   } else if (msg.type === "error") {
     log(`⚠ ${msg.for}: ${msg.message}`);

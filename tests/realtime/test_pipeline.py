@@ -119,3 +119,14 @@ def test_prepare_and_generate_on_two_threads_match_process(factory) -> None:
     assert np.array_equal(np.stack([f.image for f in got]), np.stack([f.image for f in expected]))
     for f in got:
         assert {"condition", "model", "decode"} <= set(f.stamps)
+
+
+def test_steps_start_at_the_checkpoints_default_and_follow_a_change(factory) -> None:
+    """What a session reports to its client (the web client's steps field shows it)."""
+    p = factory()
+    assert p.steps == p.engine.cfg.steps
+    p.set_steps(1)
+    assert p.steps == p.engine.steps == 1
+    with pytest.raises(ValueError, match="1..4"):
+        p.set_steps(5)
+    assert p.steps == 1

@@ -70,7 +70,7 @@ class RecordingPipeline(EchoPipeline):
         super().__init__()
         self.character: str | None = None
         self.reference: np.ndarray | None = None
-        self.steps: int | None = None
+        self.steps: int | None = 2       # as a model that runs 2 steps by default
         self.threads: set[str] = set()
         self.closed = False
         self.motions: list[object] = []

@@ -159,6 +159,8 @@ async def test_control_changes_apply_on_the_worker_and_bad_uploads_keep_the_char
                                   control=messages)
     finally:
         await runner.cleanup()
+    hello = next(m for m in result.control if m["type"] == "hello")
+    assert hello["steps"] == 2 and hello["chunk"] == 1      # what the session started with
     replies = [m for m in result.control if m["type"] in ("ack", "error", "pong")]
     errors = {m["for"]: m["message"] for m in replies if m["type"] == "error"}
     acks = {m["for"] for m in replies if m["type"] == "ack"}
