@@ -572,11 +572,11 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model
     from realtime.training.studio import heldout_clips, read_split
 
-    if args.steps is not None and not 1 <= args.steps <= 4:
-        raise ValueError(f"--steps must be in 1..4, got {args.steps}")
     configure_torch_threads(args.threads)
     ckpt = args.checkpoint or DEFAULT_CHECKPOINT
     model = load_model(args.checkpoint, device=args.device)
+    if args.steps is not None:
+        model.cfg.with_(steps=args.steps)          # ValueError outside what it runs at
     teacher_dir = args.teacher or (ckpt / "teacher")
     teacher = None
     info: dict[str, Any] = {}

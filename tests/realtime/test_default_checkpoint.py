@@ -24,6 +24,15 @@ def _border(img: np.ndarray, width: int = 6) -> np.ndarray:
     return np.median(ring.astype(float), axis=0)
 
 
+def _studio_clip(model, cfg: DatasetConfig, k: int):
+    """Held-out clip k of the studio config `cfg`: an unseen character, an unseen
+    performer, conditions made as a session makes them."""
+    sample = dict(make_sample(ClipPlan(k, "heldout_both", k % cfg.characters, "performer:5"),
+                              cfg, _Tracks(None)))
+    sample["meta"] = {}
+    return sample_to_clip(sample, model.cfg)
+
+
 def test_the_output_shows_the_scene_of_the_reference() -> None:
     """Behind the character a user sees the background of the reference image they chose,
     from the first frame on: two clips on two plain backgrounds come out on two
@@ -34,10 +43,7 @@ def test_the_output_shows_the_scene_of_the_reference() -> None:
                         seed=19, backgrounds=("plain",), framings=("upper",))
     clips = []
     for k in range(8):                  # two clips whose backgrounds differ clearly
-        sample = dict(make_sample(ClipPlan(k, "heldout_both", k % 6, "performer:5"), cfg,
-                                  _Tracks(None)))
-        sample["meta"] = {}
-        clip = sample_to_clip(sample, model.cfg)
+        clip = _studio_clip(model, cfg, k)
         if all(np.abs(_border(clip.reference[0]) - _border(c.reference[0])).max() >= 40
                for c in clips):
             clips.append(clip)
@@ -61,10 +67,7 @@ def test_each_camera_frame_gets_its_avatar_frame_without_waiting_for_the_next() 
     model = load_checkpoint(DEFAULT_CHECKPOINT, device="cpu")
     cfg = DatasetConfig(characters=2, clips=2, resolution=model.cfg.resolution, frames=4,
                         seed=20, backgrounds=("plain",), framings=("upper",))
-    sample = dict(make_sample(ClipPlan(0, "heldout_both", 0, "performer:5"), cfg,
-                              _Tracks(None)))
-    sample["meta"] = {}
-    clip = sample_to_clip(sample, model.cfg)
+    clip = _studio_clip(model, cfg, 0)
     engine = StreamingEngine(model, seed=0)
     engine.set_reference(list(clip.reference))
     for j in range(len(clip.pose)):

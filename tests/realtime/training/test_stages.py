@@ -262,7 +262,7 @@ def test_eval_refuses_steps_the_student_was_not_distilled_for(
     args = parser.parse_args(["--checkpoint", str(tiny_ckpt), "--data", str(tiny_data),
                               "--steps", "8", "--json", str(tmp_path / "eval.json")])
     assert evaluate.run(args) == 2
-    assert "--steps must be in 1..4" in capsys.readouterr().err
+    assert "steps must be in 1..4, got 8" in capsys.readouterr().err
     assert not (tmp_path / "eval.json").exists()
 
 
