@@ -34,7 +34,7 @@ browser-deps:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy realtime streaming bench
+	$(BIN)/mypy realtime streaming bench kernels clients
 
 test: setup browser-deps lint
 	$(BIN)/python -m pytest -q

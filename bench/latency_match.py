@@ -48,6 +48,7 @@ SERVER_STAGES: dict[str, str] = {
     "motion": "motion",            # filtering, normalisation, retargeting
     "condition": "condition",      # pose maps + face vector
     "handoff": "handoff",          # waiting for the chunk to fill and the model thread
+    "cache_write": "cache_write",  # the previous chunk's write, when not settled before
     "model": "model",              # DiT chunk (all steps)
     "decode": "ae_decode",         # the model's autoencoder decode
     "decode_ae": "ae_decode",      # (its name in an earlier telemetry schema)

@@ -26,8 +26,8 @@ from bench.latency_stats import (
 
 # The order parts are reported (and stacked in the plot); others follow.
 PART_ORDER = ("network_up", "video_decode", "receive", "mailbox", "convert", "extraction",
-              "motion", "condition", "handoff", "model", "ae_decode", "output", "encode",
-              "send", "queue", "network_down")
+              "motion", "condition", "handoff", "cache_write", "model", "ae_decode", "output",
+              "encode", "send", "queue", "network_down")
 
 
 class StageStats:

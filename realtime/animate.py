@@ -8,10 +8,12 @@ offline, frame by frame exactly as a streaming session would (the same
                        [--strip OUT.png [--strip-columns N]]
 
 The JSON summary: {frames, fps, ms_per_frame: {stage: {p50, p95}}, ...}. Stages
-'extract', 'motion', 'condition' are per input frame; 'model' and 'decode' run once
-per chunk of K frames and are reported per frame (chunk time / K); 'total' is their
-sum per frame. When the driving input ends mid-chunk, the last motion is repeated to
-complete the chunk and only the real frames are written.
+'extract', 'motion', 'condition' are per input frame; 'cache_write' (the previous
+chunk's, which the engine makes before the next: nothing here waits for frames to
+leave), 'model' and 'decode' run once per chunk of K frames and are reported per frame
+(chunk time / K); 'total' is their sum per frame. When the driving input ends
+mid-chunk, the last motion is repeated to complete the chunk and only the real frames
+are written.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from realtime.strip import StripRecorder, pick_frames
 if TYPE_CHECKING:
     from realtime.pipeline import AnimationPipeline
 
-STAGES = ("extract", "motion", "condition", "model", "decode")
-CHUNK_STAGES = ("model", "decode")
+STAGES = ("extract", "motion", "condition", "cache_write", "model", "decode")
+CHUNK_STAGES = ("cache_write", "model", "decode")
 
 
 class InputError(Exception):

@@ -4,9 +4,12 @@ The model (DiT + autoencoder weights) is loaded once per process and passed in;
 each engine holds only what is per session: its KV cache (identity sink + ring
 window), the motion conditions of the chunk being filled, its noise generator and
 its settings. Conditions arrive one frame at a time; when K have arrived the chunk
-is sampled, written to the cache and decoded, and its K frames come back, each with
-its input's id, capture time and stage stamps ('model', 'decode' added to whatever
-the condition carried).
+is denoised and decoded, and its K frames come back, each with its input's id,
+capture time and stage stamps ('model', 'decode' added to whatever the condition
+carried). The chunk's cache write comes after: `settle()` makes it once the frames
+have left (a session's model thread calls it after delivering them), else the next
+chunk makes it first (stamped 'cache_write' on that chunk's frames). Either way the
+stream is the same.
 
 Memory and latency do not depend on the stream's age: the cache is a fixed-size
 ring (see `realtime.model.cache`), positions are window-relative.
@@ -25,7 +28,7 @@ from realtime.frames import GeneratedFrame
 from realtime.model.bundle import AnimationModel
 from realtime.model.cache import KVCache
 from realtime.model.config import CACHE_WRITES
-from realtime.model.sampler import sample_chunk
+from realtime.model.sampler import PendingWrite, denoise_chunk, write_pending
 from realtime.motion.types import MotionCondition
 
 
@@ -108,6 +111,7 @@ class StreamingEngine:
         self._generator.manual_seed(seed)
         self.frames_out = 0
         self.last_latents: torch.Tensor | None = None   # the last chunk's (K, c, h, w)
+        self._unwritten: PendingWrite | None = None     # the last chunk's cache write
 
     @property
     def resolution(self) -> tuple[int, int]:
@@ -131,6 +135,7 @@ class StreamingEngine:
         if not 1 <= len(images) <= self.cfg.ref_frames:
             raise ValueError(f"need 1..{self.cfg.ref_frames} reference images, got {len(images)}")
         x = images_to_tensor(images, self.cfg.resolution, self.device, self.dtype)
+        self.settle()                      # the last chunk attended to the old sink
         with torch.inference_mode():
             latents = self.model.ae.encode(x)[None]            # (1, R, c, h, w)
             ks, vs = self.model.dit.encode_reference(latents)
@@ -144,10 +149,28 @@ class StreamingEngine:
     def reset(self) -> None:
         """A fresh stream with the same reference: empty window, re-seeded noise."""
         self.cache.reset(keep_sink=True)
+        self._unwritten = None
         self._pending.clear()
         self._generator.manual_seed(self.seed)
 
     # --- streaming ----------------------------------------------------------------------
+
+    @property
+    def unsettled(self) -> bool:
+        """The last chunk's cache write is still to be made."""
+        return self._unwritten is not None
+
+    def settle(self) -> bool:
+        """Make the last chunk's cache write now, if it is still to be made (True
+        then). Call it when the frames have left, so the next chunk finds it done."""
+        pending, self._unwritten = self._unwritten, None
+        if pending is None:
+            return False
+        with torch.inference_mode():
+            write_pending(self.model.dit, self.cache, pending)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+        return True
 
     def push(self, conditions: list[MotionCondition]) -> list[GeneratedFrame]:
         """Add conditions; returns the frames of every chunk they complete (K each)."""
@@ -178,6 +201,13 @@ class StreamingEngine:
 
     def _run_chunk(self, conds: list[MotionCondition]) -> list[GeneratedFrame]:
         cfg = self.cfg
+        stamps: dict[str, tuple[float, float]] = {}
+        cpu: dict[str, float] = {}
+        if self._unwritten is not None:          # nobody settled the last chunk: now
+            w0, c0 = time.monotonic(), time.thread_time()
+            self.settle()
+            stamps["cache_write"] = (w0, time.monotonic())
+            cpu["cache_write"] = (time.thread_time() - c0) * 1e3
         t0, c0 = time.monotonic(), time.thread_time()
         with torch.inference_mode():
             pose, face, presence = self._conditions_to_tensors(conds)
@@ -185,8 +215,9 @@ class StreamingEngine:
             noise = torch.randn((1, cfg.chunk, cfg.latent_channels, ls, ls),
                                 generator=self._generator, device=self.device,
                                 dtype=torch.float32).to(self.dtype)
-            res = sample_chunk(self.model.dit, self.cache, noise, pose, face, presence,
-                               self.steps, cfg.time_shift, self.cache_write)
+            res, self._unwritten = denoise_chunk(self.model.dit, self.cache, noise, pose,
+                                                 face, presence, self.steps, cfg.time_shift,
+                                                 self.cache_write)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             t1, c1 = time.monotonic(), time.thread_time()
@@ -198,7 +229,8 @@ class StreamingEngine:
         # this thread's CPU time: the chunk's whole CPU cost when torch has one intra-op
         # thread (it then computes here, as on the 2-core machines); with more, the
         # pool's threads are not counted; on CUDA it is the host side only
-        cpu = {"model": (c1 - c0) * 1e3, "decode": (c2 - c1) * 1e3}
-        return [GeneratedFrame(c.frame_id, c.t_capture, images[j],
-                               {**c.stamps, "model": (t0, t1), "decode": (t1, t2)}, dict(cpu))
+        cpu.update(model=(c1 - c0) * 1e3, decode=(c2 - c1) * 1e3)
+        stamps.update(model=(t0, t1), decode=(t1, t2))
+        return [GeneratedFrame(c.frame_id, c.t_capture, images[j], {**c.stamps, **stamps},
+                               dict(cpu))
                 for j, c in enumerate(conds)]

@@ -87,6 +87,12 @@ class FramePipeline(Protocol):
         chunk is filling, K when one completes), in input order."""
         ...
 
+    def settle(self) -> None:
+        """Model stage, once the frames of a `generate` call have left: work that must
+        be done before the next call but need not delay those frames (the engine's
+        cache write). Optional: the next `generate` does it first if nobody did."""
+        ...
+
     def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
         """`generate([prepare(...)])` on the calling thread (offline use)."""
         ...
@@ -146,6 +152,9 @@ class EchoPipeline:
 
     def generate(self, prepared: list[GeneratedFrame]) -> list[GeneratedFrame]:
         return list(prepared)
+
+    def settle(self) -> None:
+        pass
 
     def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
         return self.generate([self.prepare(image, frame_id, t_capture)])

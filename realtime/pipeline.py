@@ -105,6 +105,10 @@ class AnimationPipeline:
         """Conditions into the engine; the frames of every chunk they complete."""
         return self.engine.push(prepared)
 
+    def settle(self) -> None:
+        """The engine's cache write for the chunk `generate` returned (off its frames' path)."""
+        self.engine.settle()
+
     # --- both, on the calling thread (offline) ------------------------------------------
 
     def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:

@@ -8,11 +8,13 @@ the paced output track, the data channels, and WHEP viewers of its output.
                                                                    │
                                                                model thread
                                                                    pipeline.generate
-                                                                   │
+                                                                   │   then pipeline.settle
     telemetry ◄── OutputTrack.recv (paced, sender) ◄── push ◄──────┘ (call_soon_threadsafe)
 
 The two threads overlap: while the model generates one chunk, the motion thread
-extracts the next frames (MediaPipe and torch release the GIL). Each stage of the
+extracts the next frames (MediaPipe and torch release the GIL). Once a chunk's
+frames are handed to the loop, the model thread settles the chunk (its cache write),
+so that pass is not part of the frames' latency. Each stage of the
 pipeline is only touched from its own thread; control changes are queued to the
 thread owning what they change (filter, calibration: motion; character, reference,
 steps: model). If either thread raises, the session closes with the reason on
@@ -421,7 +423,8 @@ class Session:
                 self._loop.call_soon_threadsafe(self._count_drop, "handoff")
 
     def _model_work(self) -> None:
-        """Model thread: generate each full chunk of prepared inputs, send the frames."""
+        """Model thread: generate each full chunk of prepared inputs, send the frames,
+        then settle the chunk."""
         traces: dict[int, FrameTrace] = {}
         while not self._handoff.closed:
             self._run_commands(MODEL)
@@ -439,11 +442,17 @@ class Session:
             self._model_idle.clear()
             try:
                 outputs = self.pipeline.generate([p.item for p in chunk])
+                if outputs:
+                    ready = [self._to_video(out, traces) for out in outputs]
+                    self._loop.call_soon_threadsafe(self._deliver, ready)
+                settle_start = time.monotonic()     # the frames are out: the cache write
+                self.pipeline.settle()
+                self._loop.call_soon_threadsafe(
+                    self.metrics.observe, "settle_seconds", "",
+                    time.monotonic() - settle_start,
+                    "model-stage work after a chunk's frames left (its cache write)")
             finally:
                 self._model_idle.set()
-            if outputs:
-                ready = [self._to_video(out, traces) for out in outputs]
-                self._loop.call_soon_threadsafe(self._deliver, ready)
 
     def _count_drop(self, stage: str) -> None:
         self.metrics.inc("dropped_frames_total", label=stage)

@@ -25,7 +25,10 @@ seconds -- on one machine that is the same clock the Python client uses):
                              the pipeline's motion stage (`prepare`, motion thread)
                   handoff    prepared, waiting in the one-chunk hand-off for the
                              model thread: for the chunk to fill, and for the
-                             model to finish the previous chunk
+                             model to finish the previous chunk (and to settle
+                             it: its cache write, after its frames left)
+                  cache_write  the previous chunk's cache write, made first when
+                             nobody settled it (not in sessions, which do)
                   model, decode
                              the pipeline's model stage (`generate`, model thread;
                              "decode" is the model's autoencoder decode). Other
@@ -59,7 +62,8 @@ from realtime.motion.types import Stamps
 
 SCHEMA_VERSION = 1
 STAGE_ORDER = ("video_decode", "receive", "mailbox", "convert", "extract", "motion",
-               "condition", "handoff", "model", "decode", "output", "encode", "send")
+               "condition", "handoff", "cache_write", "model", "decode", "output", "encode",
+               "send")
 
 
 @dataclass

@@ -12,6 +12,11 @@ After the chunk, its keys/values enter the cache by one of two modes
                layer's keys/values), so the history is what the viewer saw;
   'last_step'  reuse the keys/values of the last denoising step (input at t_last):
                no extra pass, cheaper, as in self-forcing style rollouts.
+
+`sample_chunk` does both at once. A live stream splits them (`denoise_chunk`, then
+`write_pending` once the frames have left): the write only has to land before the
+next chunk reads the cache, so its pass (half of a 1-step frame's DiT time) need not
+delay the frames it follows. The result is the same either way.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import torch
 
 from realtime.model.cache import KVCache
 from realtime.model.config import CACHE_WRITES
-from realtime.model.dit import StudentDiT
+from realtime.model.dit import Motion, StudentDiT
 
 
 def timesteps(steps: int, shift: float = 1.0) -> list[float]:
@@ -41,8 +46,20 @@ class SampledChunk:
     written_t: float                    # their flow time (0 for 'clean')
 
 
+@dataclass
+class PendingWrite:
+    """A chunk's cache write not made yet: the keys/values themselves ('last_step'),
+    or the inputs of the clean pass that computes them ('clean')."""
+    kv: tuple[list[torch.Tensor], list[torch.Tensor]] | None
+    latents: torch.Tensor               # (B, K, c, h, w) the chunk's clean latents
+    pose: torch.Tensor
+    face: torch.Tensor
+    presence: torch.Tensor
+    motion: Motion
+
+
 @torch.no_grad()
-def sample_chunk(
+def denoise_chunk(
     model: StudentDiT,
     cache: KVCache,
     noise: torch.Tensor,                # (B, K, c, h, w)
@@ -52,9 +69,9 @@ def sample_chunk(
     steps: int,
     time_shift: float = 1.0,
     cache_write: str = "clean",
-    write: bool = True,
-) -> SampledChunk:
-    """Denoise one chunk against the cache, then (if `write`) append it to the cache."""
+) -> tuple[SampledChunk, PendingWrite]:
+    """Denoise one chunk against the cache; the cache is not touched. The second
+    value is the write `write_pending` makes, which must come before the next chunk."""
     if cache_write not in CACHE_WRITES:
         raise ValueError(f"cache_write must be one of {CACHE_WRITES}, got {cache_write!r}")
     ts = timesteps(steps, time_shift)
@@ -71,11 +88,40 @@ def sample_chunk(
             last_kv, written, written_t = (ks, vs), x, ts[i]
         x = x + (ts[i + 1] - ts[i]) * v
     if cache_write == "clean":
-        t0 = torch.zeros(B, K, device=x.device)
-        _, ks, vs = model.forward_chunk(x, t0, pose, face, presence, cache, kv_only=True,
-                                        motion=motion)
-        last_kv, written, written_t = (ks, vs), x, 0.0
+        last_kv, written, written_t = None, x, 0.0
+    return (SampledChunk(x, written, written_t),
+            PendingWrite(last_kv, x, pose, face, presence, motion))
+
+
+@torch.no_grad()
+def write_pending(model: StudentDiT, cache: KVCache, pending: PendingWrite) -> None:
+    """Append a denoised chunk to the cache (the clean pass first, in 'clean' mode)."""
+    kv = pending.kv
+    if kv is None:
+        x = pending.latents
+        t0 = torch.zeros(x.shape[:2], device=x.device)
+        _, ks, vs = model.forward_chunk(x, t0, pending.pose, pending.face, pending.presence,
+                                        cache, kv_only=True, motion=pending.motion)
+        kv = (ks, vs)
+    cache.write_chunk(*kv)
+
+
+@torch.no_grad()
+def sample_chunk(
+    model: StudentDiT,
+    cache: KVCache,
+    noise: torch.Tensor,                # (B, K, c, h, w)
+    pose: torch.Tensor,                 # (B, K, 16, P, P)
+    face: torch.Tensor,                 # (B, K, 12)
+    presence: torch.Tensor,             # (B, K, 4)
+    steps: int,
+    time_shift: float = 1.0,
+    cache_write: str = "clean",
+    write: bool = True,
+) -> SampledChunk:
+    """Denoise one chunk against the cache, then (if `write`) append it to the cache."""
+    res, pending = denoise_chunk(model, cache, noise, pose, face, presence, steps,
+                                 time_shift, cache_write)
     if write:
-        assert last_kv is not None
-        cache.write_chunk(*last_kv)
-    return SampledChunk(x, written, written_t)
+        write_pending(model, cache, pending)
+    return res

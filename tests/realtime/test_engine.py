@@ -88,6 +88,28 @@ def test_deterministic_per_seed_and_reset_replays_the_stream(mode: str) -> None:
     assert np.array_equal(_run(e, conds), a)
 
 
+@pytest.mark.parametrize("mode", ["clean", "last_step"])
+def test_a_chunks_cache_write_can_wait_until_its_frames_have_left(mode: str) -> None:
+    """A session settles each chunk after its frames are out, so the write pass is not
+    in their latency; an engine nobody settles writes before the next chunk. The
+    stream and the cache are the same either way."""
+    conds = _conditions(8)
+    settled, lazy = _engine(cache_write=mode), _engine(cache_write=mode)
+    a, b = [], []
+    for i in range(0, 8, CFG.chunk):
+        got_a, got_b = settled.push(conds[i:i + CFG.chunk]), lazy.push(conds[i:i + CFG.chunk])
+        assert settled.unsettled and settled.settle()
+        assert not settled.unsettled and not settled.settle()     # nothing left to write
+        assert "cache_write" not in got_a[0].stamps
+        assert ("cache_write" in got_b[0].stamps) == (i > 0)     # made first, and stamped
+        a += [f.image for f in got_a]
+        b += [f.image for f in got_b]
+    assert np.array_equal(np.stack(a), np.stack(b))
+    assert lazy.settle()
+    for name in ("k", "v", "window_len", "ring_start", "frame_pos"):
+        assert torch.equal(getattr(settled.cache, name), getattr(lazy.cache, name))
+
+
 def test_cache_write_modes_give_different_histories() -> None:
     conds = _conditions(6)
     a = _run(_engine(cache_write="clean"), conds)

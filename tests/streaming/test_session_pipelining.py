@@ -24,9 +24,10 @@ class StagedPipeline(EchoPipeline):
     what each stage saw, and on which thread."""
 
     def __init__(self, prepare_s: float, generate_s: float, chunk: int = 2,
-                 fail_in_prepare_after: int | None = None) -> None:
+                 fail_in_prepare_after: int | None = None, settle_s: float = 0.0) -> None:
         super().__init__()
-        self.prepare_s, self.generate_s = prepare_s, generate_s
+        self.prepare_s, self.generate_s, self.settle_s = prepare_s, generate_s, settle_s
+        self.settles: list[tuple[float, float]] = []           # (start, end) per settle
         self.chunk = chunk
         self.fail_after = fail_in_prepare_after
         self.prepared = 0
@@ -53,6 +54,12 @@ class StagedPipeline(EchoPipeline):
         now = time.monotonic()
         self.produced.extend(now for _ in prepared)
         return super().generate(prepared)
+
+    def settle(self) -> None:
+        self._seen("settle")
+        start = time.monotonic()
+        time.sleep(self.settle_s)
+        self.settles.append((start, time.monotonic()))
 
     def set_steps(self, steps: int) -> None:
         self._seen("steps")
@@ -135,6 +142,32 @@ async def test_a_slow_model_drops_the_oldest_prepared_frames_and_latency_stays_f
     early, late = statistics.median(waits[:third]), statistics.median(waits[-third:])
     # a FIFO would wait ~1.5 s longer by the end of this run; a chunk takes 0.15 s
     assert late < early + 0.1, (early, late)
+
+
+async def test_the_model_thread_settles_a_chunk_after_its_frames_are_sent() -> None:
+    """The engine's cache write (`settle`, 200 ms here) runs once per chunk on the
+    model thread, after the chunk's frames were handed to the output: the frames
+    leave while it runs, not after it."""
+    made: list[StagedPipeline] = []
+
+    def factory() -> StagedPipeline:
+        made.append(StagedPipeline(prepare_s=0.0, generate_s=0.005, settle_s=0.2))
+        return made[-1]
+
+    running, runner = await start_server(factory)
+    try:
+        result = await run_client(running.url, synthetic=True, seconds=3, size=(320, 240))
+    finally:
+        await runner.cleanup()
+    (pipeline,) = made
+    assert pipeline.threads["settle"] == pipeline.threads["generate"]
+    assert len(pipeline.settles) >= len(pipeline.batches) - 1 >= 5
+    sent = {r["frame_id"]: r["t_sent"] for r in result.telemetry if r["type"] == "frame"}
+    chunks = [(batch[0], end) for batch, (_, end) in zip(pipeline.batches, pipeline.settles,
+                                                         strict=False) if batch[0] in sent]
+    assert len(chunks) >= 5, (len(sent), len(pipeline.batches))
+    before = [sent[first] < settled for first, settled in chunks]
+    assert sum(before) >= 0.9 * len(before), before
 
 
 async def test_controls_run_on_the_thread_owning_their_stage() -> None:

@@ -200,6 +200,7 @@ def test_student_training_writes_the_cache_exactly_as_inference(tiny_data: Path,
     engine.set_reference(list(clip.reference))
     engine.push([MotionCondition(i, 0.0, clip.pose[i], clip.face[i], clip.presence[i])
                  for i in range(n)])
+    assert engine.settle()          # the last chunk's write waits for its frames to leave
 
     batch = encode_clips(model.ae, [clip]).window(0, 0, n)
     cache = new_cache(model.dit, 1, "cpu")
