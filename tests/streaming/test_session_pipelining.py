@@ -157,10 +157,14 @@ async def test_the_model_thread_settles_a_chunk_after_its_frames_are_sent() -> N
     running, runner = await start_server(factory)
     try:
         result = await run_client(running.url, synthetic=True, seconds=3, size=(320, 240))
+        exported = running.server.metrics.render()
     finally:
         await runner.cleanup()
     (pipeline,) = made
     assert pipeline.threads["settle"] == pipeline.threads["generate"]
+    count = next(line for line in exported.splitlines()
+                 if line.startswith("marionette_settle_seconds_count"))
+    assert int(count.split()[-1]) >= 5                # its time is on /metrics
     assert len(pipeline.settles) >= len(pipeline.batches) - 1 >= 5
     sent = {r["frame_id"]: r["t_sent"] for r in result.telemetry if r["type"] == "frame"}
     chunks = [(batch[0], end) for batch, (_, end) in zip(pipeline.batches, pipeline.settles,
