@@ -34,7 +34,7 @@ browser-deps:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy realtime streaming bench kernels clients
+	$(BIN)/mypy realtime streaming bench kernels clients tests
 
 test: setup browser-deps lint
 	$(BIN)/python -m pytest -q

@@ -12,8 +12,11 @@ from kernels.rope import rotate
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 FP32_FLOOR = 1e-5       # absolute error floor for fp32 (both sides are ~1e-7)
 
+# (sink_len, ring_start, window_len, frame_pos), each (B,) int32
+SessionState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
-def sessions(layout: CacheLayout, wrap: bool) -> tuple[torch.Tensor, ...]:
+
+def sessions(layout: CacheLayout, wrap: bool) -> SessionState:
     """Three sessions with different valid lengths: (sink_len, ring_start, window_len,
     frame_pos). wrap: every session with history has its valid frames wrapping past the
     ring's end. frame_pos: streams of very different ages, one of them years old."""
@@ -26,9 +29,11 @@ def sessions(layout: CacheLayout, wrap: bool) -> tuple[torch.Tensor, ...]:
         ring_start = [0, 1, 0]
         window_len = [W, W - 1, 0]                     # a session without history yet
     frame_pos = [2_000_000_011, W + 5, window_len[2]]
-    i32 = torch.int32
-    return tuple(torch.tensor(x, dtype=i32) for x in (sink_len, ring_start, window_len,
-                                                      frame_pos))
+
+    def i32(x: list[int]) -> torch.Tensor:
+        return torch.tensor(x, dtype=torch.int32)
+
+    return i32(sink_len), i32(ring_start), i32(window_len), i32(frame_pos)
 
 
 def sdpa_lowp(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor,

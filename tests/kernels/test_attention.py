@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kernel_cases import DTYPES, assert_within_rule, max_err, sdpa_lowp, sessions
 
 from kernels._dispatch import force_backend, kernel_module
 from kernels.attention import chunk_attention, chunk_attention_ref, chunk_rope
 from kernels.layout import CacheLayout
 from kernels.rope import apply_rope_ref
+from tests.kernels.kernel_cases import (
+    DTYPES,
+    SessionState,
+    assert_within_rule,
+    max_err,
+    sdpa_lowp,
+    sessions,
+)
 
 # (layout, interpreter tile): odd frame sizes so no length is a multiple of a block;
 # 16 x 16 tiles split the chunk and every key range into several blocks, frames
@@ -43,7 +50,7 @@ def triton_attention():  # the interpreted kernel module (CPU tensors)
 
 
 def run_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kc: torch.Tensor,
-               vc: torch.Tensor, state: tuple[torch.Tensor, ...], layout: CacheLayout,
+               vc: torch.Tensor, state: SessionState, layout: CacheLayout,
                **kw: object) -> torch.Tensor:
     """The Triton path end to end under the interpreter: the RoPE kernel rotates the
     chunk's queries (both clocks) and keys, the attention kernel does the rest; kw

@@ -3,7 +3,9 @@ forced or when TRITON_INTERPRET=1, and the test hook overriding both."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -41,12 +43,17 @@ def test_entry_points_agree_with_reference(backend: str, gen: torch.Generator,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     calls: list[str] = []
+
+    def recorded(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*a: Any, **kw: Any) -> Any:
+            calls.append(name)
+            return real(*a, **kw)
+        return call
+
     for name, fn in (("kernels.triton_attention", "chunk_attention_triton"),
                      ("kernels.triton_norm", "adaln_norm_triton")):
         mod = kernel_module(name, torch.device("cpu"))
-        real = getattr(mod, fn)
-        monkeypatch.setattr(mod, fn, lambda *a, _r=real, _n=fn, **kw: (calls.append(_n),
-                                                                       _r(*a, **kw))[1])
+        monkeypatch.setattr(mod, fn, recorded(fn, getattr(mod, fn)))
     layout = CacheLayout(sink_frames=1, window=2, chunk=1, grid=(3, 3))
     B, H, D = 2, 2, 32
     q, k, v = (torch.randn(B, H, layout.chunk_tokens, D, generator=gen) for _ in range(3))

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kernel_cases import assert_within_rule, max_err, sdpa_lowp, sessions
 
 from kernels.attention import chunk_attention, chunk_attention_ref
 from kernels.layout import CacheLayout
 from kernels.norm import adaln_norm, adaln_norm_ref
+from tests.kernels.kernel_cases import assert_within_rule, max_err, sdpa_lowp, sessions
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -42,7 +42,8 @@ def test_attention_on_gpu(dtype: torch.dtype, D: int, layout: str, wrap: bool) -
 
     q, k, v, kc, vc = rnd(B, H, Lq, D), rnd(B, H, Lq, D), rnd(B, H, Lq, D), rnd(B, H, S, D), \
         rnd(B, H, S, D)
-    state = tuple(t.cuda() for t in sessions(lay, wrap))
+    sink_len, ring_start, window_len, frame_pos = sessions(lay, wrap)
+    state = sink_len.cuda(), ring_start.cuda(), window_len.cuda(), frame_pos.cuda()
     ref = chunk_attention_ref(q.float(), k.float(), v.float(), kc.float(), vc.float(), *state,
                               lay)
     # NaN in every invalid slot: the kernel must never read them

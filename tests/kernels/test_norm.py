@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from kernel_cases import DTYPES, assert_within_rule
 
 from kernels._dispatch import kernel_module
 from kernels.norm import NormKind, adaln_norm_ref, adaln_norm_torch
+from tests.kernels.kernel_cases import DTYPES, assert_within_rule
 
 # (B, L, C, G): odd token counts, widths that are not powers of two, one group per
 # frame of a chunk or a single group; the last has groups a whole number of row

@@ -3,13 +3,17 @@ it, on characters, performers and backgrounds it was not trained on."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from realtime.avatars.dataset import ClipPlan, DatasetConfig, _Tracks, make_sample
 from realtime.engine import StreamingEngine
+from realtime.model.bundle import AnimationModel
 from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from realtime.motion.types import MotionCondition
+from realtime.training.data import Clip
 from realtime.training.evaluate import run_student
 from realtime.training.studio import sample_to_clip
 
@@ -24,11 +28,11 @@ def _border(img: np.ndarray, width: int = 6) -> np.ndarray:
     return np.median(ring.astype(float), axis=0)
 
 
-def _studio_clip(model, cfg: DatasetConfig, k: int):
+def _studio_clip(model: AnimationModel, cfg: DatasetConfig, k: int) -> Clip:
     """Held-out clip k of the studio config `cfg`: an unseen character, an unseen
     performer, conditions made as a session makes them."""
-    sample = dict(make_sample(ClipPlan(k, "heldout_both", k % cfg.characters, "performer:5"),
-                              cfg, _Tracks(None)))
+    plan = ClipPlan(k, "heldout_both", k % cfg.characters, "performer:5")
+    sample: dict[str, Any] = dict(make_sample(plan, cfg, _Tracks(None)))
     sample["meta"] = {}
     return sample_to_clip(sample, model.cfg)
 
@@ -41,7 +45,7 @@ def test_the_output_shows_the_scene_of_the_reference() -> None:
     model = load_checkpoint(DEFAULT_CHECKPOINT, device="cpu")
     cfg = DatasetConfig(characters=6, clips=8, resolution=model.cfg.resolution, frames=8,
                         seed=19, backgrounds=("plain",), framings=("upper",))
-    clips = []
+    clips: list[Clip] = []
     for k in range(8):                  # two clips whose backgrounds differ clearly
         clip = _studio_clip(model, cfg, k)
         if all(np.abs(_border(clip.reference[0]) - _border(c.reference[0])).max() >= 40

@@ -95,7 +95,8 @@ def test_a_chunks_cache_write_can_wait_until_its_frames_have_left(mode: str) -> 
     stream and the cache are the same either way."""
     conds = _conditions(8)
     settled, lazy = _engine(cache_write=mode), _engine(cache_write=mode)
-    a, b = [], []
+    a: list[np.ndarray] = []
+    b: list[np.ndarray] = []
     for i in range(0, 8, CFG.chunk):
         got_a, got_b = settled.push(conds[i:i + CFG.chunk]), lazy.push(conds[i:i + CFG.chunk])
         assert settled.unsettled and settled.settle()

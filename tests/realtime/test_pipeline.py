@@ -3,13 +3,17 @@ weights shared between sessions. Tiny preset, random weights."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 
+from realtime.frames import GeneratedFrame
 from realtime.model.checkpoint import init_checkpoint
+from realtime.motion.types import MotionCondition, NormalizedMotion
 from realtime.pipeline import AnimationPipeline, create_pipeline_factory
+
+Factory = Callable[[], AnimationPipeline]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -23,24 +27,31 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 @pytest.fixture(scope="module")
-def factory(tmp_path_factory: pytest.TempPathFactory):
+def factory(tmp_path_factory: pytest.TempPathFactory) -> Factory:
     ckpt = init_checkpoint("tiny", tmp_path_factory.mktemp("ckpt") / "tiny")
-    return create_pipeline_factory(str(ckpt), "tiny", "cpu")
+    make = create_pipeline_factory(str(ckpt), "tiny", "cpu")
+
+    def animation_pipeline() -> AnimationPipeline:
+        p = make()
+        assert isinstance(p, AnimationPipeline)
+        return p
+
+    return animation_pipeline
 
 
-def _motions(n: int, seed: int = 0):
+def _motions(n: int, seed: int = 0) -> list[NormalizedMotion]:
     from realtime.avatars.motion import ProceduralMotion
 
     gen = ProceduralMotion(seed=seed)
     return [gen.frame(i) for i in range(n)]
 
 
-def _run(p, motions) -> np.ndarray:
+def _run(p: AnimationPipeline, motions: list[NormalizedMotion]) -> np.ndarray:
     frames = [f for i, m in enumerate(motions) for f in p.process_motion(m, i, float(i))]
     return np.stack([f.image for f in frames])
 
 
-def test_sessions_share_weights_but_not_state(factory) -> None:
+def test_sessions_share_weights_but_not_state(factory: Factory) -> None:
     a, b = factory(), factory()
     assert isinstance(a, AnimationPipeline) and isinstance(b, AnimationPipeline)
     assert a.engine.model is b.engine.model
@@ -51,7 +62,7 @@ def test_sessions_share_weights_but_not_state(factory) -> None:
     assert np.array_equal(out_a, _run(b, motions))     # same seed, same motion
 
 
-def test_frames_carry_ids_and_every_stage(factory) -> None:
+def test_frames_carry_ids_and_every_stage(factory: Factory) -> None:
     p = factory()
     motions = _motions(2)
     assert p.process_motion(motions[0], 7, 1.5) == []
@@ -61,7 +72,7 @@ def test_frames_carry_ids_and_every_stage(factory) -> None:
         assert {"condition", "model", "decode"} <= set(f.stamps)
 
 
-def test_character_and_reference_switch_mid_session(factory) -> None:
+def test_character_and_reference_switch_mid_session(factory: Factory) -> None:
     from realtime.avatars import gallery
 
     names = gallery.names()
@@ -81,7 +92,7 @@ def test_character_and_reference_switch_mid_session(factory) -> None:
 
 
 @pytest.mark.slow
-def test_camera_frames_without_a_person_still_produce_frames(factory) -> None:
+def test_camera_frames_without_a_person_still_produce_frames(factory: Factory) -> None:
     pytest.importorskip("mediapipe")
     p = factory()
     try:
@@ -93,7 +104,7 @@ def test_camera_frames_without_a_person_still_produce_frames(factory) -> None:
         p.close()
 
 
-def test_prepare_and_generate_on_two_threads_match_process(factory) -> None:
+def test_prepare_and_generate_on_two_threads_match_process(factory: Factory) -> None:
     """What a session does (prepare on one thread, generate whole chunks on
     another) gives the same frames, ids and stages as `process_motion` in one call."""
     import threading
@@ -103,15 +114,20 @@ def test_prepare_and_generate_on_two_threads_match_process(factory) -> None:
     motions = _motions(2 * split.chunk)
     expected = [f for i, m in enumerate(motions) for f in offline.process_motion(m, i, float(i))]
 
-    prepared = []
-    motion_thread = threading.Thread(target=lambda: prepared.extend(
-        split.prepare_motion(m, i, float(i)) for i, m in enumerate(motions)))
+    prepared: list[MotionCondition] = []
+    got: list[GeneratedFrame] = []
+
+    def prepare() -> None:
+        prepared.extend(split.prepare_motion(m, i, float(i)) for i, m in enumerate(motions))
+
+    def generate() -> None:
+        for i in range(0, len(prepared), split.chunk):
+            got.extend(split.generate(prepared[i : i + split.chunk]))
+
+    motion_thread = threading.Thread(target=prepare)
     motion_thread.start()
     motion_thread.join()
-    got = []
-    model_thread = threading.Thread(target=lambda: [
-        got.extend(split.generate(prepared[i : i + split.chunk]))
-        for i in range(0, len(prepared), split.chunk)])
+    model_thread = threading.Thread(target=generate)
     model_thread.start()
     model_thread.join()
     assert [(f.frame_id, f.t_capture) for f in got] == [(f.frame_id, f.t_capture)
@@ -121,7 +137,7 @@ def test_prepare_and_generate_on_two_threads_match_process(factory) -> None:
         assert {"condition", "model", "decode"} <= set(f.stamps)
 
 
-def test_steps_start_at_the_checkpoints_default_and_follow_a_change(factory) -> None:
+def test_steps_start_at_the_checkpoints_default_and_follow_a_change(factory: Factory) -> None:
     """What a session reports to its client (the web client's steps field shows it)."""
     p = factory()
     assert p.steps == p.engine.cfg.steps

@@ -15,6 +15,7 @@ from streaming import barcode
 def roundtrip(images: list[np.ndarray], codec: str, bitrate: int) -> list[np.ndarray]:
     height, width = images[0].shape[:2]
     encoder = av.CodecContext.create(codec, "w")
+    assert isinstance(encoder, av.VideoCodecContext)
     encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
     encoder.bit_rate = bitrate
     encoder.time_base = fractions.Fraction(1, 30)
@@ -23,6 +24,7 @@ def roundtrip(images: list[np.ndarray], codec: str, bitrate: int) -> list[np.nda
     else:                                   # real-time settings, as in a live call
         encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
     decoder = av.CodecContext.create("h264" if codec == "libx264" else "vp8", "r")
+    assert isinstance(decoder, av.VideoCodecContext)
     decoded = []
     for i, image in enumerate(images):
         frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")

@@ -47,7 +47,7 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:
             f.write(b"FRAME\n")
             for plane, (w, h) in zip(yuv.planes, ((width, height), (width // 2, height // 2)) +
                                      ((width // 2, height // 2),), strict=True):
-                rows = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, :w]
+                rows = np.frombuffer(memoryview(plane), np.uint8).reshape(h, plane.line_size)[:, :w]
                 f.write(rows.tobytes())
     return path
 

@@ -4,6 +4,7 @@ decoded frames that keep their exact RTP timestamp (the telemetry key)."""
 from __future__ import annotations
 
 import fractions
+from typing import Any
 
 import av
 import numpy as np
@@ -38,13 +39,15 @@ def test_roundtrip_keeps_exact_timestamps_and_stamps_both_sides(
     encoder, decoder = codecs.make_encoder(codec), codecs.make_decoder(codec)
     seen, sent = [], []
     for i, frame in enumerate(frames(12)):
-        frame.opaque = {}
+        stamps: dict[str, Any] = {}
+        frame.opaque = stamps
         payloads, timestamp = encoder.encode(frame, force_keyframe=(i == 0))
         assert frame.opaque["encode"][0] <= frame.opaque["encode"][1]
         assert frame.opaque["rtp_timestamp"] == timestamp       # what telemetry reports
         sent.append((timestamp, i))
         data = b"".join(depayload(codec, p) for p in payloads)
         for out in decoder.decode(JitterFrame(data, timestamp)):
+            assert isinstance(out, av.VideoFrame) and isinstance(out.opaque, dict)
             assert out.opaque["video_decode"][0] <= out.opaque["video_decode"][1]
             seen.append((out.pts, barcode.decode(out.to_ndarray(format="rgb24"))))
     assert seen == sent                      # same timestamp, same picture, both ends

@@ -11,6 +11,7 @@ import statistics
 import sys
 import threading
 import types
+from typing import Any
 
 import aiohttp
 import pytest
@@ -144,7 +145,7 @@ async def test_control_changes_apply_on_the_worker_and_bad_uploads_keep_the_char
 
     bomb = io.BytesIO()
     Image.new("L", (5000, 5000)).save(bomb, format="PNG")
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"type": "character", "name": "robot"},
         {"type": "character", "name": "no-such-character"},
         {"type": "reference", "image": base64.b64encode(b"GIF89a? no, garbage").decode()},

@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -181,8 +182,9 @@ async def test_controls_run_on_the_thread_owning_their_stage() -> None:
         made.append(StagedPipeline(prepare_s=0.0, generate_s=0.0))
         return made[-1]
 
-    messages = [{"type": "steps", "value": 2}, {"type": "character", "name": "robot"},
-                {"type": "filter", "value": 0.5}, {"type": "reset_calibration"}]
+    messages: list[dict[str, Any]] = [
+        {"type": "steps", "value": 2}, {"type": "character", "name": "robot"},
+        {"type": "filter", "value": 0.5}, {"type": "reset_calibration"}]
     running, runner = await start_server(factory)
     try:
         result = await run_client(running.url, synthetic=True, seconds=1.5, size=(320, 240),

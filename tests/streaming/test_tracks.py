@@ -19,6 +19,11 @@ def chunk(first_id: int, n: int) -> list[tuple[av.VideoFrame, FrameTrace]]:
     return out
 
 
+def pts_of(frame: av.VideoFrame) -> int:
+    assert frame.pts is not None
+    return frame.pts
+
+
 async def test_repeats_the_last_frame_when_nothing_new_arrives() -> None:
     sent: list[int] = []
     track = OutputTrack(
@@ -27,9 +32,9 @@ async def test_repeats_the_last_frame_when_nothing_new_arrives() -> None:
     first = await track.recv()                           # black frame before any output
     assert first.to_ndarray(format="rgb24").max() == 0
     track.push(chunk(0, 1))
-    pts = [first.pts]
+    pts = [pts_of(first)]
     for _ in range(4):                      # read pts at once: a repeat reuses the frame
-        pts.append((await track.recv()).pts)
+        pts.append(pts_of(await track.recv()))
     assert pts == sorted(set(pts))                        # strictly increasing 90 kHz pts
     assert track.repeats >= 3                             # kept streaming the last frame
     await track.recv()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,8 +36,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _all(folder: Path) -> dict[int, dict]:
-    return {s["meta"]["index"]: s for split in SPLITS for s in iterate_dataset(folder, split)}
+def _meta(sample: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A read sample's 'meta': iterate_dataset decodes it to a dict (the rest are arrays)."""
+    meta: object = sample["meta"]
+    assert isinstance(meta, dict)
+    return meta
+
+
+def _all(folder: Path) -> dict[int, dict[str, np.ndarray]]:
+    return {_meta(s)["index"]: s for split in SPLITS for s in iterate_dataset(folder, split)}
 
 
 def test_round_trip_write_read_compare(built: Path) -> None:
@@ -162,7 +170,7 @@ def test_splits_hold_out_characters_and_motion_sources() -> None:
 
 def test_driving_motion_comes_from_another_identity(built: Path) -> None:
     for sample in iterate_dataset(built, "train"):
-        meta = sample["meta"]
+        meta = _meta(sample)
         kind, _, seed = meta["source"].partition(":")
         assert kind == "performer"
         performer = ProceduralMotion(int(seed)).performer
@@ -189,6 +197,7 @@ def _write_track(path: Path, seed: int, n: int) -> None:
     frames = []
     for i in range(n):
         pose = fk(gen.frame(i), gen.performer.skeleton)
+        assert pose.left_hand is not None and pose.right_hand is not None
         body = np.concatenate([pose.body, np.ones((33, 1))], axis=1).astype(np.float32)
         hands = [h - np.array([0.0, 0.0, h[0, 2]]) for h in (pose.left_hand, pose.right_hand)]
         frames.append(MotionFrame(i, i / 30.0, (256, 256), body, hands[0].astype(np.float32),
@@ -209,10 +218,10 @@ def test_extracted_tracks_are_motion_sources(tmp_path: Path) -> None:
                         clips_per_shard=4, performers=1)
     build(cfg, tmp_path / "ds", tracks, progress=False)
     samples = [s for split in SPLITS for s in iterate_dataset(tmp_path / "ds", split)]
-    from_tracks = [s for s in samples if s["meta"]["source"].startswith("track:")]
+    from_tracks = [s for s in samples if _meta(s)["source"].startswith("track:")]
     assert from_tracks, "no clip drew its motion from a track"
-    assert not any(s["meta"]["source"] == "track:clip1.npz" for s in samples
-                   if s["meta"]["split"] == "train")               # held out
+    assert not any(_meta(s)["source"] == "track:clip1.npz" for s in samples
+                   if _meta(s)["split"] == "train")                # held out
     for s in from_tracks:
         # normalised by the motion stage: unit bone directions, hands present, no face
         dirs = s["motion_body_dirs"]

@@ -81,6 +81,7 @@ def test_pose_to_motion_inverts_forward_kinematics() -> None:
     m = ProceduralMotion(6, performer=performer).frame(45)
     pose = fk(m, performer.skeleton)
     back = pose_to_motion(pose, performer.skeleton)
+    assert back.left_hand_dirs is not None and m.left_hand_dirs is not None
     assert np.allclose(back.body_dirs, m.body_dirs, atol=1e-5)
     assert np.allclose(back.left_hand_dirs, m.left_hand_dirs, atol=1e-5)
     assert np.allclose(back.root, m.root, atol=1e-6) and abs(back.scale - 1.0) < 1e-6
@@ -91,6 +92,7 @@ def test_to_pose_agrees_with_the_motion_stage_retarget() -> None:
     c = make_character(2)
     m = ProceduralMotion(9).frame(77)
     ours, theirs = fk(m, c.skeleton), to_pose(m, c.skeleton)
+    assert ours.right_hand is not None and theirs.right_hand is not None
     assert np.allclose(ours.body, theirs.body, atol=1e-5)
     assert np.allclose(ours.right_hand, theirs.right_hand, atol=1e-5)
 

@@ -202,6 +202,7 @@ def test_limb_depth_decides_what_is_in_front() -> None:
     crossed = {}
     for z in (-0.1, 0.1):                                          # in front of / behind
         pose = rest_pose(c)
+        assert pose.left_hand is not None
         pose.body[L_ELBOW] = chest + (0.12, 0.0, z)
         pose.body[L_WRIST] = chest + (-0.12, 0.0, z)
         pose.left_hand = pose.left_hand - pose.left_hand[0] + pose.body[L_WRIST]

@@ -15,6 +15,7 @@ from realtime.model.checkpoint import (
     init_checkpoint,
     load_checkpoint,
 )
+from realtime.model.dit import DiTBlock
 
 
 @pytest.fixture()
@@ -33,8 +34,10 @@ def test_round_trip_restores_every_weight(ckpt: Path) -> None:
                                  strict=True):
         assert torch.equal(a, b), name
     other = AnimationModel.random(get_preset("tiny"), seed=4)
-    w = other.dit.blocks[0].attn.qkv.weight
-    assert not torch.equal(w, loaded.dit.blocks[0].attn.qkv.weight)
+    block, loaded_block = other.dit.blocks[0], loaded.dit.blocks[0]
+    assert isinstance(block, DiTBlock) and isinstance(loaded_block, DiTBlock)
+    w = block.attn.qkv.weight
+    assert not torch.equal(w, loaded_block.attn.qkv.weight)
 
 
 def test_truncated_weights_give_a_clear_error(ckpt: Path) -> None:

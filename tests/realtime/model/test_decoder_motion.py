@@ -10,12 +10,12 @@ import torch
 
 from realtime.model.bundle import AnimationModel
 from realtime.model.checkpoint import add_decoder_motion, load_checkpoint, save_checkpoint
-from realtime.model.config import get_preset
+from realtime.model.config import ModelConfig, get_preset
 from realtime.model.planes import N_MOTION_PLANES, motion_planes
 from realtime.motion.types import FACE_FEATURES, PARTS, POSE_CHANNELS
 
 
-def _planes(cfg, n: int, gen: torch.Generator) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _planes(cfg: ModelConfig, n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.rand(n, N_MOTION_PLANES, cfg.pose_size, cfg.pose_size, generator=gen)
 
 
@@ -43,6 +43,7 @@ def test_motion_changes_the_decoded_frame_only_around_where_it_is_drawn() -> Non
     cfg = get_preset("tiny")
     ae = AnimationModel.random(cfg, seed=0).ae
     for conv in ae.decoder.motion_out:                       # as if trained: non-zero
+        assert isinstance(conv, torch.nn.Conv2d)
         torch.nn.init.normal_(conv.weight, std=0.5)
     P = cfg.pose_size
     maps = torch.zeros(1, cfg.pose_channels, P, P)

@@ -15,14 +15,14 @@ from realtime.model.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from realtime.model.config import get_preset
+from realtime.model.config import ModelConfig, get_preset
 from realtime.motion.types import POSE_CHANNELS
 from realtime.training.student import new_cache
 
 HEAD = POSE_CHANNELS.index("head")
 
 
-def _head_maps(cfg, x0: int, y0: int, side: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _head_maps(cfg: ModelConfig, x0: int, y0: int, side: int) -> torch.Tensor:
     """(1, 1, 16, P, P): a filled square of head strokes, nothing else."""
     maps = torch.zeros(1, 1, cfg.pose_channels, cfg.pose_size, cfg.pose_size)
     maps[0, 0, HEAD, y0:y0 + side, x0:x0 + side] = 1.0
@@ -77,11 +77,13 @@ def test_a_checkpoint_from_before_face_maps_loads_and_upgrades_to_the_same_funct
     pose = torch.rand(B, K, cfg.pose_channels, cfg.pose_size, cfg.pose_size, generator=gen)
     face = torch.randn(B, K, cfg.face_dim, generator=gen)
     pres = torch.ones(B, K, cfg.n_parts)
-    out = []
+    out: list[torch.Tensor] = []
     for m in (loaded, new):
         with torch.no_grad():
-            out.append(m.dit.forward_chunk(x, t, pose, face, pres,
-                                           new_cache(m.dit, B, torch.device("cpu")))[0])
+            v = m.dit.forward_chunk(x, t, pose, face, pres,
+                                    new_cache(m.dit, B, torch.device("cpu")))[0]
+        assert v is not None
+        out.append(v)
     assert torch.allclose(out[0], out[1], atol=1e-6)
     # ... and the new planes are there to learn: the face changes the pose encoder's
     # input, and a non-zero weight on them changes the output
@@ -89,4 +91,5 @@ def test_a_checkpoint_from_before_face_maps_loads_and_upgrades_to_the_same_funct
         new.dit.pose_encoder.conv.weight[:, cfg.pose_channels:] = 0.1
         moved = new.dit.forward_chunk(x, t, pose, face, pres,
                                       new_cache(new.dit, B, torch.device("cpu")))[0]
+    assert moved is not None
     assert not torch.allclose(moved, out[0], atol=1e-4)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from motion_synth import read_frames
 
 from realtime.motion.types import MotionFrame
+from tests.realtime.motion.motion_synth import read_frames
 
 _CACHE: dict[tuple, list[MotionFrame]] = {}
 

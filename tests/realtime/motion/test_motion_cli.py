@@ -22,6 +22,7 @@ def write_clip(path: Path, codec: str = "mpeg4", n: int = N, size=(96, 64)) -> N
     w, h = size
     with av.open(str(path), mode="w") as c:
         s = c.add_stream(codec, rate=25)
+        assert isinstance(s, av.VideoStream)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         for i in range(n):
             img = np.full((h, w, 3), 30, np.uint8)

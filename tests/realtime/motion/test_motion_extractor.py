@@ -90,7 +90,7 @@ def test_closed_extractor_says_so() -> None:
 
 
 def test_bgr_flag_and_grayscale_on_a_real_frame(shared_media: Path) -> None:
-    from motion_synth import read_frames
+    from tests.realtime.motion.motion_synth import read_frames
 
     rgb = read_frames(shared_media / "driving" / "LivePortrait__d3.mp4", count=1)[0]
     with MotionExtractor(ExtractorConfig(hands_fallback=False)) as ex:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from motion_synth import H, W, synthetic_face
 
 from realtime.motion.face import FaceCalibration, raw_face_measures
 from realtime.motion.types import FACE_FEATURES
+from tests.realtime.motion.motion_synth import H, W, synthetic_face
 
 F = {name: i for i, name in enumerate(FACE_FEATURES)}
 SIZE = (W, H)

@@ -132,9 +132,8 @@ def test_normalised_motion_is_invariant_to_image_scale_and_position(
 def test_hands_fallback_is_what_finds_hands_in_close_ups(extract_clip: Callable,
                                                          shared_media) -> None:
     """Holistic alone (no body in view) misses the hand the fallback finds."""
-    from motion_synth import read_frames
-
     from realtime.motion.extractor import ExtractorConfig, MotionExtractor
+    from tests.realtime.motion.motion_synth import read_frames
 
     clip = "gesture-recognition__hand.mp4"
     with_fallback = extract_clip(clip, every=3, count=24)       # shared with the rates

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from motion_synth import make_frame, synthetic_body, synthetic_hand
 
 from realtime.motion.processor import MotionProcessor, ProcessorConfig
 from realtime.motion.retarget import rest_body_dirs
 from realtime.motion.types import PARTS
+from tests.realtime.motion.motion_synth import make_frame, synthetic_body, synthetic_hand
 
 FPS = 30.0
 
@@ -93,6 +93,7 @@ def test_hand_directions_ignore_hand_size_and_position() -> None:
     b = MotionProcessor().process(make_frame(0, right_hand=synthetic_hand((0.7, 0.4), 0.3)))
     assert a.right_hand_dirs is not None and b.right_hand_dirs is not None
     np.testing.assert_allclose(a.right_hand_dirs, b.right_hand_dirs, atol=1e-5)
+    assert a.hand_roots is not None and b.hand_roots is not None
     assert b.hand_roots[1, 2] == pytest.approx(3 * a.hand_roots[1, 2], rel=1e-4)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from motion_synth import make_frame, synthetic_body, synthetic_hand
 
 from realtime.motion.processor import MotionProcessor, ProcessorConfig
 from realtime.motion.retarget import (
@@ -23,6 +22,7 @@ from realtime.motion.types import (
     Pose,
     Skeleton,
 )
+from tests.realtime.motion.motion_synth import make_frame, synthetic_body, synthetic_hand
 
 
 def random_motion(seed: int, scale: float = 1.0, root=(0.0, 0.0, 0.0)) -> NormalizedMotion:
@@ -70,7 +70,7 @@ def test_bone_lengths_are_the_targets_and_directions_the_sources(aspect, scale) 
         np.testing.assert_allclose(unit(vec), motion.body_dirs, atol=1e-4)
         for hand, dirs in ((pose.left_hand, motion.left_hand_dirs),
                            (pose.right_hand, motion.right_hand_dirs)):
-            assert hand is not None
+            assert hand is not None and dirs is not None
             hv = bone_vectors(height_units(hand, aspect), HAND_BONES)
             np.testing.assert_allclose(np.linalg.norm(hv, axis=1), sk.hand * scale, rtol=1e-4)
             np.testing.assert_allclose(unit(hv), dirs, atol=1e-4)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from motion_synth import make_frame, synthetic_body, synthetic_hand
 
 from realtime.motion.track import load_track, save_track, track_meta
+from tests.realtime.motion.motion_synth import make_frame, synthetic_body, synthetic_hand
 
 
 def test_round_trip_keeps_values_and_absence(tmp_path: Path) -> None:

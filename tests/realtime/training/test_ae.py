@@ -198,6 +198,7 @@ def test_counterfactual_term_on_streams_draws_the_change_from_the_motion(
     clips, twin_clips = counterfactual_split(tiny_data, "train", model.cfg)
     pool = student_rollouts(model, clips, (0,), twin_clips)
     assert pool.twin is not None and len(pool.twin) == len(pool)
+    twin = pool.twin
     n = len(clips[1].frames) - len(clips[1].frames) % model.cfg.chunk
     assert np.array_equal(pool.twin.images[n:2 * n].permute(0, 2, 3, 1).numpy(),
                           twin_clips[1].frames[:n])                 # frame for frame
@@ -205,7 +206,7 @@ def test_counterfactual_term_on_streams_draws_the_change_from_the_motion(
     assert changed.sum() > len(pool) // 2
 
     def response(ae: TinyAutoencoder) -> float:
-        a, b = pool.truth[changed], pool.twin[changed]
+        a, b = pool.truth[changed], twin[changed]
         z = pool.latents[changed]
         with torch.no_grad():
             out = ae.decode(z, b.planes()) - ae.decode(z, a.planes())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from realtime.model.config import get_preset
+from realtime.model.config import ModelConfig, get_preset
 from realtime.model.dense import forward_dense
 from realtime.model.dit import StudentDiT
 from realtime.training.forward import drop_motion, forward_train
@@ -14,7 +14,7 @@ from realtime.training.student import new_cache, set_reference
 from realtime.training.teacher import uncond_view, write_history
 
 
-def _inputs(cfg, B: int = 2, N: int = 8) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+def _inputs(cfg: ModelConfig, B: int = 2, N: int = 8) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     c, h, P = cfg.latent_channels, cfg.latent_size, cfg.pose_size
     return {

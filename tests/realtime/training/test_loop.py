@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from realtime.training.loop import LoopConfig, StepContext, train_loop
+from realtime.training.loop import LoopConfig, StepContext, StepFn, train_loop
 
 
-def _problem() -> tuple[nn.Module, object]:
+def _problem() -> tuple[nn.Module, StepFn]:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.1), nn.Linear(16, 1))
     target = torch.randn(8, 1)
@@ -34,16 +34,16 @@ def _cfg(steps: int) -> LoopConfig:
 
 def test_resume_reproduces_the_uninterrupted_loss_trajectory(tmp_path: Path) -> None:
     model, fn = _problem()
-    full = train_loop("t", {"m": model}, fn, _cfg(8), tmp_path / "a")  # type: ignore[arg-type]
+    full = train_loop("t", {"m": model}, fn, _cfg(8), tmp_path / "a")
 
     model, fn = _problem()
     stopped = _cfg(8)
     stopped.stop_at = 3                     # interrupted after step 3
-    first = train_loop("t", {"m": model}, fn, stopped, tmp_path / "b")  # type: ignore[arg-type]
+    first = train_loop("t", {"m": model}, fn, stopped, tmp_path / "b")
     model, fn = _problem()                  # fresh process state: weights re-initialised
     log = tmp_path / "b" / "log.jsonl"
     rest = train_loop("t", {"m": model}, fn, _cfg(8), tmp_path / "b", resume=True,
-                      json_log=log)  # type: ignore[arg-type]
+                      json_log=log)
     assert first.losses + rest.losses == full.losses
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert records[0]["event"] == "start" and records[0]["step"] == 3
@@ -52,5 +52,5 @@ def test_resume_reproduces_the_uninterrupted_loss_trajectory(tmp_path: Path) -> 
 
 def test_training_lowers_the_loss(tmp_path: Path) -> None:
     model, fn = _problem()
-    res = train_loop("t", {"m": model}, fn, _cfg(60), tmp_path)  # type: ignore[arg-type]
+    res = train_loop("t", {"m": model}, fn, _cfg(60), tmp_path)
     assert sum(res.losses[-5:]) < 0.5 * sum(res.losses[:5])

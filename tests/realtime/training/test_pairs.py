@@ -64,6 +64,7 @@ def test_detail_backwards_plays_expression_and_fingers_in_reverse() -> None:
         assert np.allclose(np.delete(m.face, rotation), np.delete(r.face, rotation))
         assert np.array_equal(m.body_dirs, motion[i].body_dirs)
         if motion[i].left_hand_dirs is not None and r.left_hand_dirs is not None:
+            assert m.left_hand_dirs is not None
             assert np.array_equal(m.left_hand_dirs, r.left_hand_dirs)
 
 
@@ -128,7 +129,7 @@ def test_window_noise_drowns_the_history_to_a_level_the_model_is_told(
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     real = teacher.forward_train
 
-    def spy(model, ref, hist, hist_t, query, *rest, **kw):  # type: ignore[no-untyped-def]
+    def spy(model, ref, hist, hist_t, query, *rest, **kw):
         seen.append((hist, hist_t))
         return real(model, ref, hist, hist_t, query, *rest, **kw)
 

@@ -285,6 +285,7 @@ def test_decoder_response_is_what_the_decoder_draws_from_the_motion_alone(
                for c, h in zip(clips, held, strict=True))
     with torch.no_grad():                   # open the motion path (it starts at zero)
         for conv in model.ae.decoder.motion_out:
+            assert isinstance(conv, torch.nn.Conv2d)
             torch.nn.init.normal_(conv.weight, std=0.5)
     moved = [evaluate.reconstruct(model, c, motion_of=h)
              for c, h in zip(clips, held, strict=True)]
@@ -552,4 +553,4 @@ def test_counterfactual_on_streams_records_itself_and_needs_the_streams(
         with pytest.raises(ValueError, match="--counterfactual-streams"):
             run_ae(StageArgs("tiny", tiny_data, tmp_path / "x", decoder_of=tiny_ckpt,
                              counterfactual_streams=True, steps=1, progress=False,
-                             real_media=False, **bad))  # type: ignore[arg-type]
+                             real_media=False, **bad))
