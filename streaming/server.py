@@ -346,6 +346,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: shipped)")
     parser.add_argument("--preset", default=None, help="model preset")
+    parser.add_argument("--steps", type=_steps, default=None,
+                        help="denoising steps each session starts at, 1-4 (default: the "
+                             "checkpoint's); a session can change its own with the 'steps' "
+                             "control message")
     parser.add_argument("--engine", choices=("model", "echo"), default="model",
                         help="model: animate a character; echo: return the camera (transport "
                              "testing)")
@@ -362,12 +366,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="video codec preference, e.g. 'VP8,H264' (default: H264,VP8)")
 
 
+def _steps(text: str) -> int:
+    steps = int(text)
+    if not 1 <= steps <= 4:
+        raise argparse.ArgumentTypeError(f"steps must be 1-4, got {steps}")
+    return steps
+
+
 def build_factory(args: argparse.Namespace) -> PipelineFactory:
     if args.engine == "echo":
         return EchoPipeline
     from realtime.pipeline import create_pipeline_factory
 
-    factory: PipelineFactory = create_pipeline_factory(args.checkpoint, args.preset)
+    factory: PipelineFactory = create_pipeline_factory(args.checkpoint, args.preset,
+                                                       steps=args.steps)
     return factory
 
 

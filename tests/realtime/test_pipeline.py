@@ -146,3 +146,23 @@ def test_steps_start_at_the_checkpoints_default_and_follow_a_change(factory: Fac
     with pytest.raises(ValueError, match="1..4"):
         p.set_steps(5)
     assert p.steps == 1
+
+
+def test_serve_steps_sets_the_steps_every_session_starts_at(
+        tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from realtime.model.config import get_preset
+    from streaming.server import add_arguments, build_factory
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    ckpt = str(init_checkpoint("tiny", tmp_path_factory.mktemp("ckpt") / "tiny"))
+    three = build_factory(parser.parse_args(["--checkpoint", ckpt, "--steps", "3"]))
+    assert [three().steps for _ in range(2)] == [3, 3]
+    default = build_factory(parser.parse_args(["--checkpoint", ckpt]))
+    assert default().steps == get_preset("tiny").steps != 3
+    with pytest.raises(SystemExit) as refused:
+        parser.parse_args(["--steps", "9"])
+    assert refused.value.code == 2
+    assert "steps must be 1-4, got 9" in capsys.readouterr().err
