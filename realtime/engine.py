@@ -155,11 +155,6 @@ class StreamingEngine:
 
     # --- streaming ----------------------------------------------------------------------
 
-    @property
-    def unsettled(self) -> bool:
-        """The last chunk's cache write is still to be made."""
-        return self._unwritten is not None
-
     def settle(self) -> bool:
         """Make the last chunk's cache write now, if it is still to be made (True
         then). Call it when the frames have left, so the next chunk finds it done."""

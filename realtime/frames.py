@@ -87,10 +87,11 @@ class FramePipeline(Protocol):
         chunk is filling, K when one completes), in input order."""
         ...
 
-    def settle(self) -> None:
+    def settle(self) -> bool:
         """Model stage, once the frames of a `generate` call have left: work that must
         be done before the next call but need not delay those frames (the engine's
-        cache write). Optional: the next `generate` does it first if nobody did."""
+        cache write); True if there was any. Optional: the next `generate` does it
+        first if nobody did."""
         ...
 
     def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
@@ -153,8 +154,8 @@ class EchoPipeline:
     def generate(self, prepared: list[GeneratedFrame]) -> list[GeneratedFrame]:
         return list(prepared)
 
-    def settle(self) -> None:
-        pass
+    def settle(self) -> bool:
+        return False
 
     def process(self, image: np.ndarray, frame_id: int, t_capture: float) -> list[GeneratedFrame]:
         return self.generate([self.prepare(image, frame_id, t_capture)])

@@ -105,9 +105,9 @@ class AnimationPipeline:
         """Conditions into the engine; the frames of every chunk they complete."""
         return self.engine.push(prepared)
 
-    def settle(self) -> None:
+    def settle(self) -> bool:
         """The engine's cache write for the chunk `generate` returned (off its frames' path)."""
-        self.engine.settle()
+        return self.engine.settle()
 
     # --- both, on the calling thread (offline) ------------------------------------------
 

@@ -446,11 +446,11 @@ class Session:
                     ready = [self._to_video(out, traces) for out in outputs]
                     self._loop.call_soon_threadsafe(self._deliver, ready)
                 settle_start = time.monotonic()     # the frames are out: the cache write
-                self.pipeline.settle()
-                self._loop.call_soon_threadsafe(
-                    self.metrics.observe, "settle_seconds", "",
-                    time.monotonic() - settle_start,
-                    "model-stage work after a chunk's frames left (its cache write)")
+                if self.pipeline.settle():
+                    self._loop.call_soon_threadsafe(
+                        self.metrics.observe, "settle_seconds", "",
+                        time.monotonic() - settle_start,
+                        "model-stage work after a chunk's frames left (its cache write)")
             finally:
                 self._model_idle.set()
 

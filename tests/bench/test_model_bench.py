@@ -20,7 +20,6 @@ def test_bench_model_splits_a_frames_path_from_the_cache_write_after_it(tmp_path
     assert result["cache_write"] == "clean" and result["device"]["threads"] == 1
     for stage in ("dit", "decode", "frame", "write", "total"):
         assert 0 < ms[stage]["min"] <= ms[stage]["p50"] <= ms[stage]["p95"], (stage, ms)
-    # the write is a whole DiT pass, not a copy: it costs time, and none of the frame's
-    assert ms["write"]["p50"] > 0.2 * ms["dit"]["p50"]
-    assert ms["frame"]["min"] < ms["total"]["min"]
+    # per chunk, total = frame + write: what a frame costs is more than what it waits for
+    assert ms["total"]["min"] >= ms["frame"]["min"] + ms["write"]["min"] - 1e-3
     assert ms["total"]["p50"] > ms["frame"]["p50"]

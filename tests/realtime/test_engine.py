@@ -99,8 +99,8 @@ def test_a_chunks_cache_write_can_wait_until_its_frames_have_left(mode: str) -> 
     b: list[np.ndarray] = []
     for i in range(0, 8, CFG.chunk):
         got_a, got_b = settled.push(conds[i:i + CFG.chunk]), lazy.push(conds[i:i + CFG.chunk])
-        assert settled.unsettled and settled.settle()
-        assert not settled.unsettled and not settled.settle()     # nothing left to write
+        assert settled.settle()
+        assert not settled.settle()                               # nothing left to write
         assert "cache_write" not in got_a[0].stamps
         assert ("cache_write" in got_b[0].stamps) == (i > 0)     # made first, and stamped
         a += [f.image for f in got_a]

@@ -56,11 +56,12 @@ class StagedPipeline(EchoPipeline):
         self.produced.extend(now for _ in prepared)
         return super().generate(prepared)
 
-    def settle(self) -> None:
+    def settle(self) -> bool:
         self._seen("settle")
         start = time.monotonic()
         time.sleep(self.settle_s)
         self.settles.append((start, time.monotonic()))
+        return True
 
     def set_steps(self, steps: int) -> None:
         self._seen("steps")
