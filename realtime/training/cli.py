@@ -1,7 +1,12 @@
-"""`marionette train init | ae | teacher | student`.
+"""`marionette train init | all | ae | teacher | student`.
 
 `init` writes a random-init checkpoint of a preset (what tests and benchmarks use
-before trained weights exist). The training stages run `realtime.training.stages`:
+before trained weights exist). `all` runs every stage in order within a wall-time
+budget (`realtime.training.recipe`):
+
+    marionette train all --data DS [--preset P] [--hours H] [--out runs/all] [--resume]
+
+The training stages run `realtime.training.stages`:
 
     marionette train ae      --data DS [--preset P] [--steps N] [--out runs/ae] [--resume]
                              [--decoder-of CKPT [--on-student [--temporal-weight W]]
@@ -177,8 +182,58 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
     return run_stage
 
 
+def _add_all(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=None,
+                   help="tiny | cpu | gpu (default: gpu with CUDA, else cpu)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="studio dataset; built here first when DIR holds none")
+    p.add_argument("--out", type=Path, default=Path("runs") / "all",
+                   help="output directory: ae/, teacher/, student/, final/ (default runs/all)")
+    p.add_argument("--hours", type=float, default=3.0,
+                   help="wall-time budget for everything (default 3)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in OUT")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if present)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-real-media", action="store_true",
+                   help="autoencoder on studio frames only (skip ../shared/media)")
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    import json
+    import logging
+
+    from realtime.model.config import PRESETS, default_preset
+    from realtime.training.recipe import RecipeArgs, run_recipe
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    preset = args.preset or default_preset()
+    if preset not in PRESETS:
+        print(f"marionette train all: unknown preset {preset!r} "
+              f"(choose from {', '.join(PRESETS)})", file=sys.stderr)
+        return 2
+    try:
+        record = run_recipe(RecipeArgs(preset=preset, data=args.data, out=args.out,
+                                       hours=args.hours, resume=args.resume,
+                                       device=args.device, seed=args.seed,
+                                       progress=not args.no_progress,
+                                       real_media=not args.no_real_media))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"marionette train all: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in record.items() if k != "stages"}
+                     | {"stages": {k: {"wall_s": v["wall_s"], "budget_s": v["budget_s"]}
+                                   for k, v in record["stages"].items()}}))
+    print(f"checkpoint: {record['final']}  (marionette eval --checkpoint {record['final']} "
+          f"--data {args.data})")
+    return 0
+
+
 STAGES: dict[str, Stage] = {
     "init": ("write a random-init checkpoint of a preset", _add_init, _run_init),
+    "all": ("dataset, autoencoder, teacher, student and decoder within --hours",
+            _add_all, _run_all),
     "ae": ("train the autoencoder (studio + real frames)", _add_training("ae"),
            _run_training("ae")),
     "teacher": ("train the guided flow-matching teacher", _add_training("teacher"),

@@ -8,7 +8,14 @@ owns everything else:
 - a rich progress bar and a JSON-lines log (one object per logged step);
 - checkpoints every `checkpoint_every` steps to `<out>/train_state.pt`, holding the
   weights, the optimizer, the step and every RNG state, so that `resume=True`
-  continues with exactly the loss trajectory an uninterrupted run would have had.
+  continues with exactly the loss trajectory an uninterrupted run would have had;
+- with a `deadline`, a step count fitted to the wall time left: the first
+  `fit_after` steps measure the rate, a checkpoint made then measures what one
+  costs, and the schedule is planned for as many steps as the time left holds
+  (`fit_steps`). They run inside the warm-up,
+  whose learning rate does not depend on the step count, so the run is the one a
+  run planned for that count from the start would have been; the count is saved
+  with the state, and a resumed run keeps it.
 
 Exact resume works because nothing random happens outside the two generators in
 `StepContext` (plus torch's global generator, which is saved too), and batches are
@@ -23,7 +30,7 @@ import os
 import time
 from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,6 +56,8 @@ class LoopConfig:
     stop_at: int | None = None          # stop (with a checkpoint) after this step:
                                         # an interruption that --resume continues
     time_limit_s: float | None = None   # same, once this much wall time has passed
+    deadline: float | None = None       # time.monotonic() to plan `steps` for (module doc)
+    fit_after: int = 20                 # steps timed before the plan is fitted
 
 
 @dataclass
@@ -99,6 +108,15 @@ def _lr_at(step: int, cfg: LoopConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
+def fit_steps(step: int, seconds_left: float, step_s: float, checkpoint_s: float = 0.0,
+              checkpoint_every: int = 0) -> int:
+    """The total step count the time left holds: `step` done, each further step taking
+    `step_s` plus its share of a checkpoint (`checkpoint_s` every `checkpoint_every`
+    steps), and one last checkpoint at the end. At least one more step."""
+    per_step = step_s + (checkpoint_s / checkpoint_every if checkpoint_every else 0.0)
+    return step + max(1, int((seconds_left - checkpoint_s) / max(per_step, 1e-9)))
+
+
 def _trainable(modules: dict[str, nn.Module]) -> list[nn.Parameter]:
     return [p for m in modules.values() for p in m.parameters() if p.requires_grad]
 
@@ -111,10 +129,12 @@ def save_state(
     rng: np.random.Generator,
     gen: torch.Generator,
     extra: dict[str, Any] | None = None,
+    planned_steps: int | None = None,
 ) -> None:
     """Write a resumable training state atomically (tmp file + rename)."""
     state = {
         "step": step,
+        "planned_steps": planned_steps,
         "modules": {k: m.state_dict() for k, m in modules.items()},
         "optimizer": opt.state_dict(),
         "np_rng": rng.bit_generator.state,
@@ -170,8 +190,8 @@ def _progress(
                   TimeRemainingColumn(), transient=False) as bar:
         task = bar.add_task(name, total=total, completed=start, loss="")
 
-        def update(step: int, loss: float) -> None:
-            bar.update(task, completed=step, loss=f"loss {loss:.4f}")
+        def update(step: int, loss: float, total: int | None = None) -> None:
+            bar.update(task, completed=step, total=total, loss=f"loss {loss:.4f}")
 
         yield update
 
@@ -203,6 +223,8 @@ def train_loop(
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     step = 0
+    # the step count fitted to cfg.deadline, once known (saved with the state)
+    planned: int | None = None
     state_path = out / STATE_FILE
     if resume and state_path.exists():
         state = load_state(state_path)
@@ -217,20 +239,47 @@ def train_loop(
         step = int(state["step"])
         if stateful is not None and state.get("extra"):
             stateful.load_state_dict(state["extra"])
+        if state.get("planned_steps"):
+            planned = int(state["planned_steps"])
+    if planned is not None:
+        cfg = replace(cfg, steps=planned)
     log = JsonLog(json_log)
     log.write({"event": "start", "stage": name, "step": step, "resume": resume,
                "device": str(device), "config": asdict(cfg),
                "params": sum(p.numel() for p in params)})
     result = LoopResult(step=step)
     t0, c0 = time.perf_counter(), time.process_time()
+    start = step
+    fit_at = start + min(cfg.fit_after, cfg.warmup)
     bar = _progress(cfg.progress, cfg.steps, step, name)
     update = next(bar)
+
+    def extra() -> dict[str, Any] | None:
+        return stateful.state_dict() if stateful is not None else None
+
     try:
         while step < cfg.steps:
+            if cfg.deadline is not None and planned is None and step == fit_at:
+                # the steps so far give the rate; a checkpoint made now, what one costs
+                # (the stages' exports evaluate held-out frames)
+                t_ckpt = time.perf_counter()
+                step_s = (t_ckpt - t0) / max(1, step - start)
+                save_state(state_path, modules, opt, step, rng, gen, extra(), None)
+                if on_checkpoint is not None:
+                    on_checkpoint(step)
+                checkpoint_s = time.perf_counter() - t_ckpt
+                left = cfg.deadline - time.monotonic()
+                planned = fit_steps(step, left, step_s, checkpoint_s, cfg.checkpoint_every)
+                cfg = replace(cfg, steps=planned)
+                update(step, result.losses[-1] if result.losses else float("nan"),
+                       total=planned)
+                log.write({"event": "planned", "stage": name, "step": step,
+                           "steps": planned, "seconds_left": round(left, 1),
+                           "step_s": round(step_s, 4), "checkpoint_s": round(checkpoint_s, 3),
+                           "wall_s": round(time.perf_counter() - t0, 3)})
             if step == cfg.stop_at or (cfg.time_limit_s is not None
                                        and time.perf_counter() - t0 > cfg.time_limit_s):
-                save_state(state_path, modules, opt, step, rng, gen,
-                           stateful.state_dict() if stateful is not None else None)
+                save_state(state_path, modules, opt, step, rng, gen, extra(), planned)
                 if on_checkpoint is not None:
                     on_checkpoint(step)
                 log.write({"event": "stopped", "stage": name, "step": step})
@@ -256,8 +305,7 @@ def train_loop(
                            "wall_s": round(time.perf_counter() - t0, 3),
                            "cpu_s": round(time.process_time() - c0, 3), **logs})
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save_state(state_path, modules, opt, step, rng, gen,
-                           stateful.state_dict() if stateful is not None else None)
+                save_state(state_path, modules, opt, step, rng, gen, extra(), planned)
                 if on_checkpoint is not None:
                     on_checkpoint(step)
     finally:

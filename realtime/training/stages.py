@@ -126,6 +126,8 @@ class StageArgs:
     log_every: int = 10
     stop_at: int | None = None      # interrupt after this step (resume continues)
     time_limit_s: float | None = None
+    deadline: float | None = None   # time.monotonic(): plan the steps to end by then
+                                    # (`LoopConfig.deadline`; `steps`, if given, is kept)
 
 
 def _loop_cfg(a: StageArgs, steps: int, lr: float, plan: TrainPlan) -> LoopConfig:
@@ -135,6 +137,7 @@ def _loop_cfg(a: StageArgs, steps: int, lr: float, plan: TrainPlan) -> LoopConfi
                       device=str(pick_device(a.device)), progress=a.progress,
                       log_every=a.log_every, stop_at=a.stop_at,
                       time_limit_s=a.time_limit_s,
+                      deadline=a.deadline if a.steps is None else None,
                       checkpoint_every=min(plan.checkpoint_every, a.steps or steps),
                       warmup=min(50, max(1, (a.steps or steps) // 10)))
 

@@ -1,13 +1,16 @@
-"""The training loop: it learns, and a stopped-and-resumed run is the same run."""
+"""The training loop: it learns, a stopped-and-resumed run is the same run, and a
+deadline plans the run to end on time."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
+from realtime.training import loop
 from realtime.training.loop import LoopConfig, StepContext, StepFn, train_loop
 
 
@@ -54,3 +57,88 @@ def test_training_lowers_the_loss(tmp_path: Path) -> None:
     model, fn = _problem()
     res = train_loop("t", {"m": model}, fn, _cfg(60), tmp_path)
     assert sum(res.losses[-5:]) < 0.5 * sum(res.losses[:5])
+
+
+class _Clock:
+    """A stand-in for the loop's `time` module: one second passes per training step."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    perf_counter = monotonic = process_time = __call__
+
+
+def _timed_problem(clock: _Clock) -> tuple[nn.Module, StepFn]:
+    model, fn = _problem()
+
+    def step_fn(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        clock.now += 1.0
+        return fn(ctx)
+
+    return model, step_fn
+
+
+def _records(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_a_deadline_plans_as_many_steps_as_the_time_left_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(loop, "time", clock)
+    model, fn = _timed_problem(clock)
+    cfg = _cfg(1000)                        # the plan's count: far more than time allows
+    cfg.deadline = clock.now + 100.0
+    res = train_loop("t", {"m": model}, fn, cfg, tmp_path, json_log=tmp_path / "log.jsonl")
+    # 2 steps timed (the warm-up), then the 98 s left at 1 s a step
+    assert res.step == 100
+    assert clock.now == pytest.approx(cfg.deadline)
+    records = _records(tmp_path / "log.jsonl")
+    assert [r["steps"] for r in records if r.get("event") == "planned"] == [100]
+    # the schedule was planned for those steps: it decays to its floor at the last one
+    lrs = [r["lr"] for r in records if "lr" in r]
+    assert lrs[-1] == pytest.approx(0.1 * cfg.lr, rel=0.01)
+
+
+def test_a_resumed_run_keeps_the_step_count_it_planned(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(loop, "time", clock)
+    model, fn = _timed_problem(clock)
+    cfg = _cfg(1000)
+    cfg.deadline = clock.now + 40.0
+    full = train_loop("t", {"m": model}, fn, cfg, tmp_path / "a")
+
+    clock.now = 1000.0
+    model, fn = _timed_problem(clock)
+    stopped = _cfg(1000)
+    stopped.deadline, stopped.stop_at = clock.now + 40.0, 15
+    first = train_loop("t", {"m": model}, fn, stopped, tmp_path / "b")
+    model, fn = _timed_problem(clock)
+    later = _cfg(1000)
+    later.deadline = clock.now + 500.0      # more time now: the run is planned already
+    rest = train_loop("t", {"m": model}, fn, later, tmp_path / "b", resume=True)
+    assert full.step == rest.step == 40
+    assert first.losses + rest.losses == full.losses
+
+
+def test_the_plan_leaves_time_for_the_checkpoints(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage's checkpoint also exports and evaluates: the plan pays for them."""
+    clock = _Clock()
+    monkeypatch.setattr(loop, "time", clock)
+    model, fn = _timed_problem(clock)
+    cfg = _cfg(1000)
+    cfg.checkpoint_every = 5
+    cfg.deadline = clock.now + 100.0
+
+    def export(step: int) -> None:
+        clock.now += 5.0                    # each checkpoint costs five steps' time
+
+    res = train_loop("t", {"m": model}, fn, cfg, tmp_path, on_checkpoint=export)
+    # 2 s of steps, a 5 s checkpoint, then 2 s per step (1 + 5/5) with a last checkpoint
+    assert res.step == 2 + (93 - 5) // 2
+    assert clock.now == pytest.approx(cfg.deadline, abs=5.0)
