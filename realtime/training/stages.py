@@ -81,8 +81,10 @@ PLANS: dict[str, TrainPlan] = {
     "tiny": TrainPlan(ae_steps=30, ae_batch=8, teacher_steps=30, teacher_batch=2,
                       teacher_frames=4, student_steps=6, student_batch=2, max_history=3,
                       max_age=12, teacher_sample_steps=4, checkpoint_every=10, real_per_clip=4),
-    # sized for the shipped default on a shared 2-core CPU (about 1.5 h in all);
-    # more steps help: every stage resumes with --resume and a larger --steps.
+    # the step counts of a stage run on its own (about 1.5 h in all on 2 cores);
+    # `marionette train all --hours H` replaces them with what its share of H holds
+    # on the machine at hand (recipe.py). More steps help: every stage resumes with
+    # --resume and a larger --steps.
     # max_age 3000 chunks: 3000 frames at the preset's K=1, as long as eval's drift stream
     "cpu": TrainPlan(ae_steps=800, ae_batch=16, teacher_steps=2500, teacher_batch=2,
                      teacher_frames=8, student_steps=400, student_batch=2, max_history=5,
