@@ -12,10 +12,10 @@ owns everything else:
 - with a `deadline`, a step count fitted to the wall time left: the first
   `fit_after` steps measure the rate, a checkpoint made then measures what one
   costs, and the schedule is planned for as many steps as the time left holds
-  (`fit_steps`). They run inside the warm-up,
-  whose learning rate does not depend on the step count, so the run is the one a
-  run planned for that count from the start would have been; the count is saved
-  with the state, and a resumed run keeps it.
+  (`fit_steps`). They run inside the warm-up, whose learning rate does not depend
+  on the step count, so the run is the one a run planned for that count from the
+  start would have been; the count is saved with the state, and a resumed run
+  keeps it.
 
 Exact resume works because nothing random happens outside the two generators in
 `StepContext` (plus torch's global generator, which is saved too), and batches are
@@ -250,7 +250,9 @@ def train_loop(
     result = LoopResult(step=step)
     t0, c0 = time.perf_counter(), time.process_time()
     start = step
-    fit_at = start + min(cfg.fit_after, cfg.warmup)
+    # fit inside the warm-up (a run resumed before its plan too), else after fit_after
+    fit_at = (min(start + cfg.fit_after, cfg.warmup) if start < cfg.warmup
+              else start + cfg.fit_after)
     bar = _progress(cfg.progress, cfg.steps, step, name)
     update = next(bar)
 

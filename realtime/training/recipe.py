@@ -105,13 +105,11 @@ def run_recipe(r: RecipeArgs) -> dict[str, Any]:
         record = {"preset": r.preset, "data": str(r.data), "budget_s": r.hours * 3600,
                   "spent_s": 0.0, "stages": {}}
     r.out.mkdir(parents=True, exist_ok=True)
-    budget_s = float(record["budget_s"])
 
     def save() -> None:
         path.write_text(json.dumps(record, indent=2) + "\n")
 
-    t_start = time.monotonic()
-    deadline = t_start + budget_s - float(record["spent_s"])
+    deadline = time.monotonic() + float(record["budget_s"]) - float(record["spent_s"])
     if not (r.data / "index.json").is_file():
         from realtime.avatars.dataset import build
 

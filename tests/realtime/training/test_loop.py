@@ -85,13 +85,22 @@ def _records(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-def test_a_deadline_plans_as_many_steps_as_the_time_left_holds(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _deadline_run(monkeypatch: pytest.MonkeyPatch, seconds: float,
+                  **cfg_changes: object) -> tuple[_Clock, nn.Module, StepFn, LoopConfig]:
+    """A fake clock in the loop, a problem on it, and a config due `seconds` from now."""
     clock = _Clock()
     monkeypatch.setattr(loop, "time", clock)
     model, fn = _timed_problem(clock)
     cfg = _cfg(1000)                        # the plan's count: far more than time allows
-    cfg.deadline = clock.now + 100.0
+    cfg.deadline = clock.now + seconds
+    for k, v in cfg_changes.items():
+        setattr(cfg, k, v)
+    return clock, model, fn, cfg
+
+
+def test_a_deadline_plans_as_many_steps_as_the_time_left_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, model, fn, cfg = _deadline_run(monkeypatch, 100.0)
     res = train_loop("t", {"m": model}, fn, cfg, tmp_path, json_log=tmp_path / "log.jsonl")
     # 2 steps timed (the warm-up), then the 98 s left at 1 s a step
     assert res.step == 100
@@ -105,11 +114,7 @@ def test_a_deadline_plans_as_many_steps_as_the_time_left_holds(
 
 def test_a_resumed_run_keeps_the_step_count_it_planned(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = _Clock()
-    monkeypatch.setattr(loop, "time", clock)
-    model, fn = _timed_problem(clock)
-    cfg = _cfg(1000)
-    cfg.deadline = clock.now + 40.0
+    clock, model, fn, cfg = _deadline_run(monkeypatch, 40.0)
     full = train_loop("t", {"m": model}, fn, cfg, tmp_path / "a")
 
     clock.now = 1000.0
@@ -125,15 +130,24 @@ def test_a_resumed_run_keeps_the_step_count_it_planned(
     assert first.losses + rest.losses == full.losses
 
 
+def test_a_run_resumed_before_its_plan_still_plans_inside_the_warm_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the warm-up the learning rate depends on the step count: planning later
+    would have run some steps on a schedule for another count."""
+    clock, model, fn, cfg = _deadline_run(monkeypatch, 100.0, warmup=10, stop_at=6)
+    train_loop("t", {"m": model}, fn, cfg, tmp_path)          # stopped before planning
+    model, fn = _timed_problem(clock)
+    cfg.stop_at = None
+    log = tmp_path / "log.jsonl"
+    train_loop("t", {"m": model}, fn, cfg, tmp_path, resume=True, json_log=log)
+    planned = [r for r in _records(log) if r.get("event") == "planned"]
+    assert [r["step"] for r in planned] == [10]
+
+
 def test_the_plan_leaves_time_for_the_checkpoints(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stage's checkpoint also exports and evaluates: the plan pays for them."""
-    clock = _Clock()
-    monkeypatch.setattr(loop, "time", clock)
-    model, fn = _timed_problem(clock)
-    cfg = _cfg(1000)
-    cfg.checkpoint_every = 5
-    cfg.deadline = clock.now + 100.0
+    clock, model, fn, cfg = _deadline_run(monkeypatch, 100.0, checkpoint_every=5)
 
     def export(step: int) -> None:
         clock.now += 5.0                    # each checkpoint costs five steps' time
