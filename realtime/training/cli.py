@@ -198,6 +198,13 @@ def _add_all(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-real-media", action="store_true",
                    help="autoencoder on studio frames only (skip ../shared/media)")
+    p.add_argument("--region-weight", type=float, default=0.0,
+                   help="autoencoder and teacher: loss x (1 + W) on and around the face "
+                        "and hands (default 0)")
+    p.add_argument("--pair-weight", type=float, default=0.0,
+                   help="teacher and student: weight of the counterfactual-pair term, "
+                        "clips rendered again with expression and fingers played "
+                        "backwards (default 0)")
 
 
 def _run_all(args: argparse.Namespace) -> int:
@@ -218,7 +225,9 @@ def _run_all(args: argparse.Namespace) -> int:
                                        hours=args.hours, resume=args.resume,
                                        device=args.device, seed=args.seed,
                                        progress=not args.no_progress,
-                                       real_media=not args.no_real_media))
+                                       real_media=not args.no_real_media,
+                                       region_weight=args.region_weight,
+                                       pair_weight=args.pair_weight))
     except (FileNotFoundError, ValueError) as e:
         print(f"marionette train all: {e}", file=sys.stderr)
         return 2

@@ -53,6 +53,9 @@ class RecipeArgs:
     progress: bool = True
     real_media: bool = True
     stop_after: str | None = None   # end after this stage (tests: an interruption)
+    region_weight: float = 0.0      # autoencoder and teacher: loss x (1 + this) on and
+                                    # around the face and hands
+    pair_weight: float = 0.0        # teacher and student: the counterfactual-pair term
 
 
 def _dataset_config(preset: str) -> Any:
@@ -71,10 +74,13 @@ def _stage_args(r: RecipeArgs, name: str, deadline: float, resume: bool) -> Stag
     a = StageArgs(preset=r.preset, data=r.data, out=out, resume=resume, device=r.device,
                   seed=r.seed, progress=r.progress, real_media=r.real_media,
                   deadline=deadline)
+    if name == "ae":
+        return replace(a, region_weight=r.region_weight)
     if name == "teacher":
-        return replace(a, init=r.out / "ae")
+        return replace(a, init=r.out / "ae", region_weight=r.region_weight,
+                       pair_weight=r.pair_weight)
     if name == "student":
-        return replace(a, init=r.out / "teacher")
+        return replace(a, init=r.out / "teacher", pair_weight=r.pair_weight)
     if name == "final":
         return replace(a, decoder_of=r.out / "student", on_student=True,
                        temporal_weight=DECODER_TEMPORAL_WEIGHT)
@@ -96,13 +102,15 @@ def run_recipe(r: RecipeArgs) -> dict[str, Any]:
             raise ValueError(f"{r.out} holds a recipe run already: pass --resume to "
                              f"continue it, or another --out")
         record = json.loads(path.read_text())
-        if record["preset"] != r.preset:
-            raise ValueError(f"{r.out} was trained with preset {record['preset']!r}, "
-                             f"not {r.preset!r}")
+        for key in ("preset", "region_weight", "pair_weight"):
+            if record.get(key, 0.0) != getattr(r, key):    # older records: weights 0
+                raise ValueError(f"{r.out} was trained with {key} {record.get(key)!r}, "
+                                 f"not {getattr(r, key)!r}")
     elif r.out.exists() and any(r.out.iterdir()):
         raise ValueError(f"{r.out} exists and is not a recipe run: choose another --out")
     else:
-        record = {"preset": r.preset, "data": str(r.data), "budget_s": r.hours * 3600,
+        record = {"preset": r.preset, "region_weight": r.region_weight,
+                  "pair_weight": r.pair_weight, "data": str(r.data), "budget_s": r.hours * 3600,
                   "spent_s": 0.0, "stages": {}}
     r.out.mkdir(parents=True, exist_ok=True)
 

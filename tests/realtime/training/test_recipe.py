@@ -23,13 +23,16 @@ def _starts(log: Path) -> int:
 def test_train_all_builds_the_data_trains_every_stage_and_resumes(tmp_path: Path) -> None:
     data, out = tmp_path / "studio", tmp_path / "run"
     args = RecipeArgs(preset="tiny", data=data, out=out, hours=0.005, progress=False,
-                      real_media=False)
+                      real_media=False, region_weight=4.0, pair_weight=10.0)
     first = run_recipe(RecipeArgs(**{**vars(args), "stop_after": "teacher"}))
     assert (data / "index.json").is_file()                 # built, as none was there
     assert sorted(first["stages"]) == ["ae", "teacher"] and first["final"] is None
 
     with pytest.raises(ValueError, match="--resume"):      # nothing is overwritten
         run_recipe(args)
+    # a resume must train the rest as the first part was trained
+    with pytest.raises(ValueError, match="pair_weight"):
+        run_recipe(RecipeArgs(**{**vars(args), "resume": True, "pair_weight": 0.0}))
 
     record = run_recipe(RecipeArgs(**{**vars(args), "resume": True}))
     assert sorted(record["stages"]) == sorted(name for name, _ in SHARES)
@@ -43,6 +46,11 @@ def test_train_all_builds_the_data_trains_every_stage_and_resumes(tmp_path: Path
         assert any(e.get("event") == "planned" for e in events), name
     walls = sum(s["wall_s"] for s in record["stages"].values())
     assert record["spent_s"] == pytest.approx(record["dataset_s"] + walls, abs=0.5)
+    # the face and hand weights reached the stages they are for
+    summary = {name: s["summary"] for name, s in record["stages"].items()}
+    assert summary["ae"]["region_weight"] == summary["teacher"]["region_weight"] == 4.0
+    assert summary["teacher"]["pair_weight"] == summary["student"]["pair_weight"] == 10.0
+    assert summary["student"]["region_weight"] == 0.0
 
     # final = the student, wearing a decoder fine-tuned on its streams, teacher beside it
     final, student = load_checkpoint(out / "final"), load_checkpoint(out / "student")
