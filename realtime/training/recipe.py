@@ -13,10 +13,11 @@ dataset when DATA holds none, then trains, each stage into its own folder of OUT
 The budget (`--hours`) is shared out over what is left when each stage starts, in
 the proportions of `SHARES`, and every stage plans its step count to end on time
 (`LoopConfig.deadline`: the first steps measure the rate on this machine, on
-whatever else it is running). `OUT/recipe.json` records each finished stage and the
-time spent; `--resume` skips the finished stages, continues the interrupted one
-exactly (its planned step count travels with its training state) and gives the
-rest what is left of the budget (the interrupted run's own time is not known, so
+whatever else it is running). `OUT/recipe.json` records the face and hand weights
+(`--region-weight`, `--pair-weight`; off by default, see the model card's stop 23), each
+finished stage and the time spent; `--resume` skips the finished stages, continues
+the interrupted one exactly (its planned step count travels with its training state)
+and gives the rest what is left of the budget (the interrupted run's own time is not known, so
 a resumed recipe can end later than the budget by that much).
 """
 
@@ -103,8 +104,9 @@ def run_recipe(r: RecipeArgs) -> dict[str, Any]:
                              f"continue it, or another --out")
         record = json.loads(path.read_text())
         for key in ("preset", "region_weight", "pair_weight"):
-            if record.get(key, 0.0) != getattr(r, key):    # older records: weights 0
-                raise ValueError(f"{r.out} was trained with {key} {record.get(key)!r}, "
+            was = record.get(key, 0.0)                      # records before stop 23: no weights
+            if was != getattr(r, key):
+                raise ValueError(f"{r.out} was trained with {key} {was!r}, "
                                  f"not {getattr(r, key)!r}")
     elif r.out.exists() and any(r.out.iterdir()):
         raise ValueError(f"{r.out} exists and is not a recipe run: choose another --out")
