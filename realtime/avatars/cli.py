@@ -5,7 +5,7 @@
                              [--size N] [--background B] [--framing F]
     marionette avatar dataset --out DIR --characters N --clips M --resolution R
                               [--seed S] [--frames F] [--tracks DIR] [--workers W]
-                              [--json]
+                              [--framings F [F ...]] [--json]
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--tracks", type=Path, default=None,
                    help="folder of .npz tracks from `marionette motion --track` to add")
     d.add_argument("--workers", type=int, default=1, help="render shards in N processes")
+    d.add_argument("--framings", nargs="+", choices=("full", "upper", "face"), default=None,
+                   help="the cameras a clip is drawn through, one picked per clip (default: "
+                        "full, upper, upper, face; `face` alone: head-and-shoulders portraits)")
     d.add_argument("--json", action="store_true", help="print a JSON summary at the end")
 
 
@@ -95,9 +98,11 @@ def _dataset(args: argparse.Namespace) -> int:
     if args.tracks is not None and not args.tracks.is_dir():
         print(f"--tracks {args.tracks} is not a folder", file=sys.stderr)
         return 2
+    extra = {} if args.framings is None else {"framings": tuple(args.framings)}
     config = DatasetConfig(characters=args.characters, clips=args.clips,
                            resolution=args.resolution, frames=args.frames, seed=args.seed,
-                           clips_per_shard=args.clips_per_shard, performers=args.performers)
+                           clips_per_shard=args.clips_per_shard, performers=args.performers,
+                           **extra)
     try:
         index = build(config, args.out, args.tracks, workers=args.workers)
     except ValueError as e:
