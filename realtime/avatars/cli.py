@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -98,11 +99,11 @@ def _dataset(args: argparse.Namespace) -> int:
     if args.tracks is not None and not args.tracks.is_dir():
         print(f"--tracks {args.tracks} is not a folder", file=sys.stderr)
         return 2
-    extra = {} if args.framings is None else {"framings": tuple(args.framings)}
     config = DatasetConfig(characters=args.characters, clips=args.clips,
                            resolution=args.resolution, frames=args.frames, seed=args.seed,
-                           clips_per_shard=args.clips_per_shard, performers=args.performers,
-                           **extra)
+                           clips_per_shard=args.clips_per_shard, performers=args.performers)
+    if args.framings is not None:
+        config = dataclasses.replace(config, framings=tuple(args.framings))
     try:
         index = build(config, args.out, args.tracks, workers=args.workers)
     except ValueError as e:
