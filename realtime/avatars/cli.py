@@ -16,6 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+# render.FRAMINGS, spelled out so that parsing the command line does not import skia
+FRAMINGS = ("full", "upper", "face")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="avatar_command", metavar="ACTION", required=True)
@@ -28,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--size", type=int, default=256)
     r.add_argument("--background", default="plain",
                    choices=("plain", "gradient", "textured", "transparent", "chroma"))
-    r.add_argument("--framing", default="full", choices=("full", "upper", "face"))
+    r.add_argument("--framing", default="full", choices=FRAMINGS)
     d = sub.add_parser("dataset", help="render the synthetic training set")
     d.add_argument("--out", required=True, type=Path)
     d.add_argument("--characters", type=int, default=32)
@@ -41,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--tracks", type=Path, default=None,
                    help="folder of .npz tracks from `marionette motion --track` to add")
     d.add_argument("--workers", type=int, default=1, help="render shards in N processes")
-    d.add_argument("--framings", nargs="+", choices=("full", "upper", "face"), default=None,
+    d.add_argument("--framings", nargs="+", choices=FRAMINGS, default=None,
                    help="the cameras a clip is drawn through, one picked per clip (default: "
                         "full, upper, upper, face; `face` alone: head-and-shoulders portraits)")
     d.add_argument("--json", action="store_true", help="print a JSON summary at the end")

@@ -64,26 +64,28 @@ def test_cli_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 def test_cli_dataset_framings(tmp_path: Path) -> None:
     """`--framings face` draws every clip as a head-and-shoulders portrait (the camera a
     VTuber or a video call uses), and the index records it so a resume keeps it."""
+    from realtime.avatars.cli import FRAMINGS
     from realtime.avatars.dataset import character, config_from_json, iterate_dataset, read_index
+    from realtime.avatars.render import FRAMINGS as RENDERABLE
     from realtime.avatars.render import framing_for
 
+    assert FRAMINGS == RENDERABLE        # every camera the renderer has can be chosen
     args = ["avatar", "dataset", "--out", str(tmp_path), "--characters", "3", "--clips", "4",
             "--resolution", "32", "--frames", "2", "--performers", "2", "--framings", "face"]
     assert main(args) == 0
     config = config_from_json(read_index(tmp_path)["config"])
     assert config.framings == ("face",)
+    by_name = {character(config, c).name: character(config, c) for c in range(3)}
     seen = 0
     for split in ("train", "heldout_character", "heldout_motion"):
         for sample in iterate_dataset(tmp_path, split):
-            meta = sample["meta"]
-            char = character(config, [c for c in range(3)
-                                      if character(config, c).name == meta["character"]][0])
+            char = by_name[str(sample["meta"]["character"])]
             face, full = framing_for(char, "face").zoom, framing_for(char, "full").zoom
             zoom = float(sample["framing"][2])
             assert 0.85 * face <= zoom <= 1.15 * face and zoom > 1.3 * full
             seen += 1
     assert seen == 4
-    # the other framings the dataset cannot draw are refused before anything is written
+    # a framing the renderer does not have is refused before anything is written
     with pytest.raises(SystemExit):
         main(["avatar", "dataset", "--out", str(tmp_path / "x"), "--framings", "closeup"])
     assert not (tmp_path / "x").exists()
