@@ -146,7 +146,9 @@ PRESETS: dict[str, ModelConfig] = {
                         width=64, depth=2, heads=2, mlp_ratio=2.0, pose_hidden=8,
                         face_maps=True, decoder_motion=True, chunk=2, window=4, ref_frames=1,
                         steps=2),
-    "cpu": ModelConfig(face_maps=True, chunk=1),
+    # frame by frame at one step, as the shipped checkpoint streams: two steps gain
+    # 0.1 dB but not 30 frames/s on 2 cores (bench/results/latency-cpu-steps-ab.json)
+    "cpu": ModelConfig(face_maps=True, chunk=1, steps=1),
     "gpu": ModelConfig(resolution=256, latent_channels=8, ae_widths=(32, 64, 128),
                        patch=2, width=768, depth=12, heads=12, mlp_ratio=4.0,
                        pose_hidden=64, face_maps=True, chunk=4,

@@ -79,3 +79,15 @@ def test_each_camera_frame_gets_its_avatar_frame_without_waiting_for_the_next() 
                                            clip.presence[j])])
         assert [g.frame_id for g in got] == [100 + j]
         assert got[0].image.shape == (model.cfg.resolution, model.cfg.resolution, 3)
+
+
+def test_a_cpu_model_trained_from_nothing_streams_as_the_shipped_one() -> None:
+    """`marionette train all --preset cpu` writes the preset's inference settings into
+    its checkpoint: it must stream as the shipped default does (frame by frame, at the
+    step count whose latency was measured), not at a slower setting."""
+    from realtime.model.checkpoint import read_config
+    from realtime.model.config import get_preset
+
+    shipped, preset = read_config(DEFAULT_CHECKPOINT), get_preset("cpu")
+    assert (preset.chunk, preset.steps, preset.cache_write) == \
+        (shipped.chunk, shipped.steps, shipped.cache_write)
