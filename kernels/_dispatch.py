@@ -3,7 +3,9 @@
 - a CUDA tensor runs the Triton kernel;
 - a CPU tensor runs the PyTorch path, unless TRITON_INTERPRET=1 is set, in which
   case the Triton kernel runs under Triton's CPU interpreter (how CI checks kernels);
-- `force_backend(...)` overrides both: the test hook that runs any backend.
+- `force_backend(...)` overrides both: the test hook that runs any backend;
+- inputs that need gradients (training) run the PyTorch path everywhere: the Triton
+  kernels are forward-only.
 
 Triton decides at *decoration* time whether `@triton.jit` compiles or interprets,
 so one imported kernel module cannot serve both a GPU and the interpreter. The
@@ -34,8 +36,14 @@ _forced: Backend | None = None
 _interpreted: dict[str, ModuleType] = {}
 
 
-def backend_for(t: torch.Tensor) -> Backend:
-    """The backend an entry point uses for inputs living where `t` lives."""
+def backend_for(t: torch.Tensor, *more: torch.Tensor) -> Backend:
+    """The backend an entry point uses for inputs living where `t` lives. The Triton
+    kernels are forward-only (their outputs carry no autograd history): when autograd
+    must differentiate through any of `t, *more` (training), the PyTorch path runs,
+    on any device and whatever is forced; otherwise gradients would silently stop
+    at the kernel's output."""
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (t, *more)):
+        return "torch"
     if _forced is not None:
         return _forced
     if t.is_cuda:

@@ -95,7 +95,7 @@ def chunk_attention(
     chunk), else computed here."""
     if rope is None:
         rope = chunk_rope(layout, frame_pos, q.shape[-1])
-    if backend_for(q) == "triton":
+    if backend_for(q, k, v, k_cache, v_cache) == "triton":
         q_sink, q_rest, k_chunk = kernel_module("kernels.triton_rope", q.device).rope_qk_triton(
             q, k, rope.sink_cos, rope.sink_sin, rope.cos, rope.sin)       # one launch
         mod = kernel_module("kernels.triton_attention", q.device)

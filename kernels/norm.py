@@ -63,7 +63,7 @@ def adaln_norm(
     eps: float = 1e-6,
 ) -> torch.Tensor:
     """Dispatching entry point; same arguments as `adaln_norm_ref`."""
-    if backend_for(x) == "triton":
+    if backend_for(x, shift, scale) == "triton":
         mod = kernel_module("kernels.triton_norm", x.device)
         return mod.adaln_norm_triton(x, shift, scale, kind, eps)
     return adaln_norm_torch(x, shift, scale, kind, eps)

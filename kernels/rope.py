@@ -72,7 +72,7 @@ def rope_rows(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     Triton on CUDA (one fused pass), PyTorch on CPU (see kernels._dispatch)."""
     from kernels._dispatch import backend_for, kernel_module
 
-    if backend_for(x) == "triton":
+    if backend_for(x, cos, sin) == "triton":
         return kernel_module("kernels.triton_rope", x.device).rope_rows_triton(
             x, cos, sin, out, slots)
     r = rotate(x.float(), cos[:, None], sin[:, None]).to(x.dtype if out is None else out.dtype)

@@ -5,6 +5,7 @@ before trained weights exist). `all` runs every stage in order within a wall-tim
 budget (`realtime.training.recipe`):
 
     marionette train all --data DS [--preset P] [--hours H] [--out runs/all] [--resume]
+                         [--batch-scale N]
 
 The training stages run `realtime.training.stages`:
 
@@ -20,7 +21,9 @@ The training stages run `realtime.training.stages`:
                              [--pair-weight W]
 
 (`--init` of the student stage may also be a student checkpoint: training continues
-from it against its teacher.)
+from it against its teacher.) Every stage takes `--steps N`, or `--budget MIN` to plan
+its step count to end in MIN minutes, and `--batch-scale N` for N times the plan's
+batch (a GPU; `bench/gpu_train.sh`).
 
 each with a progress bar, a JSON-lines log (`--json-log`, default OUT/log.jsonl),
 interval checkpoints and exact `--resume`.
@@ -112,6 +115,13 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument("--time-limit", type=float, default=None, metavar="MIN",
                        help="stop with a checkpoint after MIN minutes (--resume continues)")
+        p.add_argument("--budget", type=float, default=None, metavar="MIN",
+                       help="plan the step count to end in MIN minutes: the first steps "
+                            "measure the rate, and the schedule runs its whole course "
+                            "(instead of --steps)")
+        p.add_argument("--batch-scale", type=int, default=1, metavar="N",
+                       help="every batch of the preset's plan x N (default 1); on a GPU "
+                            "the cpu architecture steps about as fast at N=8")
         if stage == "ae":
             p.add_argument("--no-real-media", action="store_true",
                            help="studio frames only (skip ../shared/media)")
@@ -146,6 +156,7 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
     def run_stage(args: argparse.Namespace) -> int:
         import json
         import logging
+        import time
 
         from realtime.model.config import default_preset
         from realtime.training.stages import STAGES as RUNNERS
@@ -171,7 +182,14 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
                       decoder_motion=getattr(args, "decoder_motion", False),
                       counterfactual=getattr(args, "counterfactual", 0.0),
                       counterfactual_streams=getattr(args, "counterfactual_streams", False),
-                      time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
+                      time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
+                      batch_scale=args.batch_scale)
+        if args.budget is not None:
+            if args.steps is not None:
+                print(f"marionette train {stage}: --budget plans the step count; "
+                      f"leave out --steps", file=sys.stderr)
+                return 2
+            a.deadline = time.monotonic() + 60 * args.budget
         try:
             summary = RUNNERS[stage](a)
         except (FileNotFoundError, ValueError) as e:
@@ -205,6 +223,9 @@ def _add_all(p: argparse.ArgumentParser) -> None:
                    help="teacher and student: weight of the counterfactual-pair term, "
                         "clips rendered again with expression and fingers played "
                         "backwards (default 0)")
+    p.add_argument("--batch-scale", type=int, default=1, metavar="N",
+                   help="every stage's batch x N (default 1); on a GPU the cpu "
+                        "architecture steps about as fast at N=8")
 
 
 def _run_all(args: argparse.Namespace) -> int:
@@ -227,7 +248,8 @@ def _run_all(args: argparse.Namespace) -> int:
                                        progress=not args.no_progress,
                                        real_media=not args.no_real_media,
                                        region_weight=args.region_weight,
-                                       pair_weight=args.pair_weight))
+                                       pair_weight=args.pair_weight,
+                                       batch_scale=args.batch_scale))
     except (FileNotFoundError, ValueError) as e:
         print(f"marionette train all: {e}", file=sys.stderr)
         return 2

@@ -57,6 +57,7 @@ class RecipeArgs:
     region_weight: float = 0.0      # autoencoder and teacher: loss x (1 + this) on and
                                     # around the face and hands
     pair_weight: float = 0.0        # teacher and student: the counterfactual-pair term
+    batch_scale: int = 1            # every stage's batch x this (`StageArgs.batch_scale`)
 
 
 def _dataset_config(preset: str) -> Any:
@@ -74,7 +75,7 @@ def _stage_args(r: RecipeArgs, name: str, deadline: float, resume: bool) -> Stag
     out = r.out / name
     a = StageArgs(preset=r.preset, data=r.data, out=out, resume=resume, device=r.device,
                   seed=r.seed, progress=r.progress, real_media=r.real_media,
-                  deadline=deadline)
+                  deadline=deadline, batch_scale=r.batch_scale)
     if name == "ae":
         return replace(a, region_weight=r.region_weight)
     if name == "teacher":
@@ -103,8 +104,9 @@ def run_recipe(r: RecipeArgs) -> dict[str, Any]:
             raise ValueError(f"{r.out} holds a recipe run already: pass --resume to "
                              f"continue it, or another --out")
         record = json.loads(path.read_text())
-        for key in ("preset", "region_weight", "pair_weight"):
-            was = record.get(key, 0.0)                      # records before stop 23: no weights
+        for key in ("preset", "region_weight", "pair_weight", "batch_scale"):
+            # records before stop 23 have no weights, before stop 25 no batch scale
+            was = record.get(key, 1 if key == "batch_scale" else 0.0)
             if was != getattr(r, key):
                 raise ValueError(f"{r.out} was trained with {key} {was!r}, "
                                  f"not {getattr(r, key)!r}")
@@ -112,7 +114,8 @@ def run_recipe(r: RecipeArgs) -> dict[str, Any]:
         raise ValueError(f"{r.out} exists and is not a recipe run: choose another --out")
     else:
         record = {"preset": r.preset, "region_weight": r.region_weight,
-                  "pair_weight": r.pair_weight, "data": str(r.data), "budget_s": r.hours * 3600,
+                  "pair_weight": r.pair_weight, "batch_scale": r.batch_scale,
+                  "data": str(r.data), "budget_s": r.hours * 3600,
                   "spent_s": 0.0, "stages": {}}
     r.out.mkdir(parents=True, exist_ok=True)
 

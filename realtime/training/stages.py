@@ -128,8 +128,35 @@ class StageArgs:
     log_every: int = 10
     stop_at: int | None = None      # interrupt after this step (resume continues)
     time_limit_s: float | None = None
+    batch_scale: int = 1            # every batch of the plan x this (a GPU: more samples
+                                    # per step at about the same step rate)
     deadline: float | None = None   # time.monotonic(): plan the steps to end by then
                                     # (`LoopConfig.deadline`; `steps`, if given, is kept)
+
+
+def _plan(a: StageArgs) -> TrainPlan:
+    """The preset's plan, its batches x `a.batch_scale`. The `cpu` architecture on a GPU
+    steps at about the rate of its batch of 2 (kernel launches, not arithmetic, bound
+    it there), so a larger batch shows it many times the samples in the same time."""
+    plan, k = PLANS[a.preset], a.batch_scale
+    if k < 1:
+        raise ValueError(f"--batch-scale must be at least 1, got {k}")
+    return replace(plan, ae_batch=plan.ae_batch * k, teacher_batch=plan.teacher_batch * k,
+                   student_batch=plan.student_batch * k)
+
+
+def _check_resume_batch(a: StageArgs, batch: int, section: str | None = None) -> None:
+    """A resumed stage must keep the batch it was trained with (`--batch-scale`): the
+    step count and schedule were planned for it, and the student's streams are per
+    batch row. `section`: the part of the meta the stage writes (None: all of it)."""
+    path = a.out / "config.json"
+    if not (a.resume and path.is_file()):
+        return
+    meta = json.loads(path.read_text()).get("meta", {})
+    was = (meta if section is None else meta.get(section, {})).get("batch")
+    if was is not None and int(was) != batch:
+        raise ValueError(f"{a.out} was trained with batch {was}, not {batch}: resume it with "
+                         f"the --batch-scale it was started with")
 
 
 def _loop_cfg(a: StageArgs, steps: int, lr: float, plan: TrainPlan) -> LoopConfig:
@@ -158,7 +185,7 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
     With `decoder_of`, only that checkpoint's decoder trains (see `_decoder_export`)."""
     from realtime.training.media import real_images
 
-    plan, cfg = PLANS[a.preset], get_preset(a.preset)
+    plan, cfg = _plan(a), get_preset(a.preset)
     # under the preset: a checkpoint from before `decoder_motion` gains it at zero weight
     source = None if a.decoder_of is None else load_checkpoint(a.decoder_of, a.preset, "cpu")
     if a.decoder_motion or a.counterfactual > 0:
@@ -211,6 +238,7 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
         trained = model.ae
     ae_cfg = AEConfig(batch=plan.ae_batch, region_weight=_given(a.region_weight, 0.0),
                       temporal_weight=a.temporal_weight)
+    _check_resume_batch(a, ae_cfg.batch, "ae" if source is None else "decoder_finetune")
     loop = _loop_cfg(a, plan.ae_steps, plan.ae_lr, plan)
 
     def plain(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
@@ -238,7 +266,8 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
     def export(step_no: int) -> None:
         folded = copy.deepcopy(model).cpu().eval()
         if a.decoder_of is not None:        # the encoder is as it was: nothing to fold
-            metrics.update({"step": step_no, "region_weight": ae_cfg.region_weight,
+            metrics.update({"step": step_no, "batch": ae_cfg.batch,
+                            "region_weight": ae_cfg.region_weight,
                             "on_student": a.on_student, "counterfactual": a.counterfactual,
                             "counterfactual_streams": a.counterfactual_streams,
                             "temporal_weight": ae_cfg.temporal_weight,
@@ -249,7 +278,8 @@ def run_ae(a: StageArgs) -> dict[str, Any]:
             _decoder_export(folded, a.decoder_of, a.out, a.preset, metrics)
             return
         fold_latent_stats(folded.ae, pool.images[:: max(1, len(pool) // 512)])
-        metrics.update({"step": step_no, "region_weight": ae_cfg.region_weight,
+        metrics.update({"step": step_no, "batch": ae_cfg.batch,
+                        "region_weight": ae_cfg.region_weight,
                    **{f"psnr_{k}_heldout": reconstruction_psnr(folded.ae, v)
                       for k, v in held.items()},
                    "frames_studio_train": len(studio), "frames_real_train": len(real),
@@ -308,7 +338,7 @@ def run_teacher(a: StageArgs) -> dict[str, Any]:
     """Flow-matching teacher with CFG dropout, from the AE checkpoint `init`."""
     if a.init is None:
         raise ValueError("the teacher starts from an autoencoder checkpoint: pass --init")
-    plan, cfg = PLANS[a.preset], get_preset(a.preset)
+    plan, cfg = _plan(a), get_preset(a.preset)
     model = _load_trainable(a.init, a.preset)
     pair_weight = _given(a.pair_weight, plan.pair_weight)
     data, twins = _training_latents(model, a.data, cfg, pair_weight)
@@ -317,11 +347,12 @@ def run_teacher(a: StageArgs) -> dict[str, Any]:
                          steps=plan.teacher_sample_steps, guidance=plan.guidance,
                          region_weight=_given(a.region_weight, 0.0), pair_weight=pair_weight,
                          window_noise=_given(a.window_noise, 0.0))
+    _check_resume_batch(a, tcfg.batch)
     loop = _loop_cfg(a, plan.teacher_steps, plan.teacher_lr, plan)
     meta = {"stage": "teacher", "preset": a.preset, "trained": True,
             "teacher_steps": tcfg.steps, "guidance": tcfg.guidance,
             "region_weight": tcfg.region_weight, "pair_weight": tcfg.pair_weight,
-            "window_noise": tcfg.window_noise}
+            "window_noise": tcfg.window_noise, "batch": tcfg.batch}
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         return teacher_step(model.dit, data, ctx, tcfg, twins)
@@ -368,7 +399,7 @@ def _student_teacher(a: StageArgs) -> tuple[Path, dict[str, Any]]:
 
 def run_student(a: StageArgs) -> dict[str, Any]:
     """Self-forcing distillation of the teacher into the student (from `init`)."""
-    plan, cfg = PLANS[a.preset], get_preset(a.preset)
+    plan, cfg = _plan(a), get_preset(a.preset)
     teacher_dir, info = _student_teacher(a)
     assert a.init is not None                   # checked by _student_teacher
     teacher = load_checkpoint(teacher_dir, a.preset, "cpu").float()
@@ -388,6 +419,7 @@ def run_student(a: StageArgs) -> dict[str, Any]:
                          pair_weight=pair_weight)
     max_hist = (data.n_frames // cfg.chunk) - 1
     scfg = replace(scfg, max_history=min(scfg.max_history, max_hist))
+    _check_resume_batch(a, scfg.batch)
     pool = StreamPool(student.dit, teacher.dit, data, scfg, device, twins)
     loop = _loop_cfg(a, plan.student_steps, plan.student_lr, plan)
     meta = {"stage": "student", "preset": a.preset, "trained": True,
@@ -395,7 +427,7 @@ def run_student(a: StageArgs) -> dict[str, Any]:
             "distilled_steps": list(scfg.step_choices), "cache_write": cfg.cache_write,
             "max_age": scfg.max_age, "gt_weight": scfg.gt_weight,
             "gt_weight_long": scfg.gt_weight_long, "region_weight": scfg.region_weight,
-            "pair_weight": scfg.pair_weight}
+            "pair_weight": scfg.pair_weight, "batch": scfg.batch}
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         return student_step(pool, ctx, scfg)

@@ -33,6 +33,8 @@ def test_train_all_builds_the_data_trains_every_stage_and_resumes(tmp_path: Path
     # a resume must train the rest as the first part was trained
     with pytest.raises(ValueError, match="pair_weight"):
         run_recipe(RecipeArgs(**{**vars(args), "resume": True, "pair_weight": 0.0}))
+    with pytest.raises(ValueError, match="batch_scale"):
+        run_recipe(RecipeArgs(**{**vars(args), "resume": True, "batch_scale": 2}))
 
     record = run_recipe(RecipeArgs(**{**vars(args), "resume": True}))
     assert sorted(record["stages"]) == sorted(name for name, _ in SHARES)

@@ -554,3 +554,60 @@ def test_counterfactual_on_streams_records_itself_and_needs_the_streams(
             run_ae(StageArgs("tiny", tiny_data, tmp_path / "x", decoder_of=tiny_ckpt,
                              counterfactual_streams=True, steps=1, progress=False,
                              real_media=False, **bad))
+
+
+def test_batch_scale_and_budget_reach_the_student_and_a_resume_keeps_them(
+        tiny_data: Path, tiny_ckpt: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--batch-scale N` trains on N times the plan's streams per step (what a GPU run
+    of the cpu architecture uses), `--budget MIN` plans the step count from the rate it
+    measures, and resuming with another batch is refused instead of changing what the
+    planned schedule was for."""
+    from realtime.cli import main
+    from realtime.training.stages import PLANS
+
+    out = tmp_path / "s"
+    base = ["train", "student", "--preset", "tiny", "--data", str(tiny_data), "--init",
+            str(tiny_ckpt), "--out", str(out), "--no-progress"]
+    assert main(base + ["--batch-scale", "2", "--budget", "0.05"]) == 0
+    meta = json.loads((out / "config.json").read_text())["meta"]
+    assert meta["batch"] == 2 * PLANS["tiny"].student_batch
+    events = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "planned" for e in events)
+    capsys.readouterr()
+    assert main(base + ["--resume", "--steps", str(meta["step"] + 1)]) == 2
+    assert "trained with batch 4, not 2" in capsys.readouterr().err
+    assert main(base + ["--batch-scale", "2", "--steps", "3", "--budget", "1"]) == 2
+    assert "leave out --steps" in capsys.readouterr().err
+
+
+def test_training_gradients_are_the_same_where_the_triton_kernels_run(
+        tiny_data: Path) -> None:
+    """On a GPU every entry point runs its Triton kernel, and those are forward-only.
+    A student step there must still train every weight as it does on the CPU: with the
+    kernels forced (as on CUDA, here under Triton's interpreter), the loss and every
+    gradient of the DiT equal the PyTorch path's; without gradients the kernels run."""
+    from kernels._dispatch import backend_for, force_backend
+
+    cfg = get_preset("tiny")
+    data = encode_clips(_model().ae, load_clips(tiny_data, "train", cfg))
+    teacher = AnimationModel.random(cfg, seed=1, zero_init=False).dit
+    scfg = StudentConfig(batch=1, max_history=2, teacher_steps=2)
+
+    def grads(backend: str | None) -> tuple[float, dict[str, torch.Tensor]]:
+        student = AnimationModel.random(cfg, seed=2, zero_init=False).dit
+        with force_backend(backend):      # type: ignore[arg-type]
+            pool = StreamPool(student, teacher, data, scfg, "cpu")
+            loss, _ = student_step(pool, _fixed_ctx(3), scfg)
+            loss.backward()
+        return float(loss.detach()), {n: p.grad.clone() for n, p in student.named_parameters()
+                             if p.grad is not None}
+
+    loss_t, want = grads(None)
+    loss_k, got = grads("triton")
+    assert loss_k == pytest.approx(loss_t, rel=1e-4)
+    assert want.keys() == got.keys() and "blocks.0.ada.weight" in want
+    for n in want:
+        torch.testing.assert_close(got[n], want[n], rtol=2e-3, atol=1e-5, msg=n)
+    with force_backend("triton"), torch.no_grad():
+        assert backend_for(torch.zeros(1, requires_grad=True)) == "triton"
