@@ -4,8 +4,8 @@
 - a CPU tensor runs the PyTorch path, unless TRITON_INTERPRET=1 is set, in which
   case the Triton kernel runs under Triton's CPU interpreter (how CI checks kernels);
 - `force_backend(...)` overrides both: the test hook that runs any backend;
-- inputs that need gradients (training) run the PyTorch path everywhere: the Triton
-  kernels are forward-only.
+- inputs that need gradients, and anything under autocast (training), run the
+  PyTorch path everywhere: the Triton kernels are forward-only and single-dtype.
 
 Triton decides at *decoration* time whether `@triton.jit` compiles or interprets,
 so one imported kernel module cannot serve both a GPU and the interpreter. The
@@ -38,11 +38,14 @@ _interpreted: dict[str, ModuleType] = {}
 
 def backend_for(t: torch.Tensor, *more: torch.Tensor) -> Backend:
     """The backend an entry point uses for inputs living where `t` lives. The Triton
-    kernels are forward-only (their outputs carry no autograd history): when autograd
-    must differentiate through any of `t, *more` (training), the PyTorch path runs,
-    on any device and whatever is forced; otherwise gradients would silently stop
-    at the kernel's output."""
+    kernels are forward-only (their outputs carry no autograd history) and take one
+    dtype throughout. So the PyTorch path runs, on any device and whatever is forced,
+    when autograd must differentiate through any of `t, *more` (gradients would
+    otherwise stop silently at the kernel's output) and under autocast (which hands
+    an entry point bf16 activations beside an fp32 cache): training, in both cases."""
     if torch.is_grad_enabled() and any(x.requires_grad for x in (t, *more)):
+        return "torch"
+    if torch.is_autocast_enabled(t.device.type):
         return "torch"
     if _forced is not None:
         return _forced

@@ -611,3 +611,6 @@ def test_training_gradients_are_the_same_where_the_triton_kernels_run(
         torch.testing.assert_close(got[n], want[n], rtol=2e-3, atol=1e-5, msg=n)
     with force_backend("triton"), torch.no_grad():
         assert backend_for(torch.zeros(1, requires_grad=True)) == "triton"
+        # bf16 autocast (training on CUDA) mixes dtypes the kernels do not take
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert backend_for(torch.zeros(1)) == "torch"
