@@ -90,3 +90,4 @@ cp "$work/student/teacher/config.json" "$work/student/teacher/model.safetensors"
 cp "$work/teacher/log.jsonl" "$out/teacher-log.jsonl"
 cp "$work/student/log.jsonl" "$out/student-log.jsonl"
 step done
+sleep 1     # let tee write the log's last lines before the call collects $OUT

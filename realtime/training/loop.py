@@ -15,7 +15,12 @@ owns everything else:
   (`fit_steps`). They run inside the warm-up, whose learning rate does not depend
   on the step count, so the run is the one a run planned for that count from the
   start would have been; the count is saved with the state, and a resumed run
-  keeps it.
+  keeps it. The first quarter of those steps is not timed (a GPU's first steps
+  pay for its warm-up). The run that planned re-plans at each checkpoint before
+  the last quarter of its schedule when the rate since the last checkpoint says
+  the time left holds over 10 % more or fewer steps than planned (a machine busy
+  with other work while the rate was measured, or freed later): the schedule then
+  stretches or shrinks from that step on.
 
 Exact resume works because nothing random happens outside the two generators in
 `StepContext` (plus torch's global generator, which is saved too), and batches are
@@ -253,6 +258,10 @@ def train_loop(
     # fit inside the warm-up (a run resumed before its plan too), else after fit_after
     fit_at = (min(start + cfg.fit_after, cfg.warmup) if start < cfg.warmup
               else start + cfg.fit_after)
+    timed_from = start + (fit_at - start) // 4      # the steps before it are not timed
+    t_timed = t0
+    replans = False                 # only the run that planned re-plans (not a resume)
+    window: tuple[float, int] | None = None     # (time, step) of the last checkpoint
     bar = _progress(cfg.progress, cfg.steps, step, name)
     update = next(bar)
 
@@ -265,7 +274,7 @@ def train_loop(
                 # the steps so far give the rate; a checkpoint made now, what one costs
                 # (the stages' exports evaluate held-out frames)
                 t_ckpt = time.perf_counter()
-                step_s = (t_ckpt - t0) / max(1, step - start)
+                step_s = (t_ckpt - t_timed) / max(1, step - timed_from)
                 save_state(state_path, modules, opt, step, rng, gen, extra(), None)
                 if on_checkpoint is not None:
                     on_checkpoint(step)
@@ -273,6 +282,7 @@ def train_loop(
                 left = cfg.deadline - time.monotonic()
                 planned = fit_steps(step, left, step_s, checkpoint_s, cfg.checkpoint_every)
                 cfg = replace(cfg, steps=planned)
+                replans = True
                 update(step, result.losses[-1] if result.losses else float("nan"),
                        total=planned)
                 log.write({"event": "planned", "stage": name, "step": step,
@@ -286,6 +296,8 @@ def train_loop(
                     on_checkpoint(step)
                 log.write({"event": "stopped", "stage": name, "step": step})
                 break
+            if step == timed_from and planned is None:
+                t_timed = time.perf_counter()
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, cfg)
             ctx = StepContext(step=step, device=device, rng=rng, gen=gen)
@@ -310,6 +322,22 @@ def train_loop(
                 save_state(state_path, modules, opt, step, rng, gen, extra(), planned)
                 if on_checkpoint is not None:
                     on_checkpoint(step)
+                if replans and planned is not None and cfg.deadline is not None:
+                    # the rate from the last checkpoint to this one, its cost included
+                    now = time.perf_counter()
+                    last, window = window, (now, step)
+                    if last is None or step >= 0.75 * planned:
+                        continue
+                    rate = (now - last[0]) / (step - last[1])
+                    left = cfg.deadline - time.monotonic()
+                    fitted = step + max(1, int(left / max(rate, 1e-9)))
+                    if abs(fitted - planned) > 0.1 * planned:
+                        log.write({"event": "replanned", "stage": name, "step": step,
+                                   "steps": fitted, "was": planned,
+                                   "seconds_left": round(left, 1), "step_s": round(rate, 4)})
+                        planned = fitted
+                        cfg = replace(cfg, steps=planned)
+                        update(step, value, total=planned)
     finally:
         bar.close()
     result.step = step

@@ -156,3 +156,30 @@ def test_the_plan_leaves_time_for_the_checkpoints(
     # 2 s of steps, a 5 s checkpoint, then 2 s per step (1 + 5/5) with a last checkpoint
     assert res.step == 2 + (93 - 5) // 2
     assert clock.now == pytest.approx(cfg.deadline, abs=5.0)
+
+
+def test_a_run_whose_machine_frees_up_replans_to_use_its_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rate is measured while the machine is busy (3 s a step), then it frees up
+    (1 s a step): the plan made then would end the run at a third of its time, so the
+    run re-plans at its next checkpoint and ends on time, its schedule decayed."""
+    clock = _Clock()
+    monkeypatch.setattr(loop, "time", clock)
+    model, fn = _problem()
+
+    def step_fn(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        clock.now += 3.0 if ctx.step < 10 else 1.0
+        return fn(ctx)
+
+    cfg = _cfg(1000)
+    cfg.deadline, cfg.warmup, cfg.checkpoint_every = clock.now + 200.0, 10, 10
+    log = tmp_path / "log.jsonl"
+    res = train_loop("t", {"m": model}, step_fn, cfg, tmp_path, json_log=log)
+    records = _records(log)
+    first = [r["steps"] for r in records if r.get("event") == "planned"]
+    again = [r["steps"] for r in records if r.get("event") == "replanned"]
+    assert first and first[0] < 80                 # planned at 3 s a step
+    assert again and again[0] > 150                 # then at 1 s a step
+    assert res.step > 170 and clock.now == pytest.approx(cfg.deadline, abs=3.0)
+    lrs = [r["lr"] for r in records if "lr" in r]
+    assert lrs[-1] == pytest.approx(0.1 * cfg.lr, rel=0.05)
