@@ -4,6 +4,9 @@ Each sample (one clip) holds what the model sees and what it should produce:
 
     reference        (n_ref, R, R, 3) uint8   identity images: rest pose, + one more
                                               pose/framing, on the clip's background
+    reference_shot   (1, R, R, 3) uint8       the rest pose through the clip's own camera:
+                                              the character where and as large as the
+                                              frames draw it, as a session's reference is
     skeleton_body    (len(BODY_BONES),)       the character's bone lengths
     skeleton_hand    (len(HAND_BONES),)
     rest_root        (2,)
@@ -50,7 +53,7 @@ import numpy as np
 from realtime.avatars.augment import AugmentConfig, augment_clip
 from realtime.avatars.character import Character, make_character
 from realtime.avatars.motion import ProceduralMotion, to_pose
-from realtime.avatars.render import Framing, framing_for, render, render_reference
+from realtime.avatars.render import Framing, framing_for, render, render_reference, rest_pose
 from realtime.motion.types import HAND_BONES, NormalizedMotion
 
 SPLITS: tuple[str, ...] = ("train", "heldout_character", "heldout_motion")
@@ -215,6 +218,7 @@ def make_sample(p: ClipPlan, config: DatasetConfig, tracks: _Tracks,
                   _camera(char, ("upper", "face")[int(rng.integers(2))], rng), scene[1])[..., :3]
     sample: dict[str, np.ndarray] = {
         "reference": np.stack([render_reference(char, r, *scene), ref2]),
+        "reference_shot": render(char, rest_pose(char), r, scene[0], cam, scene[1])[None, ..., :3],
         "frames": frames,
         "skeleton_body": char.skeleton.body.astype(np.float32),
         "skeleton_hand": char.skeleton.hand.astype(np.float32),

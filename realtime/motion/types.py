@@ -165,6 +165,17 @@ class Skeleton:
     def torso(self) -> float:
         return float(self.body[SPINE_BONE])
 
+    def through(self, center: tuple[float, float], zoom: float) -> Skeleton:
+        """The skeleton as a camera centred on canvas point `center` with `zoom` sees
+        it (canvas p lands at (p - center) * zoom + 0.5 of a square frame): bones x
+        zoom, rest root moved into the frame. Retargeting onto it puts the character
+        where that camera draws it (the avatar studio's framings)."""
+        cx, cy = center
+        root = ((self.rest_root[0] - cx) * zoom + 0.5, (self.rest_root[1] - cy) * zoom + 0.5)
+        return Skeleton(body=np.asarray(self.body, np.float64) * zoom,
+                        hand=np.asarray(self.hand, np.float64) * zoom,
+                        rest_root=(float(root[0]), float(root[1])))
+
 
 @dataclass
 class Pose:

@@ -3,6 +3,9 @@
 The student runs exactly as in a session (`realtime.engine.StreamingEngine`: same
 cache, same sampler, same decode); the teacher (a `teacher/` checkpoint beside the
 student's, or `--teacher`) runs its many-step guided sampler over the same stream.
+Each clip's reference is its character at rest through the clip's own camera, as a
+session's reference shares its stream's camera (`studio.shot_references`; figures
+from before stop 26 gave a full-body reference to every framing).
 Reported (JSON with `--json`):
 
     psnr, ssim            whole frame, student at its default steps, vs ground truth
@@ -474,7 +477,8 @@ def evaluate(
         outs.append(s.frames)
         ms.extend(s.ms_per_frame[1:] or s.ms_per_frame)   # first chunk: warm-up
     summary: dict[str, Any] = {**_mean(rows), "steps": steps, "clips": len(clips),
-                               "frames_per_clip": _usable(clips[0], cfg.chunk)}
+                               "frames_per_clip": _usable(clips[0], cfg.chunk),
+                               "reference": "shot"}    # see the module docstring
     summary.update(follow(model, clips, rows, steps, seed))
     parts = {part: HAND_CHANNELS if part == "hand" else FACE_CHANNELS
              for part in (held or {})}

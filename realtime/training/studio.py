@@ -49,12 +49,44 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
 
 def framed_skeleton(body: np.ndarray, hand: np.ndarray, rest_root: np.ndarray,
                     framing: np.ndarray) -> Skeleton:
-    """The skeleton as seen through a studio camera (center x, y, zoom): the renderer
-    maps canvas p to (p - center) * zoom + 0.5 of a square frame."""
+    """The skeleton as seen through a studio camera (center x, y, zoom)."""
     cx, cy, zoom = (float(v) for v in framing)
-    root = ((float(rest_root[0]) - cx) * zoom + 0.5, (float(rest_root[1]) - cy) * zoom + 0.5)
-    return Skeleton(body=np.asarray(body, np.float64) * zoom,
-                    hand=np.asarray(hand, np.float64) * zoom, rest_root=root)
+    rest = Skeleton(body=np.asarray(body), hand=np.asarray(hand),
+                    rest_root=(float(rest_root[0]), float(rest_root[1])))
+    return rest.through((cx, cy), zoom)
+
+
+def reframe(image: np.ndarray, framing: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) drawn through the "full" camera (centre 0.5, 0.5, zoom 1) ->
+    the same picture through `framing` (centre x, y, zoom): canvas p sits at
+    (p - centre) * zoom + 0.5 of the frame, so in grid_sample's [-1, 1] units a frame
+    point u reads the full picture at u / zoom + 2 centre - 1 (edges repeat)."""
+    cx, cy, zoom = (float(v) for v in framing)
+    theta = torch.tensor([[[1 / zoom, 0.0, 2 * cx - 1], [0.0, 1 / zoom, 2 * cy - 1]]])
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return y[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+
+
+def shot_references(sample: dict[str, Any]) -> np.ndarray:
+    """The sample's identity images with the first one shown as its frames are shot.
+
+    A session's reference and its stream share a camera: retargeting onto the
+    character's skeleton puts the avatar where its reference shows it (a built-in
+    character's full-body reference gives a full-body stream). The studio films each
+    clip through its own framing (full, upper body, face) while its first reference is
+    always full-body, so training on that pair asks the model to zoom a ten-pixel face
+    up to forty, which a session never asks. The rest pose through the clip's own
+    camera (`reference_shot`) is the pair a session gives; datasets built before it
+    get the full-body picture resampled through the same camera (blurrier where it
+    zooms in). The second reference (another pose and framing) is kept as it is."""
+    refs = np.asarray(sample["reference"])
+    if "reference_shot" in sample:
+        first = np.asarray(sample["reference_shot"])[0]
+    else:
+        first = reframe(refs[0], np.asarray(sample["framing"]))
+    return np.concatenate([first[None], refs[1:]])
 
 
 def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig) -> Clip:
@@ -71,7 +103,7 @@ def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig) -> Clip:
     return Clip(
         character=str(meta.get("character", "?")),
         motion=str(meta.get("source", "?")),
-        reference=_resize(sample["reference"][:cfg.ref_frames], cfg.resolution),
+        reference=_resize(shot_references(sample)[:cfg.ref_frames], cfg.resolution),
         frames=_resize(sample["frames"], cfg.resolution),
         pose=np.stack([c.pose_maps for c in conds]),
         face=np.stack([c.face for c in conds]).astype(np.float32),
