@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--character", help="built-in character (default: the first one)")
     who.add_argument("--reference", help="reference image (PNG/JPEG) of the character")
+    parser.add_argument("--framing", choices=("full", "upper", "face"), default="full",
+                        help="shot of a built-in character: full body, upper (head to hips) "
+                             "or face")
     parser.add_argument("--driving", required=True, help="driving video, or a .npz motion "
                         "track from `marionette motion`")
     parser.add_argument("--out", required=True, help="output video (.mp4)")
@@ -169,12 +172,15 @@ def _strip_recorder(args: argparse.Namespace, pipe: AnimationPipeline,
     else:
         length = _video_frames_count(driving)
     total = min(filter(None, (length, args.max_frames)), default=None)
-    character = None
+    character = camera = None
     if pipe.character is not None:
         from realtime.avatars import gallery
+        from realtime.avatars.render import framing_for
 
         character = gallery.get(pipe.character)
-    return StripRecorder(pick_frames(total, args.strip_columns), character=character)
+        camera = framing_for(character, pipe.framing)
+    return StripRecorder(pick_frames(total, args.strip_columns), character=character,
+                         camera=camera)
 
 
 def _video_frames_count(path: Path) -> int | None:
@@ -275,8 +281,8 @@ def _run(args: argparse.Namespace) -> int:
     except (CheckpointError, KeyError) as e:
         raise InputError(str(e).strip("'\"")) from e
     try:
-        pipe = AnimationPipeline(model, character=args.character, steps=args.steps,
-                                 seed=args.seed)
+        pipe = AnimationPipeline(model, character=args.character, framing=args.framing,
+                                 steps=args.steps, seed=args.seed)
         if reference is not None:
             pipe.set_reference_image(reference)
     except KeyError as e:
@@ -322,6 +328,7 @@ def _run(args: argparse.Namespace) -> int:
         "preset_resolution": model.cfg.resolution,
         "chunk": model.cfg.chunk,
         "character": pipe.character,
+        "framing": pipe.framing,
         "out": str(args.out),
         "ms_per_frame": stage_summary(out_frames, model.cfg.chunk),
     }

@@ -104,8 +104,10 @@ class FramePipeline(Protocol):
         """`generate([prepare_motion(...)])` on the calling thread."""
         ...
 
-    def set_character(self, name: str) -> None:
-        """Switch to a built-in gallery character. KeyError for an unknown name."""
+    def set_character(self, name: str, framing: str = "full") -> None:
+        """Switch to a built-in gallery character, shot in `framing` ("full",
+        "upper", "face"). KeyError for an unknown name, ValueError for an unknown
+        framing."""
         ...
 
     def set_reference_image(self, image: np.ndarray) -> None:
@@ -165,7 +167,7 @@ class EchoPipeline:
     ) -> list[GeneratedFrame]:
         return self.generate([self.prepare_motion(motion, frame_id, t_capture)])
 
-    def set_character(self, name: str) -> None:
+    def set_character(self, name: str, framing: str = "full") -> None:
         pass
 
     def set_reference_image(self, image: np.ndarray) -> None:

@@ -47,6 +47,7 @@ class AnimationPipeline:
         model: AnimationModel,
         *,
         character: str | None = None,
+        framing: str = "full",
         steps: int | None = None,
         seed: int = 0,
     ) -> None:
@@ -57,12 +58,13 @@ class AnimationPipeline:
         self._extractor: MotionExtractor | None = None
         self.skeleton: Skeleton = _default_skeleton()
         self.character: str | None = None
+        self.framing: str | None = framing
         self.last_pose: Pose | None = None          # for offline pictures (realtime/strip.py)
         if character is None:
             from realtime.avatars import gallery
 
             character = gallery.names()[0]
-        self.set_character(character)
+        self.set_character(character, framing)
 
     @property
     def resolution(self) -> tuple[int, int]:
@@ -148,16 +150,28 @@ class AnimationPipeline:
     # --- controls: character, reference, steps on the model thread; filter and
     # calibration on the motion thread (see realtime.frames.FramePipeline) -------------
 
-    def set_character(self, name: str) -> None:
+    def set_character(self, name: str, framing: str = "full") -> None:
         """Built-in character: its rendered reference into the identity sink, its
-        skeleton for retargeting. KeyError for an unknown name."""
-        from realtime.avatars import gallery
-        from realtime.avatars.render import render_reference
+        skeleton for retargeting. KeyError for an unknown name, ValueError for an
+        unknown framing.
 
+        `framing` is the shot: "full" (the whole figure), "upper" (head to hips) or
+        "face". The reference is the character at rest through that camera and the
+        skeleton is seen through the same one, so the stream is drawn in that shot
+        (reference and stream share a camera, as the model was trained)."""
+        from realtime.avatars import gallery
+        from realtime.avatars.render import FRAMINGS, framing_for, render, rest_pose
+
+        if framing not in FRAMINGS:
+            raise ValueError(f"framing {framing!r}; expected one of {', '.join(FRAMINGS)}")
         character = gallery.get(name)
-        self.engine.set_reference([render_reference(character, self.engine.cfg.resolution)])
-        self.skeleton = character.skeleton
+        cam = framing_for(character, framing)
+        size = self.engine.cfg.resolution
+        ref = render(character, rest_pose(character), size, "plain", cam)[..., :3]
+        self.engine.set_reference([ref])
+        self.skeleton = character.skeleton.through(cam.center, cam.zoom)
         self.character = name
+        self.framing = framing
 
     def set_reference_image(self, image: np.ndarray) -> None:
         """An uploaded RGB image as the identity; retargets to the default skeleton.
@@ -165,6 +179,7 @@ class AnimationPipeline:
         self.engine.set_reference([image])
         self.skeleton = _default_skeleton()
         self.character = None
+        self.framing = None                         # an uploaded picture is its own shot
 
     def set_steps(self, steps: int) -> None:
         self.engine.set_steps(steps)

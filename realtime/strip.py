@@ -9,7 +9,9 @@ Offline only; nothing here runs live.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,6 +43,24 @@ def _square(image: np.ndarray, size: int) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
+def _on_canvas(pose: Pose, camera: Any) -> Pose:
+    """A pose retargeted onto a skeleton seen through `camera` (frame coordinates) back
+    on the character's canvas, where the studio renderer poses it before its camera
+    frames it: q = (p - centre) * zoom + 0.5, so p = (q - 0.5) / zoom + centre."""
+    if camera is None:
+        return pose
+    shift = np.array([0.5, 0.5, 0.0])
+    centre = np.array([camera.center[0], camera.center[1], 0.0])
+
+    def back(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else (a - shift) / camera.zoom + centre
+
+    body = back(pose.body)
+    assert body is not None
+    return dataclasses.replace(pose, body=body, left_hand=back(pose.left_hand),
+                               right_hand=back(pose.right_hand))
+
+
 @dataclass
 class StripRecorder:
     """Collects the rows for chosen frame ids while `animate` runs."""
@@ -48,6 +68,7 @@ class StripRecorder:
     frame_ids: set[int]
     size: int = 160
     character: object | None = None          # realtime.avatars Character, if built-in
+    camera: object | None = None             # its realtime.avatars Framing (None: full)
     rows: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def wants(self, frame_id: int) -> bool:
@@ -66,7 +87,8 @@ class StripRecorder:
         if self.character is not None:
             from realtime.avatars.render import render
 
-            rgba = render(self.character, pose, self.size, background="plain")  # type: ignore[arg-type]
+            rgba = render(self.character, _on_canvas(pose, self.camera), self.size,  # type: ignore[arg-type]
+                          background="plain", framing=self.camera)  # type: ignore[arg-type]
             row["studio"] = rgba[..., :3]
 
     def record_output(self, frame_id: int, image: np.ndarray) -> None:

@@ -2,7 +2,9 @@
 
 Client -> server (JSON objects, one per message):
 
-    {"type": "character", "name": "robot"}          built-in gallery character
+    {"type": "character", "name": "robot"}          built-in gallery character, shot
+    {"type": "character", "name": "robot",           full-body, or in "upper" (head to
+     "framing": "upper"}                              hips) or "face" framing
     {"type": "reference", "image": "<base64>"}       upload a reference image; split
     {"type": "reference", "image": "<base64 part>",  big ones into parts (data channel
      "part": i, "parts": n}                           messages are capped at 64 KiB)
@@ -43,6 +45,8 @@ MAX_REFERENCE_PIXELS = 4096 * 4096          # decoded size: decompression bombs 
 MAX_REFERENCE_PARTS = 256
 REFERENCE_MODES = ("RGB", "RGBA", "L", "LA", "P")
 REFERENCE_FORMATS = ("PNG", "JPEG", "WEBP")
+# realtime.avatars.render.FRAMINGS, spelled out so that parsing does not import skia
+FRAMINGS = ("full", "upper", "face")
 MESSAGE_TYPES = ("character", "reference", "fps", "steps", "filter", "reset_calibration",
                  "demo", "ping")
 
@@ -75,6 +79,8 @@ def parse(text: str | bytes) -> ControlMessage:
                                  f"expected one of {', '.join(MESSAGE_TYPES)}")
     if kind == "character" and not isinstance(body.get("name"), str):
         raise ControlError(kind, "'character' needs a string 'name'")
+    if kind == "character" and body.get("framing", "full") not in FRAMINGS:
+        raise ControlError(kind, f"'character' framing must be one of {', '.join(FRAMINGS)}")
     if kind == "reference":
         if not isinstance(body.get("image"), str):
             raise ControlError(kind, "'reference' needs a base64 string 'image'")

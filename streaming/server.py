@@ -40,6 +40,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from realtime.frames import EchoPipeline, FramePipeline
 from streaming import auth, codecs
+from streaming.control import FRAMINGS
 from streaming.metrics import Metrics
 from streaming.session import Session, SessionConfig
 from streaming.tracks import ViewerTrack
@@ -350,6 +351,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="denoising steps each session starts at, 1-4 (default: the "
                              "checkpoint's); a session can change its own with the 'steps' "
                              "control message")
+    parser.add_argument("--framing", choices=FRAMINGS, default="full",
+                        help="shot each session's built-in character starts in: full body, "
+                             "upper (head to hips) or face; a session can change it with "
+                             "the 'character' control message")
     parser.add_argument("--engine", choices=("model", "echo"), default="model",
                         help="model: animate a character; echo: return the camera (transport "
                              "testing)")
@@ -379,7 +384,7 @@ def build_factory(args: argparse.Namespace) -> PipelineFactory:
     from realtime.pipeline import create_pipeline_factory
 
     factory: PipelineFactory = create_pipeline_factory(args.checkpoint, args.preset,
-                                                       steps=args.steps)
+                                                       steps=args.steps, framing=args.framing)
     return factory
 
 

@@ -236,15 +236,15 @@ class Session:
         elif msg.type == "demo":
             self._set_demo(bool(body["on"]))
         elif msg.type == "character":
-            name = body["name"]
+            name, framing = body["name"], body.get("framing", "full")
 
             def set_character(p: FramePipeline) -> dict[str, Any]:
                 try:
-                    p.set_character(name)
+                    p.set_character(name, framing)
                 except KeyError:
                     raise control.ControlError("character",
                                                f"unknown character {name!r}") from None
-                return {"name": name}
+                return {"name": name, "framing": framing}
 
             self._command("character", set_character, MODEL)
         elif msg.type == "reference":

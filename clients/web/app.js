@@ -22,6 +22,7 @@ const state = {
   offsetVotes: new Map(), rtpOffset: null,
   latencies: [], shown: [], telemetryCount: 0, lastRecord: null,
   sourceStream: null, fileUrl: null, demo: false,
+  character: null, characters: [],
 };
 window.marionette = state;   // for tests and curious users
 
@@ -313,14 +314,25 @@ async function loadCharacters() {
       img.src = withToken(`/avatars/${encodeURIComponent(name)}.png`);
       img.alt = img.title = name;
       img.onclick = () => {
-        sendControl({ type: "character", name });
+        state.character = name;
+        sendCharacter();
         box.querySelectorAll("img").forEach((i) => i.classList.toggle("chosen", i === img));
       };
       box.appendChild(img);
     }
+    state.characters = characters;
   } catch (e) {
     box.innerHTML = "<small>character list unavailable</small>";
   }
+}
+
+// The built-in character in the chosen shot (full body, upper body, face): the
+// server re-renders its reference through that camera and retargets into it.
+// Before any pick, the shot applies to the character sessions start with (the
+// gallery's first).
+function sendCharacter() {
+  const name = state.character || (state.characters || [])[0];
+  if (name) sendControl({ type: "character", name, framing: $("framing").value });
 }
 
 async function uploadReference(file) {
@@ -342,6 +354,7 @@ async function uploadReference(file) {
 $("start").onclick = start;
 $("stop").onclick = stop;
 $("upload").onchange = (e) => e.target.files[0] && uploadReference(e.target.files[0]);
+$("framing").onchange = () => sendCharacter();
 $("fps-in").onchange = (e) => sendControl({ type: "fps", value: Number(e.target.value) });
 $("steps").onchange = (e) => sendControl({ type: "steps", value: Number(e.target.value) });
 $("filter").onchange = (e) => sendControl({ type: "filter", value: Number(e.target.value) });

@@ -112,3 +112,40 @@ def test_strip_shows_condition_studio_render_and_output_per_chosen_frame(
         assert studio.std() > 10
     # the driver moves, so the columns' condition maps differ
     assert np.abs(tiles[0][0].astype(int) - tiles[0][2].astype(int)).sum() > 0
+
+
+def test_a_face_shot_draws_the_character_large_in_the_strips_studio_row(
+        inputs: dict[str, Path]) -> None:
+    """--framing face: the studio row (the ground truth of that shot) shows the
+    character filling the picture, not the full-body figure."""
+    from PIL import Image
+
+    from realtime.avatars import gallery
+
+    from realtime.motion.retarget import rest_body_landmarks
+
+    # a performer standing at rest, swaying (the shared track's random points make no
+    # figure a close shot could frame)
+    frames = []
+    for i in range(4):
+        body = np.ones((33, 4), np.float32)
+        body[:, :3] = 0.6 * rest_body_landmarks()
+        body[:, 0] += 0.5 + 0.02 * i
+        body[:, 1] += 0.6
+        frames.append(MotionFrame(i, i / 25, (240, 240), body, None, None, None,
+                                  confidence={"body": 1.0}))
+    track = inputs["dir"] / "standing.npz"
+    save_track(track, frames, meta={"fps": 25.0})
+    name = min(gallery.names(), key=lambda n: gallery.get(n).head_h)   # adult proportions
+    cover = {}
+    for framing in ("full", "face"):
+        strip, js = inputs["dir"] / f"{framing}.png", inputs["dir"] / f"{framing}.json"
+        assert main(["animate", "--driving", str(track), "--checkpoint", str(inputs["ckpt"]),
+                     "--quiet", "--character", name, "--framing", framing, "--out",
+                        str(inputs["dir"] / f"{framing}.mp4"), "--strip", str(strip),
+                     "--strip-columns", "2", "--json", str(js)]) == 0
+        assert json.loads(js.read_text())["framing"] == framing
+        studio = np.asarray(Image.open(strip).convert("RGB"))[162:322, :160].astype(int)
+        background = studio[0, 0]
+        cover[framing] = float((np.abs(studio - background).sum(-1) > 30).mean())
+    assert cover["face"] > 2 * cover["full"] and cover["full"] > 0.02, cover

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
+import torch
 
 from realtime.frames import GeneratedFrame
 from realtime.model.checkpoint import init_checkpoint
@@ -89,6 +90,46 @@ def test_character_and_reference_switch_mid_session(factory: Factory) -> None:
     q.set_reference_image(np.full((64, 48, 3), 200, np.uint8))
     assert q.character is None
     assert _run(q, motions[4:]).shape[0] == 2           # the session goes on
+
+
+def test_a_character_in_a_close_shot_is_drawn_larger_and_stays_in_the_picture(
+        factory: Factory) -> None:
+    from realtime.avatars import gallery
+    from realtime.avatars.render import framing_for
+    from realtime.motion.condition import render_condition
+    from realtime.motion.retarget import retarget
+    from realtime.training.metrics import FACE_CHANNELS, boxes_from_maps
+
+    # a character of adult proportions (the chibi ones' heads fill their full shot)
+    name = min(gallery.names(), key=lambda n: gallery.get(n).head_h)
+    p = factory()
+    motion = _motions(1)[0]
+    boxes = {}
+    for framing in ("full", "upper", "face"):
+        p.set_character(name, framing)
+        assert (p.character, p.framing) == (name, framing)
+        assert p.prepare_motion(motion, 0, 0.0).pose_maps.shape[0] == 16
+        # the session's retargeting, drawn finer than the tiny model's 16-pixel maps
+        cond = render_condition(retarget(motion, p.skeleton), 96)
+        box = boxes_from_maps(torch.from_numpy(cond.pose_maps[None]), FACE_CHANNELS, 96,
+                              margin=0.0)[0]
+        assert box is not None, framing
+        boxes[framing] = box
+
+    def side(b: tuple[int, int, int, int]) -> int:
+        return b[1] - b[0]
+
+    # the head grows with the shot's zoom (less than it: strokes have a fixed width)
+    zoom = {f: framing_for(gallery.get(name), f).zoom for f in boxes}
+    assert side(boxes["full"]) < side(boxes["upper"]) < side(boxes["face"])
+    for framing in ("upper", "face"):
+        grown = side(boxes[framing]) / side(boxes["full"])
+        assert zoom[framing] / 2 < grown <= zoom[framing], (framing, grown, zoom)
+    y0, y1, x0, x1 = boxes["face"]                    # and stays in the picture
+    assert abs((x0 + x1) / 192 - 0.5) < 0.2 and 0.2 < (y0 + y1) / 192 < 0.8
+    with pytest.raises(ValueError, match="framing"):
+        p.set_character(name, "knees")
+    assert p.framing == "face"                        # a refused change changes nothing
 
 
 @pytest.mark.slow

@@ -69,17 +69,18 @@ class RecordingPipeline(EchoPipeline):
     def __init__(self) -> None:
         super().__init__()
         self.character: str | None = None
+        self.framing: str | None = None
         self.reference: np.ndarray | None = None
         self.steps: int | None = 2       # as a model that runs 2 steps by default
         self.threads: set[str] = set()
         self.closed = False
         self.motions: list[object] = []
 
-    def set_character(self, name: str) -> None:
+    def set_character(self, name: str, framing: str = "full") -> None:
         self.threads.add(threading.current_thread().name)
         if name not in self.CHARACTERS:
             raise KeyError(name)
-        self.character, self.reference = name, None
+        self.character, self.framing, self.reference = name, framing, None
 
     def set_reference_image(self, image: np.ndarray) -> None:
         self.threads.add(threading.current_thread().name)

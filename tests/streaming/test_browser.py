@@ -132,6 +132,11 @@ async def test_page_receives_generated_video_and_shows_telemetry(tmp_path: Path)
             await page.set_input_files("#upload", str(upload))  # type: ignore[attr-defined]
             await wait_for(page, "document.getElementById('log').textContent"
                                  ".includes('\u2713 reference')", 15)
+            # choosing a shot re-sends the character in it, and the server takes it
+            await wait_for(page, "window.marionette.characters.length > 0")
+            await page.select_option("#framing", "upper")  # type: ignore[attr-defined]
+            await wait_for(page, "document.getElementById('log').textContent"
+                                 ".includes('\u2713 character')", 15)
             # a second viewer (an OBS browser source, another page) watches over WHEP
             viewer = await page.context.new_page()  # type: ignore[attr-defined]
             await viewer.goto(f"{running.url}/watch.html")

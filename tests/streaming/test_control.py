@@ -24,6 +24,7 @@ def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
     ("[1, 2]", "JSON object"),
     ('{"type": "teleport"}', "unknown control message"),
     ('{"type": "character"}', "'name'"),
+    ('{"type": "character", "name": "robot", "framing": "knees"}', "full, upper, face"),
     ('{"type": "fps", "value": 500}', "[1, 60]"),
     ('{"type": "steps", "value": 1.5}', "whole"),
     ('{"type": "filter", "value": "high"}', "numeric"),
@@ -39,6 +40,8 @@ def test_malformed_messages_are_refused_with_a_reason(text: str, reason: str) ->
 def test_valid_messages_parse() -> None:
     assert control.parse('{"type": "steps", "value": 2}').body["value"] == 2
     assert control.parse(json.dumps({"type": "character", "name": "robot"})).type == "character"
+    upper = control.parse(json.dumps({"type": "character", "name": "robot", "framing": "upper"}))
+    assert upper.body["framing"] == "upper"
 
 
 def test_rgba_png_decodes_to_rgb_on_white() -> None:

@@ -146,7 +146,7 @@ async def test_control_changes_apply_on_the_worker_and_bad_uploads_keep_the_char
     bomb = io.BytesIO()
     Image.new("L", (5000, 5000)).save(bomb, format="PNG")
     messages: list[dict[str, Any]] = [
-        {"type": "character", "name": "robot"},
+        {"type": "character", "name": "robot", "framing": "upper"},
         {"type": "character", "name": "no-such-character"},
         {"type": "reference", "image": base64.b64encode(b"GIF89a? no, garbage").decode()},
         {"type": "reference", "image": base64.b64encode(bomb.getvalue()).decode()},
@@ -172,6 +172,7 @@ async def test_control_changes_apply_on_the_worker_and_bad_uploads_keep_the_char
     assert any(m["type"] == "pong" and m["t"] == 1.5 for m in replies)
     (pipeline,) = pipelines
     assert pipeline.character == "robot" and pipeline.reference is None   # kept
+    assert pipeline.framing == "upper"
     assert pipeline.steps == 3
     assert pipeline.threads and all(t.startswith("pipeline-") for t in pipeline.threads)
     assert pipeline.closed                                                  # freed at the end

@@ -66,7 +66,7 @@ class StagedPipeline(EchoPipeline):
     def set_steps(self, steps: int) -> None:
         self._seen("steps")
 
-    def set_character(self, name: str) -> None:
+    def set_character(self, name: str, framing: str = "full") -> None:
         self._seen("character")
 
     def set_filter_strength(self, strength: float) -> None:
