@@ -121,7 +121,6 @@ def test_a_face_shot_draws_the_character_large_in_the_strips_studio_row(
     from PIL import Image
 
     from realtime.avatars import gallery
-
     from realtime.motion.retarget import rest_body_landmarks
 
     # a performer standing at rest, swaying (the shared track's random points make no
