@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from realtime.avatars.cli import FRAMINGS
 from realtime.frames import GeneratedFrame
 from realtime.motion.types import MotionFrame
 from realtime.strip import StripRecorder, pick_frames
@@ -49,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--character", help="built-in character (default: the first one)")
     who.add_argument("--reference", help="reference image (PNG/JPEG) of the character")
-    parser.add_argument("--framing", choices=("full", "upper", "face"), default="full",
+    parser.add_argument("--framing", choices=FRAMINGS, default="full",
                         help="shot of a built-in character: full body, upper (head to hips) "
                              "or face")
     parser.add_argument("--driving", required=True, help="driving video, or a .npz motion "

@@ -160,15 +160,14 @@ class AnimationPipeline:
         skeleton is seen through the same one, so the stream is drawn in that shot
         (reference and stream share a camera, as the model was trained)."""
         from realtime.avatars import gallery
-        from realtime.avatars.render import FRAMINGS, framing_for, render, rest_pose
+        from realtime.avatars.render import FRAMINGS, framing_for, render_reference
 
         if framing not in FRAMINGS:
             raise ValueError(f"framing {framing!r}; expected one of {', '.join(FRAMINGS)}")
         character = gallery.get(name)
         cam = framing_for(character, framing)
-        size = self.engine.cfg.resolution
-        ref = render(character, rest_pose(character), size, "plain", cam)[..., :3]
-        self.engine.set_reference([ref])
+        self.engine.set_reference([render_reference(character, self.engine.cfg.resolution,
+                                                    framing=cam)])
         self.skeleton = character.skeleton.through(cam.center, cam.zoom)
         self.character = name
         self.framing = framing

@@ -40,13 +40,13 @@ from typing import Any
 
 import numpy as np
 
+from realtime.avatars.cli import FRAMINGS
+
 MAX_REFERENCE_BYTES = 8 * 1024 * 1024      # encoded file size
 MAX_REFERENCE_PIXELS = 4096 * 4096          # decoded size: decompression bombs stop here
 MAX_REFERENCE_PARTS = 256
 REFERENCE_MODES = ("RGB", "RGBA", "L", "LA", "P")
 REFERENCE_FORMATS = ("PNG", "JPEG", "WEBP")
-# realtime.avatars.render.FRAMINGS, spelled out so that parsing does not import skia
-FRAMINGS = ("full", "upper", "face")
 MESSAGE_TYPES = ("character", "reference", "fps", "steps", "filter", "reset_calibration",
                  "demo", "ping")
 

@@ -38,9 +38,9 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from realtime.avatars.cli import FRAMINGS
 from realtime.frames import EchoPipeline, FramePipeline
 from streaming import auth, codecs
-from streaming.control import FRAMINGS
 from streaming.metrics import Metrics
 from streaming.session import Session, SessionConfig
 from streaming.tracks import ViewerTrack

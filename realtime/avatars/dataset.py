@@ -53,7 +53,7 @@ import numpy as np
 from realtime.avatars.augment import AugmentConfig, augment_clip
 from realtime.avatars.character import Character, make_character
 from realtime.avatars.motion import ProceduralMotion, to_pose
-from realtime.avatars.render import Framing, framing_for, render, render_reference, rest_pose
+from realtime.avatars.render import Framing, framing_for, render, render_reference
 from realtime.motion.types import HAND_BONES, NormalizedMotion
 
 SPLITS: tuple[str, ...] = ("train", "heldout_character", "heldout_motion")
@@ -218,7 +218,7 @@ def make_sample(p: ClipPlan, config: DatasetConfig, tracks: _Tracks,
                   _camera(char, ("upper", "face")[int(rng.integers(2))], rng), scene[1])[..., :3]
     sample: dict[str, np.ndarray] = {
         "reference": np.stack([render_reference(char, r, *scene), ref2]),
-        "reference_shot": render(char, rest_pose(char), r, scene[0], cam, scene[1])[None, ..., :3],
+        "reference_shot": render_reference(char, r, *scene, framing=cam)[None],
         "frames": frames,
         "skeleton_body": char.skeleton.body.astype(np.float32),
         "skeleton_hand": char.skeleton.hand.astype(np.float32),

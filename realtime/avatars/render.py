@@ -98,10 +98,11 @@ def rest_pose(character: Character) -> Pose:
 
 
 def render_reference(character: Character, size: int, background: str = "plain",
-                     bg_seed: int = 0) -> np.ndarray:
-    """(size, size, 3) uint8 RGB: the rest pose, full body, on the character's own plain
-    background (or the given one) — the identity image the model is conditioned on."""
-    return render(character, rest_pose(character), size, background, "full", bg_seed)[..., :3]
+                     bg_seed: int = 0, framing: str | Framing = "full") -> np.ndarray:
+    """(size, size, 3) uint8 RGB: the rest pose, on the character's own plain background
+    (or the given one), through `framing` (full body by default) — the identity image
+    the model is conditioned on, shot as the stream it conditions will be."""
+    return render(character, rest_pose(character), size, background, framing, bg_seed)[..., :3]
 
 
 def render(

@@ -141,7 +141,7 @@ def test_a_face_shot_draws_the_character_large_in_the_strips_studio_row(
         strip, js = inputs["dir"] / f"{framing}.png", inputs["dir"] / f"{framing}.json"
         assert main(["animate", "--driving", str(track), "--checkpoint", str(inputs["ckpt"]),
                      "--quiet", "--character", name, "--framing", framing, "--out",
-                        str(inputs["dir"] / f"{framing}.mp4"), "--strip", str(strip),
+                     str(inputs["dir"] / f"{framing}.mp4"), "--strip", str(strip),
                      "--strip-columns", "2", "--json", str(js)]) == 0
         assert json.loads(js.read_text())["framing"] == framing
         studio = np.asarray(Image.open(strip).convert("RGB"))[162:322, :160].astype(int)
