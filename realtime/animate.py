@@ -49,7 +49,8 @@ class InputError(Exception):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--character", help="built-in character (default: the first one)")
-    who.add_argument("--reference", help="reference image (PNG/JPEG) of the character")
+    who.add_argument("--reference", help="reference image (PNG/JPEG) of the character; the stream "
+                     "is drawn where its figure stands (when MediaPipe finds one)")
     parser.add_argument("--framing", choices=FRAMINGS, default="full",
                         help="shot of a built-in character: full body, upper (head to hips) "
                              "or face")
@@ -330,6 +331,7 @@ def _run(args: argparse.Namespace) -> int:
         "chunk": model.cfg.chunk,
         "character": pipe.character,
         "framing": pipe.framing,
+        "reference_figure": pipe.reference_figure,
         "out": str(args.out),
         "ms_per_frame": stage_summary(out_frames, model.cfg.chunk),
     }

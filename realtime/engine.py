@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,17 +64,22 @@ def pad_square(img: np.ndarray) -> np.ndarray:
     return out
 
 
+def check_reference_image(img: Any, i: int = 0) -> None:
+    """ValueError unless `img` is an RGB uint8 (H, W, 3) array of at least 8x8."""
+    if not (isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3
+            and img.dtype == np.uint8 and min(img.shape[:2]) >= 8):
+        shape = getattr(img, "shape", None)
+        raise ValueError(f"reference image {i}: need an RGB uint8 (H, W, 3) array of at "
+                         f"least 8x8, got {shape} {getattr(img, 'dtype', type(img))}")
+
+
 def images_to_tensor(images: list[np.ndarray], size: int, device: torch.device,
                      dtype: torch.dtype) -> torch.Tensor:
     """RGB uint8 (H, W, 3) images -> (N, 3, size, size) in [-1, 1]: padded square,
     area-resized."""
     out = []
     for i, img in enumerate(images):
-        if not (isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[2] == 3
-                and img.dtype == np.uint8 and min(img.shape[:2]) >= 8):
-            shape = getattr(img, "shape", None)
-            raise ValueError(f"reference image {i}: need an RGB uint8 (H, W, 3) array of at "
-                             f"least 8x8, got {shape} {getattr(img, 'dtype', type(img))}")
+        check_reference_image(img, i)
         x = torch.from_numpy(pad_square(np.array(img))).permute(2, 0, 1)[None].float()
         x = F.interpolate(x, size=(size, size), mode="area")
         out.append(x / 127.5 - 1.0)

@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 
-from realtime.motion.types import NormalizedMotion, Stamps
+from realtime.motion.types import NormalizedMotion, Skeleton, Stamps
 
 
 @dataclass
@@ -37,6 +37,15 @@ class GeneratedFrame:
     # CPU time (ms) the producing thread spent on a stage, beside its wall-clock stamp:
     # wall minus CPU is time spent waiting for a core, the GIL or the device
     cpu_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Reference:
+    """An uploaded picture made ready for `set_reference_image`: what can be done
+    before the session is touched (`FramePipeline.prepare_reference`)."""
+
+    image: np.ndarray                       # (H, W, 3) uint8 RGB, as uploaded
+    skeleton: Skeleton | None = None        # its figure's, where one was found
 
 
 Prepared: TypeAlias = Any
@@ -110,8 +119,15 @@ class FramePipeline(Protocol):
         framing."""
         ...
 
-    def set_reference_image(self, image: np.ndarray) -> None:
-        """Switch to an uploaded RGB reference image. ValueError if unusable."""
+    def prepare_reference(self, image: np.ndarray) -> Reference:
+        """The slow part of an upload (finding the figure in the picture: a few hundred
+        ms), on any thread but the two stages', so that neither stalls. ValueError if
+        the image is unusable."""
+        ...
+
+    def set_reference_image(self, reference: Reference | np.ndarray) -> None:
+        """Model stage: switch to an uploaded RGB picture (prepared, or prepared here
+        first). ValueError if unusable."""
         ...
 
     def set_steps(self, steps: int) -> None: ...
@@ -170,7 +186,10 @@ class EchoPipeline:
     def set_character(self, name: str, framing: str = "full") -> None:
         pass
 
-    def set_reference_image(self, image: np.ndarray) -> None:
+    def prepare_reference(self, image: np.ndarray) -> Reference:
+        return Reference(image)
+
+    def set_reference_image(self, reference: Reference | np.ndarray) -> None:
         pass
 
     def set_steps(self, steps: int) -> None:

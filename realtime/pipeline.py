@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from realtime.engine import StreamingEngine, configure_torch_threads
-from realtime.frames import FramePipeline, GeneratedFrame
+from realtime.frames import FramePipeline, GeneratedFrame, Reference
 from realtime.model.bundle import AnimationModel
 from realtime.motion.types import (
     MotionCondition,
@@ -59,6 +59,8 @@ class AnimationPipeline:
         self.skeleton: Skeleton = _default_skeleton()
         self.character: str | None = None
         self.framing: str | None = framing
+        # an uploaded picture's: whether its figure was found (None: a built-in character)
+        self.reference_figure: bool | None = None
         self.last_pose: Pose | None = None          # for offline pictures (realtime/strip.py)
         if character is None:
             from realtime.avatars import gallery
@@ -171,14 +173,34 @@ class AnimationPipeline:
         self.skeleton = character.skeleton.through(cam.center, cam.zoom)
         self.character = name
         self.framing = framing
+        self.reference_figure = None
 
-    def set_reference_image(self, image: np.ndarray) -> None:
-        """An uploaded RGB image as the identity; retargets to the default skeleton.
-        ValueError if the image is unusable."""
-        self.engine.set_reference([image])
-        self.skeleton = _default_skeleton()
+    def prepare_reference(self, image: np.ndarray) -> Reference:
+        """An uploaded picture and the skeleton of the figure it shows, measured on the
+        square canvas the engine encodes (`realtime.motion.reference`): retargeting
+        onto it draws the performer where the picture shows its figure, as a
+        built-in character's shot does. None where no figure is found (then the
+        default adult, standing full-body). Any thread; ValueError if unusable."""
+        from realtime.engine import check_reference_image, pad_square
+
+        check_reference_image(image)
+        try:
+            from realtime.motion.reference import measure_reference
+        except ImportError:                         # no MediaPipe (the GPU image)
+            return Reference(image)
+        return Reference(image, measure_reference(pad_square(image)))
+
+    def set_reference_image(self, reference: Reference | np.ndarray) -> None:
+        """An uploaded picture as the identity; retargets onto its figure's skeleton
+        (the default adult where none was found). ValueError if unusable."""
+        if not isinstance(reference, Reference):
+            reference = self.prepare_reference(reference)
+        self.engine.set_reference([reference.image])
+        self.skeleton = (reference.skeleton if reference.skeleton is not None
+                         else _default_skeleton())
         self.character = None
         self.framing = None                         # an uploaded picture is its own shot
+        self.reference_figure = reference.skeleton is not None
 
     def set_steps(self, steps: int) -> None:
         self.engine.set_steps(steps)

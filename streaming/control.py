@@ -22,7 +22,11 @@ Server -> client:
      "steps", "chunk"}                                the model's denoising steps now
                                                      (null: no model) and frames per
                                                      chunk (1: each frame answered alone)
-    {"type": "ack", "for": <type>, ...}               the change took effect
+    {"type": "ack", "for": <type>, ...}               the change took effect; for a
+                                                     reference: "size" [w, h] and
+                                                     "figure" (its figure was found, so
+                                                     the stream is drawn where it stands;
+                                                     false: a standing adult, full-body)
     {"type": "error", "for": <type>, "message"}       it did not; nothing changed
     {"type": "pong", "t": <echo>, "server_time": <time.monotonic()>}
     {"type": "closed", "reason"}                      the session ended (pipeline error)

@@ -39,7 +39,7 @@ import numpy as np
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from realtime.frames import FramePipeline, GeneratedFrame
+from realtime.frames import FramePipeline, GeneratedFrame, Reference
 from streaming import barcode, control
 from streaming.handoff import HandOff
 from streaming.mailbox import Mailbox
@@ -119,6 +119,8 @@ class Session:
         self._receive_drops = 0
         self._demo_task: asyncio.Task[None] | None = None
         self._reference = control.ReferenceAssembler(config.max_reference_bytes)
+        self._upload_next: bytes | None = None   # a complete upload waiting to be prepared
+        self._uploading = False
         self._closing = False
         self._last_input = time.monotonic()
         self._model_idle = threading.Event()     # set while no generate() runs
@@ -250,7 +252,7 @@ class Session:
         elif msg.type == "reference":
             data = self._reference.add(body)
             if data is not None:
-                self._command("reference", self._reference_command(data), MODEL)
+                self._upload(data)
         elif msg.type == "steps":
             steps = int(body["value"])
 
@@ -275,16 +277,54 @@ class Session:
 
             self._command("reset_calibration", reset, MOTION)
 
-    def _reference_command(self, data: bytes) -> Command:
-        max_pixels = self.config.max_reference_pixels
+    def _upload(self, data: bytes) -> None:
+        """A complete upload: decoded and its figure found off the event loop and off
+        both worker threads (`prepare_reference`, a few hundred ms), then swapped in on
+        the model thread. One upload is prepared at a time; a newer one arriving
+        meanwhile waits, replacing (and counting) any that was already waiting."""
+        if self._upload_next is not None:
+            self.metrics.inc("dropped_uploads_total",
+                             help="reference uploads replaced by a newer one before use")
+            self.send_control({"type": "error", "for": "reference",
+                               "message": "reference: replaced by a newer upload"})
+        self._upload_next = data
+        if not self._uploading:
+            self._uploading = True
+            self._spawn(self._prepare_uploads())
 
+    async def _prepare_uploads(self) -> None:
+        max_pixels = self.config.max_reference_pixels
+        try:
+            while self._upload_next is not None and not self._closing:
+                data, self._upload_next = self._upload_next, None
+                try:
+                    reference = await asyncio.to_thread(self._prepare_upload, data, max_pixels)
+                except control.ControlError as exc:
+                    self.send_control({"type": "error", "for": "reference",
+                                       "message": str(exc)})
+                    continue
+                self._command("reference", self._reference_command(reference), MODEL)
+        finally:
+            self._uploading = False
+
+    def _prepare_upload(self, data: bytes, max_pixels: int) -> Reference:
+        image = control.decode_reference(data, max_pixels)          # (H, W, 3) uint8
+        try:
+            return self.pipeline.prepare_reference(image)
+        except ValueError as exc:
+            raise control.ControlError("reference", f"unusable reference: {exc}") from None
+
+    @staticmethod
+    def _reference_command(reference: Reference) -> Command:
         def set_reference(p: FramePipeline) -> dict[str, Any]:
-            image = control.decode_reference(data, max_pixels)      # (H, W, 3) uint8
             try:
-                p.set_reference_image(image)
+                p.set_reference_image(reference)
             except ValueError as exc:
                 raise control.ControlError("reference", f"unusable reference: {exc}") from None
-            return {"size": [image.shape[1], image.shape[0]]}
+            # figure: whether the picture's figure was found (the stream is drawn where
+            # it stands) or the default standing adult is used
+            return {"size": [reference.image.shape[1], reference.image.shape[0]],
+                    "figure": reference.skeleton is not None}
 
         return set_reference
 

@@ -209,6 +209,10 @@ function onControl(msg) {
     setStatus(`live (${msg.session})`);
   } else if (msg.type === "error") {
     log(`⚠ ${msg.for}: ${msg.message}`);
+  } else if (msg.type === "ack" && msg.for === "reference") {
+    // figure: the picture's figure was found and the stream is drawn where it stands
+    log(msg.figure ? "✓ reference: figure found, drawn where it stands"
+                   : "✓ reference: no figure found, drawn as a standing adult");
   } else if (msg.type === "ack") {
     log(`✓ ${msg.for}`);
   } else if (msg.type === "closed") {

@@ -121,6 +121,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "teacher comparison (default: the checkpoint's, as a session "
                         "runs)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--uploads", type=int, default=None, metavar="N",
+                   help="instead: what finding an uploaded picture's figure is worth, on "
+                        "N drawn characters per framing whose figure MediaPipe finds "
+                        "(realtime/training/uploads.py); --clip-frames frames each")
 
 
 @dataclass
@@ -589,6 +593,14 @@ def _run(args: argparse.Namespace) -> int:
         info = json.loads((teacher_dir / "config.json").read_text()).get("meta", {})
     cfg = model.cfg
     clip_frames = args.clip_frames - args.clip_frames % cfg.chunk
+    if args.uploads is not None:
+        from realtime.training.uploads import upload_alignment
+
+        result = {"checkpoint": str(ckpt), "data": str(args.data), "steps": cfg.steps,
+                  "clip_frames": clip_frames,
+                  "uploads": upload_alignment(model, args.data, args.uploads, clip_frames,
+                                              args.seed)}
+        return _report(result, args.json)
     held = None
     if args.split == "heldout_both":
         clips = heldout_clips(args.data, cfg, args.clips, clip_frames)
@@ -613,9 +625,13 @@ def _run(args: argparse.Namespace) -> int:
                            "heldout_motion": "training characters, unseen motion sources",
                            "train": "training clips (not held out)"}[args.split],
                **summary}
+    return _report(summary, args.json)
+
+
+def _report(summary: dict[str, Any], path: Path | None) -> int:
     text = json.dumps(_finite_or_null(summary), indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
     print(text)
     return 0

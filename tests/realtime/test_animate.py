@@ -60,6 +60,7 @@ def test_track_to_video_and_summary(inputs: dict[str, Path]) -> None:
                     "--json", str(js), "--steps", "1") == 0
     summary = json.loads(js.read_text())
     assert summary["frames"] == 7 and summary["fps"] == 25.0 and summary["steps"] == 1
+    assert summary["character"] is None and summary["reference_figure"] is False   # noise
     for stage in ("motion", "condition", "model", "decode", "total"):
         p = summary["ms_per_frame"][stage]
         assert 0 <= p["p50"] <= p["p95"]

@@ -92,6 +92,32 @@ def test_character_and_reference_switch_mid_session(factory: Factory) -> None:
     assert _run(q, motions[4:]).shape[0] == 2           # the session goes on
 
 
+def test_an_uploaded_picture_is_drawn_where_its_figure_stands(factory: Factory) -> None:
+    """An upload of a head-to-hips picture retargets onto the figure it shows, so the
+    pose the model is told to draw lines up with the picture; a picture with no
+    figure gets the default standing adult. Both prepared off the model stage."""
+    from realtime.avatars import gallery
+    from realtime.avatars.render import framing_for, render_reference
+    from realtime.motion.retarget import default_skeleton
+
+    ada = gallery.get("ada")
+    cam = framing_for(ada, "upper")
+    truth = ada.skeleton.through(cam.center, cam.zoom)
+    p = factory()
+    prepared = p.prepare_reference(render_reference(ada, 256, framing=cam))
+    assert prepared.skeleton is not None
+    p.set_reference_image(prepared)
+    assert (p.character, p.framing, p.reference_figure) == (None, None, True)
+    assert abs(p.skeleton.rest_root[1] - truth.rest_root[1]) < 0.25 * truth.torso
+    assert p.skeleton.torso > 1.5 * default_skeleton().torso
+    assert _run(p, _motions(2)).shape[0] == 2
+    p.set_reference_image(np.full((64, 48, 3), 200, np.uint8))     # no one in it
+    assert np.array_equal(p.skeleton.body, default_skeleton().body)
+    assert p.reference_figure is False
+    with pytest.raises(ValueError):
+        p.prepare_reference(np.zeros((3, 3, 3), np.uint8))
+
+
 def test_a_character_in_a_close_shot_is_drawn_larger_and_stays_in_the_picture(
         factory: Factory) -> None:
     from realtime.avatars import gallery

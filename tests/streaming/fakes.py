@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from realtime.frames import EchoPipeline, GeneratedFrame
+from realtime.frames import EchoPipeline, GeneratedFrame, Reference
 
 
 class SlowPipeline(EchoPipeline):
@@ -75,6 +75,7 @@ class RecordingPipeline(EchoPipeline):
         self.threads: set[str] = set()
         self.closed = False
         self.motions: list[object] = []
+        self.prepared_on: str | None = None
 
     def set_character(self, name: str, framing: str = "full") -> None:
         self.threads.add(threading.current_thread().name)
@@ -82,8 +83,13 @@ class RecordingPipeline(EchoPipeline):
             raise KeyError(name)
         self.character, self.framing, self.reference = name, framing, None
 
-    def set_reference_image(self, image: np.ndarray) -> None:
+    def prepare_reference(self, image: np.ndarray) -> Reference:
+        self.prepared_on = threading.current_thread().name
+        return Reference(image)
+
+    def set_reference_image(self, reference: Reference | np.ndarray) -> None:
         self.threads.add(threading.current_thread().name)
+        image = reference.image if isinstance(reference, Reference) else reference
         self.reference, self.character = image, None
 
     def set_steps(self, steps: int) -> None:
@@ -97,3 +103,17 @@ class RecordingPipeline(EchoPipeline):
 
     def close(self) -> None:
         self.closed = True
+
+
+class SlowUploadPipeline(RecordingPipeline):
+    """Finding the figure in an upload takes `seconds` (MediaPipe on a still)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.prepared: list[tuple[int, int]] = []
+
+    def prepare_reference(self, image: np.ndarray) -> Reference:
+        time.sleep(self.seconds)
+        self.prepared.append((image.shape[1], image.shape[0]))
+        return super().prepare_reference(image)

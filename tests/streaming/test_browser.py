@@ -130,8 +130,9 @@ async def test_page_receives_generated_video_and_shows_telemetry(tmp_path: Path)
             Image.fromarray(noisy).save(upload)
             assert upload.stat().st_size > 3 * 48 * 1024
             await page.set_input_files("#upload", str(upload))  # type: ignore[attr-defined]
+            # (noise: no figure in it, and the page says so)
             await wait_for(page, "document.getElementById('log').textContent"
-                                 ".includes('\u2713 reference')", 15)
+                                 ".includes('\u2713 reference: no figure found')", 15)
             # choosing a shot re-sends the character in it, and the server takes it
             await wait_for(page, "window.marionette.characters.length > 0")
             await page.select_option("#framing", "upper")  # type: ignore[attr-defined]

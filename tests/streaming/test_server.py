@@ -20,7 +20,13 @@ from PIL import Image
 
 from clients.pyclient import run_client
 from tests.streaming.conftest import Running, start_server
-from tests.streaming.fakes import BusyPipeline, FailingPipeline, RecordingPipeline, SlowPipeline
+from tests.streaming.fakes import (
+    BusyPipeline,
+    FailingPipeline,
+    RecordingPipeline,
+    SlowPipeline,
+    SlowUploadPipeline,
+)
 
 
 async def test_frames_flow_both_ways_and_telemetry_traces_each_input(
@@ -188,8 +194,45 @@ async def test_control_changes_apply_on_the_worker_and_bad_uploads_keep_the_char
                                   control=uploads)
     finally:
         await runner.cleanup()
-    assert any(m["type"] == "ack" and m["for"] == "reference" for m in result.control)
+    ack = next(m for m in result.control if m["type"] == "ack" and m["for"] == "reference")
+    assert ack["size"] == [120, 90] and ack["figure"] is False      # a red square: no one
     assert pipelines[-1].reference is not None and pipelines[-1].reference.shape == (90, 120, 3)
+    # the slow part of an upload ran on neither of the session's stages
+    assert pipelines[-1].prepared_on and not pipelines[-1].prepared_on.startswith("pipeline-")
+
+
+async def test_a_slow_upload_stalls_no_frame_and_a_newer_one_replaces_a_waiting_one() -> None:
+    """Finding the figure in an upload takes long (0.6 s here): frames keep flowing
+    meanwhile, and of three uploads sent at once the first is prepared, the second
+    (still waiting) is replaced by the third, which ends as the reference."""
+    made: list[SlowUploadPipeline] = []
+
+    def factory() -> SlowUploadPipeline:
+        made.append(SlowUploadPipeline(seconds=0.6))
+        return made[-1]
+
+    def png(size: tuple[int, int]) -> str:
+        buffer = io.BytesIO()
+        Image.new("RGB", size, (30, 120, 200)).save(buffer, format="PNG")
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    uploads = [{"type": "reference", "image": png(size)} for size in ((40, 30), (50, 30), (60, 30))]
+    running, runner = await start_server(factory)
+    try:
+        result = await run_client(running.url, synthetic=True, seconds=2.5, size=(320, 240),
+                                  control=uploads)
+    finally:
+        await runner.cleanup()
+    (pipeline,) = made
+    assert pipeline.prepared == [(40, 30), (60, 30)]
+    assert pipeline.reference is not None and pipeline.reference.shape == (30, 60, 3)
+    errors = [m for m in result.control if m["type"] == "error" and m["for"] == "reference"]
+    assert len(errors) == 1 and "newer upload" in errors[0]["message"]
+    acks = [m for m in result.control if m["type"] == "ack" and m["for"] == "reference"]
+    assert [a["size"] for a in acks] == [[40, 30], [60, 30]]
+    # the output never waited for the uploads: no gap of more than a few frame times
+    t = sorted(r["t_sent"] for r in result.telemetry)
+    assert max(b - a for a, b in itertools.pairwise(t)) < 0.3 and len(t) > 40
 
 
 async def test_a_failing_pipeline_closes_its_session_and_others_keep_streaming() -> None:

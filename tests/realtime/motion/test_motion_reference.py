@@ -1,0 +1,68 @@
+"""An uploaded picture's figure: where it stands and how large, measured with
+MediaPipe on the square canvas the engine encodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from realtime.engine import pad_square
+from realtime.motion.reference import measure_reference
+from realtime.motion.retarget import default_skeleton
+from realtime.motion.types import Skeleton
+
+
+def _built_in(name: str, framing: str, size: int = 256) -> tuple[np.ndarray, Skeleton]:
+    """A built-in character's picture through a camera, and its true skeleton there."""
+    from realtime.avatars import gallery
+    from realtime.avatars.render import framing_for, render_reference
+
+    character = gallery.get(name)
+    cam = framing_for(character, framing)
+    return (render_reference(character, size, framing=cam),
+            character.skeleton.through(cam.center, cam.zoom))
+
+
+def _root_error(a: Skeleton, b: Skeleton) -> float:
+    return float(np.hypot(a.rest_root[0] - b.rest_root[0], a.rest_root[1] - b.rest_root[1]))
+
+
+@pytest.mark.parametrize("framing", ["full", "upper"])
+def test_a_drawn_adults_figure_is_found_where_it_stands(framing: str) -> None:
+    image, truth = _built_in("ada", framing)
+    measured = measure_reference(image)
+    assert measured is not None
+    # within a fifth of its own torso of where it stands, about its size
+    assert _root_error(measured, truth) < 0.25 * truth.torso
+    assert 0.75 < measured.torso / truth.torso < 1.25
+    if framing == "upper":
+        # the default adult is right only for a full-body figure in the middle: the
+        # close shot is measured as one, where the default would draw a small figure
+        fallback = default_skeleton()
+        assert _root_error(measured, truth) < 0.5 * _root_error(fallback, truth)
+        assert measured.torso > 1.5 * fallback.torso
+
+
+def test_no_figure_gives_none() -> None:
+    blank = np.full((200, 200, 3), (240, 230, 200), np.uint8)
+    assert measure_reference(blank) is None
+    with pytest.raises(ValueError, match="square"):
+        measure_reference(np.zeros((100, 80, 3), np.uint8))
+
+
+def _photo(shared_media: Path, name: str) -> np.ndarray:
+    return pad_square(np.asarray(Image.open(shared_media / "source" / name).convert("RGB")))
+
+
+def test_a_portrait_photo_is_measured_as_a_close_shot(shared_media: Path) -> None:
+    """A head-and-shoulders photograph: hips below the frame and a figure drawn
+    large; a full-length photograph: the whole figure in the frame."""
+    portrait = measure_reference(_photo(shared_media, "LivePortrait__s6.jpg"))
+    standing = measure_reference(_photo(shared_media, "Moore-AnimateAnyone__anyone-3.png"))
+    assert portrait is not None and standing is not None
+    assert portrait.rest_root[1] > 1.0 and 0.3 < standing.rest_root[1] < 0.7
+    assert portrait.torso > 2 * standing.torso
+    assert abs(portrait.rest_root[0] - 0.5) < 0.15
