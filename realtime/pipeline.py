@@ -183,12 +183,13 @@ class AnimationPipeline:
         default adult, standing full-body). Any thread; ValueError if unusable."""
         from realtime.engine import check_reference_image, pad_square
 
+        from realtime.motion.reference import measure_reference
+
         check_reference_image(image)
         try:
-            from realtime.motion.reference import measure_reference
+            return Reference(image, measure_reference(pad_square(image)))
         except ImportError:                         # no MediaPipe (the GPU image)
             return Reference(image)
-        return Reference(image, measure_reference(pad_square(image)))
 
     def set_reference_image(self, reference: Reference | np.ndarray) -> None:
         """An uploaded picture as the identity; retargets onto its figure's skeleton
