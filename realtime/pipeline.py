@@ -182,7 +182,6 @@ class AnimationPipeline:
         built-in character's shot does. None where no figure is found (then the
         default adult, standing full-body). Any thread; ValueError if unusable."""
         from realtime.engine import check_reference_image, pad_square
-
         from realtime.motion.reference import measure_reference
 
         check_reference_image(image)

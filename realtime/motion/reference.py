@@ -8,20 +8,24 @@ retarget onto a default adult standing full-body in the middle of the frame, and
 head-and-shoulders portrait would be asked to become a small full-body figure: the
 reference and the pose disagree on every pixel.
 
-`measure_reference(image)` finds the figure with MediaPipe Holistic, one still image
-(`static_image_mode`), on the square canvas the engine encodes (`pad_square`), and
-measures its skeleton there with `skeleton_from_landmarks`, in the picture's plane:
-a reference shows its figure facing the camera, and the single-image depth estimate
-only adds noise to the lengths. Hips out of the picture (a portrait) keep
-MediaPipe's estimate of where they are, which is what places the root below the
-frame. Where no figure with both shoulders in view is found (most drawn chibis,
-animals, a face cut off at the chin), it returns None and the caller keeps the
-default skeleton.
+`measure_reference(image)` looks at the square canvas the engine encodes
+(`pad_square`), one still image at a time, in two ways:
+- the body: MediaPipe Holistic (`static_image_mode`); with both shoulders in view,
+  `skeleton_from_landmarks` measures its bones in the picture's plane (a reference
+  shows its figure facing the camera, and the single-image depth estimate only adds
+  noise), and `as_drawn` reads MediaPipe's joints as the avatar studio draws them;
+  hips out of the picture keep MediaPipe's estimate of where they are, which places
+  the root below the frame;
+- else the face: Face Mesh, and the studio's median figure placed and sized by it
+  (`from_face`). Face Mesh finds most drawn faces, where Holistic finds few drawn
+  bodies and almost no close-ups; the figure below a face is a guess, right for
+  adult and child builds and far too large for a chibi's big head.
+Where neither finds anything it returns None and the caller keeps the default
+skeleton.
 
-Measured on the built-in characters, MediaPipe finds the figure of adult builds
-drawn full-body and the stylised ones rarely (tests/realtime/motion/
-test_motion_reference.py, bench/upload_alignment.py); on the photographs and
-paintings of ../shared/media/source it finds one in 22 of 30.
+Both conversions are fitted on the studio's own drawings
+(`python -m realtime.training.uploads --fit`) and `marionette eval --uploads`
+measures what they are worth on characters of another seed (the model card).
 """
 
 from __future__ import annotations
@@ -31,7 +35,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from realtime.motion.retarget import skeleton_from_landmarks
-from realtime.motion.types import BODY_BONES, L_SHOULDER, R_SHOULDER, SPINE_BONE, Skeleton
+from realtime.motion.types import (
+    BODY_BONES,
+    HAND_BONES,
+    L_SHOULDER,
+    R_SHOULDER,
+    SPINE_BONE,
+    Skeleton,
+)
 
 
 @dataclass
@@ -42,28 +53,46 @@ class ReferenceConfig:
     long_side: the square canvas is resized to this before detection (MediaPipe
         resizes internally anyway; this bounds the copy of a large upload).
     as_drawn: read MediaPipe's joints as the studio draws them (`as_drawn`); off,
-        the skeleton MediaPipe sees (`marionette eval --uploads` compares both)."""
+        the skeleton MediaPipe sees (`marionette eval --uploads` compares both).
+    face: where no body is found, place the studio's median figure around the face
+        Face Mesh finds (`from_face`)."""
 
     min_visibility: float = 0.5
     min_detection_confidence: float = 0.5
     long_side: int = 512
     as_drawn: bool = True
+    face: bool = True
 
 
 def measure_reference(square: np.ndarray, config: ReferenceConfig | None = None,
                       ) -> Skeleton | None:
     """(N, N, 3) uint8 RGB, the reference as the engine sees it (padded square) ->
-    the skeleton of the figure it shows, in that canvas's units, or None."""
-    import cv2
-    import mediapipe as mp  # here, not at import: the GPU machine has no MediaPipe
-
+    the skeleton of the figure it shows, in that canvas's units, or None: from the
+    body where MediaPipe finds one with both shoulders in view, else from the face
+    (`config.face`)."""
     config = config or ReferenceConfig()
+    image = _canvas(square, config.long_side)
+    found = _body(image, config)
+    if found is not None or not config.face:
+        return found
+    points = face_points(image, config.min_detection_confidence)
+    return None if points is None else from_face(points)
+
+
+def _canvas(square: np.ndarray, long_side: int) -> np.ndarray:
+    import cv2
+
     if square.ndim != 3 or square.shape[2] != 3 or square.shape[0] != square.shape[1]:
         raise ValueError(f"need a square (N, N, 3) RGB image, got {square.shape}")
     image = np.ascontiguousarray(square)
-    if image.shape[0] > config.long_side:
-        image = cv2.resize(image, (config.long_side, config.long_side),
-                           interpolation=cv2.INTER_AREA)
+    if image.shape[0] > long_side:
+        image = cv2.resize(image, (long_side, long_side), interpolation=cv2.INTER_AREA)
+    return image
+
+
+def _body(image: np.ndarray, config: ReferenceConfig) -> Skeleton | None:
+    import mediapipe as mp  # here, not at import: the GPU machine has no MediaPipe
+
     # a fresh graph per picture: uploads are rare, and a session's own extractor is
     # in tracking mode and owned by its motion thread
     with mp.solutions.holistic.Holistic(
@@ -84,6 +113,40 @@ def measure_reference(square: np.ndarray, config: ReferenceConfig | None = None,
     if not config.as_drawn:
         return seen
     return as_drawn(seen, 0.5 * (body[L_SHOULDER, :2] + body[R_SHOULDER, :2]))
+
+
+def face_points(image: np.ndarray, min_detection_confidence: float = 0.5,
+                ) -> np.ndarray | None:
+    """Face Mesh's 468 points (x, y) of the one face in a square picture, or None."""
+    import mediapipe as mp
+
+    with mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+        min_detection_confidence=min_detection_confidence,
+    ) as mesh:
+        faces = mesh.process(image).multi_face_landmarks
+    if not faces:
+        return None
+    return np.array([(p.x, p.y) for p in faces[0].landmark], np.float64)
+
+
+# Face Mesh points: the outer corners of the eyes, and the tip of the nose
+EYE_OUTER = (33, 263)
+NOSE_TIP = 1
+
+
+def face_size(points: np.ndarray) -> tuple[float, np.ndarray]:
+    """The face's scale (outer eye corners apart, canvas units) and its nose tip."""
+    return float(np.linalg.norm(points[EYE_OUTER[0]] - points[EYE_OUTER[1]])), points[NOSE_TIP]
+
+
+def from_face(points: np.ndarray) -> Skeleton:
+    """The studio's median figure around a face: every bone and the root's offset
+    from the nose tip in units of the face's eye span (`FACE_*`)."""
+    span, nose = face_size(points)
+    root = nose + np.asarray(FACE_ROOT) * span
+    return Skeleton(body=np.asarray(FACE_BODY) * span, hand=np.asarray(FACE_HAND) * span,
+                    rest_root=(float(root[0]), float(root[1])))
 
 
 # The skeleton the studio draws a figure on, per bone, over the one MediaPipe sees in
@@ -122,3 +185,22 @@ def _planar(landmarks: object) -> np.ndarray | None:
         return None
     points = landmarks.landmark  # type: ignore[attr-defined]
     return np.array([(p.x, p.y, 0.0) for p in points], np.float64)
+
+
+# The studio's median figure around its face, in units of the face's eye span (outer
+# corners) and offset from its nose tip: medians over the 342 faces Face Mesh finds among
+# the 164 characters (the gallery's and 150 of studio seed 3) x 3 framings
+# (`python -m realtime.training.uploads --fit`). Order: BODY_BONES, HAND_BONES.
+FACE_ROOT = (0.022, 5.259)
+FACE_BODY = np.array([
+    4.140, 0.587, 0.587, 1.068, 1.068, 1.521, 0.285, 0.421,
+    0.576, 0.285, 0.421, 0.576, 1.191, 1.191, 0.494, 0.494,
+    2.386, 2.203, 2.386, 2.203, 0.530, 0.567, 0.423, 0.530,
+    0.567, 0.423, 1.691, 1.690, 1.691, 1.690, 0.225, 0.525,
+    0.225, 0.525,
+])
+FACE_HAND = np.array([
+    0.203, 0.221, 0.174, 0.141, 0.567, 0.263, 0.167, 0.132, 0.563, 0.299,
+    0.191, 0.143, 0.544, 0.275, 0.179, 0.131, 0.530, 0.215, 0.132, 0.120,
+])
+assert len(FACE_BODY) == len(BODY_BONES) and len(FACE_HAND) == len(HAND_BONES)

@@ -12,15 +12,17 @@ streamed three times with the same reference and noise, retargeted onto
     default    the default adult (what an upload got before, and still gets when no
                figure is found)
     measured   the skeleton measured in the picture, MediaPipe's joints read as the
-               studio draws them (what a session uses)
-    seen       the skeleton MediaPipe sees, unconverted (`ReferenceConfig.as_drawn`)
+               studio draws them, or the studio's median figure around the face
+               where no body is found (what a session uses)
+    seen       the skeleton MediaPipe sees, unconverted (`ReferenceConfig.as_drawn`;
+               the same as measured where it came from the face)
     true       the character's own skeleton through that camera (what a built-in
                character gets: the bound)
 
 and scored against the truth as `marionette eval` scores (whole frame, the figure's
 own pixels, the face boxes of the true pose). Only pictures where a figure is found
-count: most drawn builds (chibis above all) are not found, and `tried` says how
-many characters were drawn to find `found`. Pictures are drawn at 256 px, as an
+count (`found_by`: from the body, or from the face alone where no body is found);
+`tried` says how many characters were drawn to find `found`. Pictures are drawn at 256 px, as an
 upload would be larger than the model's frame; the streams run at the model's size.
 """
 
@@ -76,9 +78,11 @@ def upload_alignment(model: Any, data: Path, n: int, frames: int, seed: int = 0,
             if measured is None:
                 continue
             truth = sample_to_clip(sample, cfg)
-            seen = measure_reference(np.asarray(sample["reference_shot"][0]),
-                                     ReferenceConfig(as_drawn=False))
-            row: dict[str, Any] = {"character": k, "build": char.build}
+            picture = np.asarray(sample["reference_shot"][0])
+            seen = measure_reference(picture, ReferenceConfig(as_drawn=False))
+            by_body = measure_reference(picture, ReferenceConfig(face=False)) is not None
+            row: dict[str, Any] = {"character": k, "build": char.build,
+                                   "found_by": "body" if by_body else "face"}
             for name, skeleton in (("default", default_skeleton()), ("measured", measured),
                                    ("seen", seen), ("true", None)):
                 clip = truth if skeleton is None else sample_to_clip(
@@ -103,35 +107,50 @@ def _means(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return {}
     means = {name: {key: float(np.mean([r[name][key] for r in rows]))
                     for key in rows[0][name]} for name in VARIANTS}
-    return {**means, "measured_minus_default_db": {
+    by = {how: sum(r["found_by"] == how for r in rows) for how in ("body", "face")}
+    return {**means, "found_by": by, "measured_minus_default_db": {
         key: means["measured"][key] - means["default"][key] for key in means["default"]}}
 
 
-def fit_ratios(seed: int = 3, characters: int = 150) -> tuple[np.ndarray, int]:
-    """`realtime.motion.reference.STUDIO_OVER_SEEN` again: per bone, the median of
-    the studio's length over the length MediaPipe sees, over every figure found
-    among the gallery's characters and `characters` of studio `seed`, each drawn in
-    every framing (MediaPipe's own skeleton, `ReferenceConfig(as_drawn=False)`).
-    Also how many were found."""
+def fit_ratios(seed: int = 3, characters: int = 150) -> dict[str, Any]:
+    """The constants of `realtime.motion.reference` again, from the studio's own
+    drawings: the gallery's characters and `characters` of studio `seed`, each drawn
+    in every framing. `STUDIO_OVER_SEEN`: per bone, the median of the studio's length
+    over the one MediaPipe sees, over every figure whose body is found (MediaPipe's
+    own skeleton, `ReferenceConfig(as_drawn=False, face=False)`). `FACE_*`: the
+    medians of the studio's bones and of its root's offset from the nose tip, in
+    units of the eye span, over every face Face Mesh finds. With the counts."""
     from realtime.avatars import gallery
     from realtime.avatars.dataset import DatasetConfig, character
     from realtime.avatars.render import framing_for, render_reference
-    from realtime.motion.reference import ReferenceConfig, measure_reference
+    from realtime.motion.reference import (
+        ReferenceConfig,
+        face_points,
+        face_size,
+        measure_reference,
+    )
 
     conf = DatasetConfig(seed=seed)
     chars = [gallery.get(n) for n in gallery.names()]
     chars += [character(conf, k) for k in range(characters)]
-    ratios = []
+    ratios, body, hand, root = [], [], [], []
     for char in chars:
         for framing in FRAMINGS:
             cam = framing_for(char, framing)
-            seen = measure_reference(render_reference(char, UPLOAD_SIZE, framing=cam),
-                                     ReferenceConfig(as_drawn=False))
+            truth = char.skeleton.through(cam.center, cam.zoom)
+            image = render_reference(char, UPLOAD_SIZE, framing=cam)
+            seen = measure_reference(image, ReferenceConfig(as_drawn=False, face=False))
             if seen is not None:
-                ratios.append(char.skeleton.through(cam.center, cam.zoom).body / seen.body)
-    return np.median(np.array(ratios), axis=0), len(ratios)
-
-
+                ratios.append(truth.body / seen.body)
+            points = face_points(image)
+            if points is not None:
+                span, nose = face_size(points)
+                body.append(truth.body / span)
+                hand.append(truth.hand / span)
+                root.append((np.asarray(truth.rest_root) - nose) / span)
+    med = lambda rows: np.round(np.median(np.array(rows), axis=0), 3).tolist()  # noqa: E731
+    return {"bodies": len(ratios), "STUDIO_OVER_SEEN": med(ratios), "faces": len(body),
+            "FACE_ROOT": med(root), "FACE_BODY": med(body), "FACE_HAND": med(hand)}
 
 
 def strip(photos: list[Path], out: Path, frames: int = 36, size: int = 192) -> None:
@@ -178,8 +197,8 @@ if __name__ == "__main__":
     import sys
 
     if sys.argv[1:2] == ["--fit"]:
-        fitted, found = fit_ratios()
-        print(f"{found} figures found; STUDIO_OVER_SEEN =", np.round(fitted, 2).tolist())
+        for name, value in fit_ratios().items():
+            print(name, "=", value)
     elif sys.argv[1:2] == ["--strip"] and len(sys.argv) > 3:
         strip([Path(a) for a in sys.argv[3:]], Path(sys.argv[2]))
     else:

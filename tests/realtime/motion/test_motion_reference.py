@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from realtime.engine import pad_square
-from realtime.motion.reference import measure_reference
+from realtime.motion.reference import ReferenceConfig, measure_reference
 from realtime.motion.retarget import default_skeleton
 from realtime.motion.types import Skeleton
 
@@ -66,3 +66,23 @@ def test_a_portrait_photo_is_measured_as_a_close_shot(shared_media: Path) -> Non
     assert portrait.rest_root[1] > 1.0 and 0.3 < standing.rest_root[1] < 0.7
     assert portrait.torso > 2 * standing.torso
     assert abs(portrait.rest_root[0] - 0.5) < 0.15
+
+
+def test_a_drawn_close_up_without_a_body_is_placed_by_its_face() -> None:
+    # Holistic finds no body in a drawn face close-up; Face Mesh finds the face, and
+    # the studio's median figure around it lands near the character's own
+    image, truth = _built_in("juniper", "face")
+    assert measure_reference(image, ReferenceConfig(face=False)) is None
+    measured = measure_reference(image)
+    assert measured is not None
+    assert _root_error(measured, truth) < 0.25 * truth.torso
+    assert _root_error(measured, truth) < 0.2 * _root_error(default_skeleton(), truth)
+    assert 0.75 < measured.torso / truth.torso < 1.25
+
+
+def test_a_face_picture_without_shoulders_is_a_close_shot(shared_media: Path) -> None:
+    close_up = _photo(shared_media, "LivePortrait__s7.jpg")      # a rendered cartoon boy
+    assert measure_reference(close_up, ReferenceConfig(face=False)) is None
+    measured = measure_reference(close_up)
+    assert measured is not None
+    assert measured.rest_root[1] > 1.0 and measured.torso > 2 * default_skeleton().torso
