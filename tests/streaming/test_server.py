@@ -29,6 +29,13 @@ from tests.streaming.fakes import (
 )
 
 
+def png(size: tuple[int, int]) -> str:
+    """A plain red picture as a PNG upload (base64), `size` (width, height)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 10, 10)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
 async def test_frames_flow_both_ways_and_telemetry_traces_each_input(
     echo_server: Running,
 ) -> None:
@@ -144,11 +151,6 @@ async def test_control_changes_apply_on_the_worker_and_bad_uploads_keep_the_char
         pipelines.append(RecordingPipeline())
         return pipelines[-1]
 
-    def png(size: tuple[int, int]) -> str:
-        buffer = io.BytesIO()
-        Image.new("RGB", size, (200, 10, 10)).save(buffer, format="PNG")
-        return base64.b64encode(buffer.getvalue()).decode()
-
     bomb = io.BytesIO()
     Image.new("L", (5000, 5000)).save(bomb, format="PNG")
     messages: list[dict[str, Any]] = [
@@ -210,11 +212,6 @@ async def test_a_slow_upload_stalls_no_frame_and_a_newer_one_replaces_a_waiting_
     def factory() -> SlowUploadPipeline:
         made.append(SlowUploadPipeline(seconds=0.6))
         return made[-1]
-
-    def png(size: tuple[int, int]) -> str:
-        buffer = io.BytesIO()
-        Image.new("RGB", size, (30, 120, 200)).save(buffer, format="PNG")
-        return base64.b64encode(buffer.getvalue()).decode()
 
     uploads = [{"type": "reference", "image": png(size)} for size in ((40, 30), (50, 30), (60, 30))]
     running, runner = await start_server(factory)
