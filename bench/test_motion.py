@@ -15,6 +15,8 @@ What one call includes:
 - motion: `MotionProcessor.process` + `retarget` of one frame (filters, face
   features, bone directions, joint placement).
 - condition: `render_condition` of one retargeted pose at 64x64 and 256x256.
+- measure_reference: an uploaded picture's figure found and measured (a new
+  MediaPipe graph per picture: Holistic, then Face Mesh where it finds no body).
 Warm-up rounds are on (the first Holistic calls detect rather than track). The
 conversion step writes the committed JSON (device, commit, date, load average,
 median / p95 per call) and prints it as one JSON line.
@@ -127,6 +129,34 @@ def test_condition(benchmark, tracks, size: int) -> None:
     out = benchmark.pedantic(lambda: render_condition(next(poses), size),
                              rounds=500, iterations=1, warmup_rounds=50)
     assert out.pose_maps.shape == (16, size, size)
+
+
+@pytest.mark.parametrize("picture", ["photo-body", "drawn-face"])
+def test_measure_reference(benchmark, picture: str) -> None:
+    """What an upload costs before it is swapped in (`prepare_reference`, off the
+    session's threads): the figure found in a still, a new MediaPipe graph each
+    time. photo-body: a full-length photograph (Holistic finds the body); drawn-face:
+    a built-in character's face close-up (Holistic finds nothing, then Face Mesh)."""
+    from PIL import Image
+
+    from realtime.engine import pad_square
+    from realtime.motion.reference import measure_reference
+
+    if picture == "photo-body":
+        path = MEDIA.parent / "source" / "Moore-AnimateAnyone__anyone-3.png"
+        if not path.exists():
+            pytest.skip(f"real media not found at {path}")
+        square = pad_square(np.asarray(Image.open(path).convert("RGB")))
+    else:
+        from realtime.avatars import gallery
+        from realtime.avatars.render import framing_for, render_reference
+
+        juniper = gallery.get("juniper")
+        square = render_reference(juniper, 512, framing=framing_for(juniper, "face"))
+    out = benchmark.pedantic(lambda: measure_reference(square), rounds=20, iterations=1,
+                             warmup_rounds=2)
+    assert out is not None
+    benchmark.extra_info["size"] = list(square.shape[:2])
 
 
 def summarise(raw: Path, out: Path, notes: str) -> dict:
