@@ -120,9 +120,9 @@ class FramePipeline(Protocol):
         ...
 
     def prepare_reference(self, image: np.ndarray) -> Reference:
-        """The slow part of an upload (finding the figure in the picture: a few hundred
-        ms), on any thread but the two stages', so that neither stalls. ValueError if
-        the image is unusable."""
+        """The slow part of an upload (finding the figure in the picture: about 0.15 s
+        on the 2-core CPU), on any thread but the two stages', so that neither
+        stalls. ValueError if the image is unusable."""
         ...
 
     def set_reference_image(self, reference: Reference | np.ndarray) -> None:

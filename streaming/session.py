@@ -279,7 +279,7 @@ class Session:
 
     def _upload(self, data: bytes) -> None:
         """A complete upload: decoded and its figure found off the event loop and off
-        both worker threads (`prepare_reference`, a few hundred ms), then swapped in on
+        both worker threads (`prepare_reference`, about 0.15 s), then swapped in on
         the model thread. One upload is prepared at a time; a newer one arriving
         meanwhile waits, replacing (and counting) any that was already waiting."""
         if self._upload_next is not None:
