@@ -16,10 +16,10 @@ reference and the pose disagree on every pixel.
   noise), and `as_drawn` reads MediaPipe's joints as the avatar studio draws them;
   hips out of the picture keep MediaPipe's estimate of where they are, which places
   the root below the frame;
-- else the face: Face Mesh, and the studio's median figure placed and sized by it
-  (`from_face`). Face Mesh finds most drawn faces, where Holistic finds few drawn
-  bodies and almost no close-ups; the figure below a face is a guess, right for
-  adult and child builds and far too large for a chibi's big head.
+- else the face: Face Mesh, and the studio's median figure for that kind of face
+  (a big head's large, wide-set eyes, or not) placed and sized by it (`from_face`).
+  Face Mesh finds most drawn faces, where Holistic finds few drawn bodies and almost
+  no close-ups; the figure below a face is a guess from the studio's medians.
 Where neither finds anything it returns None and the caller keeps the default
 skeleton.
 
@@ -31,6 +31,7 @@ measures what they are worth on characters of another seed (the model card).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -130,9 +131,16 @@ def face_points(image: np.ndarray, min_detection_confidence: float = 0.5,
     return np.array([(p.x, p.y) for p in faces[0].landmark], np.float64)
 
 
-# Face Mesh points: the outer corners of the eyes, and the tip of the nose
+# Face Mesh points: the outer corners of the eyes, the tip of the nose, the top of
+# the forehead and the bottom of the chin
 EYE_OUTER = (33, 263)
 NOSE_TIP = 1
+FOREHEAD, CHIN = 10, 152
+# eye span / face height at and above which a face is drawn with a big head's large,
+# wide-set eyes (the studio's chibis: 0.72 +- 0.05; its other builds 0.63 +- 0.05;
+# the faces in the photographs and paintings of ../shared/media/source 0.50-0.62),
+# whose body is a third the size of the others'
+BIG_HEAD = 0.70
 
 
 def face_size(points: np.ndarray) -> tuple[float, np.ndarray]:
@@ -140,12 +148,21 @@ def face_size(points: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.linalg.norm(points[EYE_OUTER[0]] - points[EYE_OUTER[1]])), points[NOSE_TIP]
 
 
+def big_head(points: np.ndarray) -> bool:
+    """Whether the face is drawn as a big head's (`BIG_HEAD`)."""
+    span, _ = face_size(points)
+    return span / float(np.linalg.norm(points[FOREHEAD] - points[CHIN])) >= BIG_HEAD
+
+
 def from_face(points: np.ndarray) -> Skeleton:
-    """The studio's median figure around a face: every bone and the root's offset
-    from the nose tip in units of the face's eye span (`FACE_*`)."""
+    """The studio's median figure around a face of its kind (`big_head`): every bone
+    and the root's offset from the nose tip in units of the face's eye span
+    (`FACE_FIGURES`)."""
     span, nose = face_size(points)
-    root = nose + np.asarray(FACE_ROOT) * span
-    return Skeleton(body=np.asarray(FACE_BODY) * span, hand=np.asarray(FACE_HAND) * span,
+    figure = FACE_FIGURES["big head" if big_head(points) else "other"]
+    root = nose + np.asarray(figure["root"]) * span
+    return Skeleton(body=np.asarray(figure["body"]) * span,
+                    hand=np.asarray(figure["hand"]) * span,
                     rest_root=(float(root[0]), float(root[1])))
 
 
@@ -187,20 +204,40 @@ def _planar(landmarks: object) -> np.ndarray | None:
     return np.array([(p.x, p.y, 0.0) for p in points], np.float64)
 
 
-# The studio's median figure around its face, in units of the face's eye span (outer
-# corners) and offset from its nose tip: medians over the 342 faces Face Mesh finds among
-# the 164 characters (the gallery's and 150 of studio seed 3) x 3 framings
-# (`python -m realtime.training.uploads --fit`). Order: BODY_BONES, HAND_BONES.
-FACE_ROOT = (0.022, 5.259)
-FACE_BODY = np.array([
-    4.140, 0.587, 0.587, 1.068, 1.068, 1.521, 0.285, 0.421,
-    0.576, 0.285, 0.421, 0.576, 1.191, 1.191, 0.494, 0.494,
-    2.386, 2.203, 2.386, 2.203, 0.530, 0.567, 0.423, 0.530,
-    0.567, 0.423, 1.691, 1.690, 1.691, 1.690, 0.225, 0.525,
-    0.225, 0.525,
-])
-FACE_HAND = np.array([
-    0.203, 0.221, 0.174, 0.141, 0.567, 0.263, 0.167, 0.132, 0.563, 0.299,
-    0.191, 0.143, 0.544, 0.275, 0.179, 0.131, 0.530, 0.215, 0.132, 0.120,
-])
-assert len(FACE_BODY) == len(BODY_BONES) and len(FACE_HAND) == len(HAND_BONES)
+# The studio's median figure around a face of each kind, in units of the face's eye
+# span (outer corners) and offset from its nose tip: medians over the faces Face Mesh
+# finds among 164 characters (the gallery's and 150 of studio seed 3) x 3 framings,
+# 88 big heads and 254 others (`python -m realtime.training.uploads --fit`).
+# Order: BODY_BONES, HAND_BONES.
+FACE_FIGURES: dict[str, dict[str, Any]] = {
+    "big head": {
+        "root": (0.02, 2.331),
+        "body": np.array([
+            1.650, 0.508, 0.508, 0.924, 0.924, 1.239, 0.265, 0.420,
+            0.587, 0.265, 0.420, 0.587, 1.244, 1.244, 0.472, 0.472,
+            0.789, 0.729, 0.789, 0.729, 0.341, 0.364, 0.272, 0.341,
+            0.364, 0.272, 0.505, 0.505, 0.505, 0.505, 0.067, 0.157,
+            0.067, 0.157,
+        ]),
+        "hand": np.array([
+            0.130, 0.142, 0.112, 0.091, 0.364, 0.169, 0.107, 0.084, 0.362, 0.192,
+            0.123, 0.092, 0.349, 0.176, 0.115, 0.084, 0.341, 0.138, 0.084, 0.077,
+        ]),
+    },
+    "other": {
+        "root": (0.022, 6.292),
+        "body": np.array([
+            5.096, 0.693, 0.693, 1.260, 1.260, 1.593, 0.290, 0.421,
+            0.572, 0.290, 0.421, 0.572, 1.176, 1.176, 0.503, 0.503,
+            3.462, 3.196, 3.462, 3.196, 0.595, 0.636, 0.475, 0.595,
+            0.636, 0.475, 2.637, 2.637, 2.637, 2.637, 0.351, 0.820,
+            0.351, 0.820,
+        ]),
+        "hand": np.array([
+            0.227, 0.248, 0.195, 0.159, 0.636, 0.295, 0.188, 0.148, 0.632, 0.335,
+            0.214, 0.161, 0.610, 0.308, 0.201, 0.147, 0.595, 0.241, 0.148, 0.134,
+        ]),
+    },
+}
+assert all(len(f["body"]) == len(BODY_BONES) and len(f["hand"]) == len(HAND_BONES)
+           for f in FACE_FIGURES.values())

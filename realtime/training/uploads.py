@@ -117,14 +117,16 @@ def fit_ratios(seed: int = 3, characters: int = 150) -> dict[str, Any]:
     drawings: the gallery's characters and `characters` of studio `seed`, each drawn
     in every framing. `STUDIO_OVER_SEEN`: per bone, the median of the studio's length
     over the one MediaPipe sees, over every figure whose body is found (MediaPipe's
-    own skeleton, `ReferenceConfig(as_drawn=False, face=False)`). `FACE_*`: the
-    medians of the studio's bones and of its root's offset from the nose tip, in
-    units of the eye span, over every face Face Mesh finds. With the counts."""
+    own skeleton, `ReferenceConfig(as_drawn=False, face=False)`). `FACE_FIGURES`:
+    per kind of face (`big_head` or not), the medians of the studio's bones and of
+    its root's offset from the nose tip, in units of the eye span, over every face
+    Face Mesh finds. With the counts."""
     from realtime.avatars import gallery
     from realtime.avatars.dataset import DatasetConfig, character
     from realtime.avatars.render import framing_for, render_reference
     from realtime.motion.reference import (
         ReferenceConfig,
+        big_head,
         face_points,
         face_size,
         measure_reference,
@@ -133,7 +135,8 @@ def fit_ratios(seed: int = 3, characters: int = 150) -> dict[str, Any]:
     conf = DatasetConfig(seed=seed)
     chars = [gallery.get(n) for n in gallery.names()]
     chars += [character(conf, k) for k in range(characters)]
-    ratios, body, hand, root = [], [], [], []
+    ratios: list[np.ndarray] = []
+    faces: dict[str, list[tuple[np.ndarray, ...]]] = {"big head": [], "other": []}
     for char in chars:
         for framing in FRAMINGS:
             cam = framing_for(char, framing)
@@ -145,12 +148,19 @@ def fit_ratios(seed: int = 3, characters: int = 150) -> dict[str, Any]:
             points = face_points(image)
             if points is not None:
                 span, nose = face_size(points)
-                body.append(truth.body / span)
-                hand.append(truth.hand / span)
-                root.append((np.asarray(truth.rest_root) - nose) / span)
-    med = lambda rows: np.round(np.median(np.array(rows), axis=0), 3).tolist()  # noqa: E731
-    return {"bodies": len(ratios), "STUDIO_OVER_SEEN": med(ratios), "faces": len(body),
-            "FACE_ROOT": med(root), "FACE_BODY": med(body), "FACE_HAND": med(hand)}
+                faces["big head" if big_head(points) else "other"].append(
+                    (truth.body / span, truth.hand / span,
+                     (np.asarray(truth.rest_root) - nose) / span))
+
+    def med(rows: list[np.ndarray]) -> list[float]:
+        return [float(x) for x in np.round(np.median(np.array(rows), axis=0), 3)]
+
+    return {"bodies": len(ratios), "STUDIO_OVER_SEEN": med(ratios),
+            "faces": {kind: len(rows) for kind, rows in faces.items()},
+            "FACE_FIGURES": {kind: {"root": med([r[2] for r in rows]),
+                                    "body": med([r[0] for r in rows]),
+                                    "hand": med([r[1] for r in rows])}
+                             for kind, rows in faces.items()}}
 
 
 def strip(photos: list[Path], out: Path, frames: int = 36, size: int = 192) -> None:

@@ -68,10 +68,11 @@ def test_a_portrait_photo_is_measured_as_a_close_shot(shared_media: Path) -> Non
     assert abs(portrait.rest_root[0] - 0.5) < 0.15
 
 
-def test_a_drawn_close_up_without_a_body_is_placed_by_its_face() -> None:
+@pytest.mark.parametrize("name", ["juniper", "pip"])        # a child; a big-headed chibi
+def test_a_drawn_close_up_without_a_body_is_placed_by_its_face(name: str) -> None:
     # Holistic finds no body in a drawn face close-up; Face Mesh finds the face, and
-    # the studio's median figure around it lands near the character's own
-    image, truth = _built_in("juniper", "face")
+    # the studio's median figure for that kind of face lands near the character's own
+    image, truth = _built_in(name, "face")
     assert measure_reference(image, ReferenceConfig(face=False)) is None
     measured = measure_reference(image)
     assert measured is not None
