@@ -6,11 +6,13 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aioice.ice
 import pytest
 from aiohttp import web
 
+from clients.pyclient import ClientResult, run_client
 from realtime.frames import EchoPipeline, FramePipeline
 from streaming.server import Server, ServerConfig
 
@@ -43,6 +45,20 @@ async def start_server(
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return Running(server, f"http://127.0.0.1:{port}"), runner
+
+
+async def stream_once(
+    factory: Callable[[], FramePipeline], seconds: float,
+    control: list[dict[str, Any]] | None = None, **config: object,
+) -> ClientResult:
+    """A server for one run of the Python client (synthetic 320x240 frames for
+    `seconds`, `control` messages sent once the channel opens), then shut down."""
+    running, runner = await start_server(factory, **config)
+    try:
+        return await run_client(running.url, synthetic=True, seconds=seconds,
+                                size=(320, 240), control=control)
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture

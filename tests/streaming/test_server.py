@@ -19,7 +19,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from PIL import Image
 
 from clients.pyclient import run_client
-from tests.streaming.conftest import Running, start_server
+from tests.streaming.conftest import Running, start_server, stream_once
 from tests.streaming.fakes import (
     BusyPipeline,
     FailingPipeline,
@@ -63,11 +63,7 @@ async def test_frames_flow_both_ways_and_telemetry_traces_each_input(
 async def test_telemetry_carries_the_cpu_time_a_stage_measured_beside_its_wall_time() -> None:
     """A model stage that works 10 ms and waits 30 ms: its record says both, so a
     latency run can tell a slow stage from one waiting for a core."""
-    running, runner = await start_server(lambda: BusyPipeline(cpu_ms=10, idle_ms=30))
-    try:
-        result = await run_client(running.url, synthetic=True, seconds=2.0, size=(320, 240))
-    finally:
-        await runner.cleanup()
+    result = await stream_once(lambda: BusyPipeline(cpu_ms=10, idle_ms=30), seconds=2.0)
     records = [r for r in result.telemetry if "model" in r["stages"]]
     assert len(records) > 10
     for r in records[-5:]:
@@ -80,11 +76,7 @@ async def test_telemetry_carries_the_cpu_time_a_stage_measured_beside_its_wall_t
 async def test_latency_does_not_grow_when_the_pipeline_is_slower_than_the_camera() -> None:
     """60 ms per frame against a 30 fps camera: a FIFO would fall further behind
     every frame (about 3 s by the end of this run); the mailbox drops instead."""
-    running, runner = await start_server(lambda: SlowPipeline(0.06))
-    try:
-        result = await run_client(running.url, synthetic=True, seconds=4, size=(320, 240))
-    finally:
-        await runner.cleanup()
+    result = await stream_once(lambda: SlowPipeline(0.06), seconds=4)
     matched = result.matched()
     assert len(matched) > 20
     third = len(matched) // 3
@@ -162,12 +154,7 @@ async def test_control_changes_apply_on_the_worker_and_bad_uploads_keep_the_char
         {"type": "warp", "value": 9},
         {"type": "ping", "t": 1.5},
     ]
-    running, runner = await start_server(factory)
-    try:
-        result = await run_client(running.url, synthetic=True, seconds=1.5, size=(320, 240),
-                                  control=messages)
-    finally:
-        await runner.cleanup()
+    result = await stream_once(factory, seconds=1.5, control=messages)
     hello = next(m for m in result.control if m["type"] == "hello")
     assert hello["steps"] == 2 and hello["chunk"] == 1      # what the session started with
     replies = [m for m in result.control if m["type"] in ("ack", "error", "pong")]
@@ -214,12 +201,7 @@ async def test_a_slow_upload_stalls_no_frame_and_a_newer_one_replaces_a_waiting_
         return made[-1]
 
     uploads = [{"type": "reference", "image": png(size)} for size in ((40, 30), (50, 30), (60, 30))]
-    running, runner = await start_server(factory)
-    try:
-        result = await run_client(running.url, synthetic=True, seconds=2.5, size=(320, 240),
-                                  control=uploads)
-    finally:
-        await runner.cleanup()
+    result = await stream_once(factory, seconds=2.5, control=uploads)
     (pipeline,) = made
     assert pipeline.prepared == [(40, 30), (60, 30)]
     assert pipeline.reference is not None and pipeline.reference.shape == (30, 60, 3)

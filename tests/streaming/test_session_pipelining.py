@@ -16,7 +16,7 @@ from clients.pyclient import run_client
 from realtime.frames import EchoPipeline, GeneratedFrame
 from streaming.handoff import HandOff
 from streaming.session import SessionConfig
-from tests.streaming.conftest import start_server
+from tests.streaming.conftest import start_server, stream_once
 
 
 class StagedPipeline(EchoPipeline):
@@ -101,11 +101,7 @@ async def test_motion_and_model_stages_overlap(overlap: bool) -> None:
         made.append(StagedPipeline(prepare_s=0.06, generate_s=0.06))
         return made[-1]
 
-    running, runner = await start_server(factory, session=SessionConfig(overlap=overlap))
-    try:
-        result = await run_client(running.url, synthetic=True, seconds=4, size=(320, 240))
-    finally:
-        await runner.cleanup()
+    result = await stream_once(factory, seconds=4, session=SessionConfig(overlap=overlap))
     (pipeline,) = made
     serial_ceiling = 1 / (0.06 + 0.06)
     rate = _rate(pipeline.produced)
@@ -186,12 +182,7 @@ async def test_controls_run_on_the_thread_owning_their_stage() -> None:
     messages: list[dict[str, Any]] = [
         {"type": "steps", "value": 2}, {"type": "character", "name": "robot"},
         {"type": "filter", "value": 0.5}, {"type": "reset_calibration"}]
-    running, runner = await start_server(factory)
-    try:
-        result = await run_client(running.url, synthetic=True, seconds=1.5, size=(320, 240),
-                                  control=messages)
-    finally:
-        await runner.cleanup()
+    result = await stream_once(factory, seconds=1.5, control=messages)
     acks = {m["for"] for m in result.control if m["type"] == "ack"}
     assert {"steps", "character", "filter", "reset_calibration"} <= acks
     threads = made[0].threads
