@@ -30,6 +30,13 @@ Reported (JSON with `--json`):
                           change moves one stream's last window by dB), so the figure
                           is the mean over `--drift-streams` noise seeds (default 3),
                           each stream's own value listed in drift.per_stream_db.
+    late_psnr,            PSNR and face PSNR of those last windows (mean over the
+    late_face_psnr        streams): what a session looks like minutes in. The
+                          clips of `psnr` are the first seconds of fresh streams, so
+                          a model that starts well from its reference and falls
+                          back within a few hundred frames scores well there and
+                          not here (stop 28's student trained further: +0.37 dB on
+                          `psnr`, +0.01 here, -0.65 on the face); compare both
     face_follow_db        face_psnr minus the face PSNR of the same streams (same noise)
                           with the face vector (expression, gaze, head rotation) held
                           at each clip's first frame: > 0 when the rendered face
@@ -517,6 +524,8 @@ def evaluate(
         lasts.append(frame_metrics(s.frames[-window:], long, frames - window))
     first, last = _mean(firsts), _mean(lasts)
     summary["drift_db"] = last["psnr"] - first["psnr"]
+    summary["late_psnr"] = last["psnr"]
+    summary["late_face_psnr"] = last["face_psnr"]
     summary["drift"] = {"frames": frames, "window": window, "streams": drift_streams,
                         "first": first, "last": last,
                         "per_stream_db": [b["psnr"] - a["psnr"]
