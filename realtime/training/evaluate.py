@@ -37,6 +37,10 @@ Reported (JSON with `--json`):
                           back within a few hundred frames scores well there and
                           not here (stop 28's student trained further: +0.37 dB on
                           `psnr`, +0.01 here, -0.65 on the face); compare both
+    late_figure_psnr,     the same for the figure's own pixels, and its change from the
+    figure_drift_db       first window: the whole frame's drift_db can hide a figure
+                          that blurs behind a background that sharpens (the stop-27
+                          default: drift_db +0.05, figure_drift_db -0.23)
     face_follow_db        face_psnr minus the face PSNR of the same streams (same noise)
                           with the face vector (expression, gaze, head rotation) held
                           at each clip's first frame: > 0 when the rendered face
@@ -526,6 +530,8 @@ def evaluate(
     summary["drift_db"] = last["psnr"] - first["psnr"]
     summary["late_psnr"] = last["psnr"]
     summary["late_face_psnr"] = last["face_psnr"]
+    summary["late_figure_psnr"] = last["figure_psnr"]
+    summary["figure_drift_db"] = last["figure_psnr"] - first["figure_psnr"]
     summary["drift"] = {"frames": frames, "window": window, "streams": drift_streams,
                         "first": first, "last": last,
                         "per_stream_db": [b["psnr"] - a["psnr"]
