@@ -229,9 +229,6 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
                 "expression_response", "ms_per_frame", "late_psnr", "late_face_psnr",
                 "late_figure_psnr", "figure_drift_db"):
         assert math.isfinite(res[key]), key
-    drift = res["drift"]
-    assert math.isclose(res["figure_drift_db"],
-                        drift["last"]["figure_psnr"] - drift["first"]["figure_psnr"])
     parts = {"face", "expression", "hand"}
     assert set(res["response"]) == set(res["teacher_response"]) == parts
     assert set(res["ae_response"]) == set(res["decoder_response"]) == parts
