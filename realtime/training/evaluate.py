@@ -111,7 +111,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="student checkpoint directory (default: the shipped default)")
     p.add_argument("--teacher", type=Path, default=None,
                    help="teacher checkpoint (default: CHECKPOINT/teacher when present)")
-    p.add_argument("--data", type=Path, required=True, help="studio dataset directory")
+    p.add_argument("--data", type=Path, default=None,
+                   help="studio dataset directory (required, but with --compare)")
     p.add_argument("--clips", type=int, default=8, help="held-out clips to evaluate")
     p.add_argument("--clip-frames", type=int, default=48, help="frames per held-out clip")
     p.add_argument("--split", default="heldout_both",
@@ -136,6 +137,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead: what finding an uploaded picture's figure is worth, on "
                         "N drawn characters per framing whose figure MediaPipe finds "
                         "(realtime/training/uploads.py); --clip-frames frames each")
+    p.add_argument("--compare", nargs="+", default=None, metavar="[NAME=]EVAL.json[,EVAL.json]",
+                   help="instead: print these evaluations' goal metrics side by side as "
+                        "a Markdown table, a column each (named NAME or by the file); "
+                        "comma-joined files (runs of one recipe, other seeds) make one "
+                        "column of mean and range")
 
 
 @dataclass
@@ -595,6 +601,14 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model
     from realtime.training.studio import heldout_clips, read_split
 
+    if args.compare:
+        from realtime.training.compare import compare
+
+        print(compare(args.compare))
+        return 0
+    if args.data is None:
+        raise ValueError("--data DIR is required: the studio dataset to evaluate on "
+                         "(`marionette avatar dataset --out DIR`)")
     configure_torch_threads(args.threads)
     ckpt = args.checkpoint or DEFAULT_CHECKPOINT
     model = load_model(args.checkpoint, device=args.device)
