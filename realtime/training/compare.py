@@ -6,11 +6,11 @@ the three goals (the student at 2 steps against its teacher; drift over a
 3000-frame stream; faces and fingers following) and what they rest on.
 
 A column is named by its file (or `NAME=` before it). Files joined by commas make
-one column: runs of one recipe with different training
-seeds, shown as their mean and range. A difference between two recipes means
-something only where it is larger than the range within one: stop 30 trained one
-recipe with three seeds and found the range of `drift_db` as wide as the whole
-effect stop 29 had ranked its recipes by (the default checkpoint's
+one column: runs of one recipe with other training seeds, shown as their mean and
+range. A difference between two recipes means something only where it is larger
+than the range within one: stop 30 trained one recipe with three seeds and found
+`drift_db` spanning -0.13 to -0.52 dB, as wide as the spread of the four recipes
+stop 29 had ranked by one run each (the default checkpoint's
 `history/EXPERIMENTS.md`).
 
 Files written before `late_psnr`, `late_face_psnr`, `late_figure_psnr` and

@@ -14,11 +14,12 @@ The budget (`--hours`) is shared out over what is left when each stage starts, i
 the proportions of `SHARES`, and every stage plans its step count to end on time
 (`LoopConfig.deadline`: the first steps measure the rate on this machine, on
 whatever else it is running). `OUT/recipe.json` records the face and hand weights
-(`--region-weight`, `--pair-weight`; off by default, see the model card's stop 23), each
-finished stage and the time spent; `--resume` skips the finished stages, continues
-the interrupted one exactly (its planned step count travels with its training state)
-and gives the rest what is left of the budget (the interrupted run's own time is not known, so
-a resumed recipe can end later than the budget by that much).
+(`--region-weight`, `--pair-weight`; off by default: stop 23 in the default
+checkpoint's `history/EXPERIMENTS.md`), each finished stage and the time spent;
+`--resume` skips the finished stages, continues the interrupted one exactly (its
+planned step count travels with its training state) and gives the rest what is left
+of the budget (the interrupted run's own time is not known, so a resumed recipe can
+end later than the budget by that much).
 """
 
 from __future__ import annotations
