@@ -1,4 +1,4 @@
-"""`marionette train init | all | ae | teacher | student`.
+"""`marionette train init | all | ae | teacher | student | soup`.
 
 `init` writes a random-init checkpoint of a preset (what tests and benchmarks use
 before trained weights exist). `all` runs every stage in order within a wall-time
@@ -26,7 +26,10 @@ its step count to end in MIN minutes, and `--batch-scale N` for N times the plan
 batch (a GPU; `bench/gpu_train.sh`).
 
 each with a progress bar, a JSON-lines log (`--json-log`, default OUT/log.jsonl),
-interval checkpoints and exact `--resume`.
+interval checkpoints and exact `--resume`. `soup` averages finished checkpoints
+(`realtime.training.soup`):
+
+    marionette train soup CKPT CKPT [...] --out DIR [--weights W W ...]
 """
 
 from __future__ import annotations
@@ -261,6 +264,18 @@ def _run_all(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_soup(p: argparse.ArgumentParser) -> None:
+    from realtime.training import soup
+
+    soup.add_arguments(p)
+
+
+def _run_soup(args: argparse.Namespace) -> int:
+    from realtime.training import soup
+
+    return soup.run(args)
+
+
 STAGES: dict[str, Stage] = {
     "init": ("write a random-init checkpoint of a preset", _add_init, _run_init),
     "all": ("dataset, autoencoder, teacher, student and decoder within --hours",
@@ -271,6 +286,8 @@ STAGES: dict[str, Stage] = {
                 _run_training("teacher")),
     "student": ("distil the teacher into the few-step causal student",
                 _add_training("student"), _run_training("student")),
+    "soup": ("average the weights of several checkpoints of one architecture",
+             _add_soup, _run_soup),
 }
 
 
