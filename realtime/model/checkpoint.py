@@ -58,9 +58,10 @@ def save_checkpoint(model: AnimationModel, out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / WEIGHTS_FILE))
+    # a meta carried over from another checkpoint keeps everything but its save time
     info = {"format_version": FORMAT_VERSION, "config": model.cfg.to_dict(),
-            "meta": {"saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     **(meta or {})}}
+            "meta": {**(meta or {}),
+                     "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
     (out / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return out
 
@@ -84,6 +85,18 @@ def read_config(path: str | Path) -> ModelConfig:
         return ModelConfig.from_dict(info["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{cfg_path}: config does not match this code: {e}") from e
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The `meta` of checkpoint directory `path` (how it was trained; {} if none)."""
+    cfg_path = Path(path) / CONFIG_FILE
+    try:
+        meta = json.loads(cfg_path.read_text()).get("meta", {})
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is not a checkpoint: {CONFIG_FILE} missing") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from e
+    return dict(meta)
 
 
 def add_face_maps(model: AnimationModel) -> AnimationModel:

@@ -598,7 +598,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from realtime.engine import configure_torch_threads
-    from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model
+    from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model, read_meta
     from realtime.training.studio import heldout_clips, read_split
 
     if args.compare:
@@ -619,7 +619,7 @@ def _run(args: argparse.Namespace) -> int:
     info: dict[str, Any] = {}
     if (teacher_dir / "config.json").is_file():
         teacher = load_checkpoint(teacher_dir, device=model.device)
-        info = json.loads((teacher_dir / "config.json").read_text()).get("meta", {})
+        info = read_meta(teacher_dir)
     cfg = model.cfg
     clip_frames = args.clip_frames - args.clip_frames % cfg.chunk
     if args.uploads is not None:

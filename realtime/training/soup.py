@@ -19,24 +19,15 @@ so `marionette eval` compares against it; its `meta` is the first one's, with
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
-
-
-def _meta(path: Path) -> dict[str, Any]:
-    from realtime.model.checkpoint import CONFIG_FILE
-
-    meta = json.loads((path / CONFIG_FILE).read_text()).get("meta", {})
-    return {k: v for k, v in meta.items() if k != "saved"}
 
 
 def soup(paths: list[Path], out: Path, weights: list[float] | None = None) -> Path:
     """Write the weighted mean of `paths`' weights (equal weights by default) as the
     checkpoint `out`. ValueError (CheckpointError) for anything that cannot be averaged."""
-    from realtime.model.checkpoint import load_checkpoint, save_checkpoint
+    from realtime.model.checkpoint import load_checkpoint, read_meta, save_checkpoint
 
     if len(paths) < 2:
         raise ValueError("a soup needs at least two checkpoints")
@@ -62,7 +53,7 @@ def soup(paths: list[Path], out: Path, weights: list[float] | None = None) -> Pa
                 / total).to(states[0][k].dtype)
             for k in states[0]}
     models[0].load_state_dict(mean)
-    meta = _meta(Path(paths[0]))
+    meta = read_meta(paths[0])
     meta["soup"] = {"of": [str(p) for p in paths], "weights": weights,
                     "how": "weighted mean of every weight"}
     save_checkpoint(models[0], out, meta=meta)

@@ -25,7 +25,12 @@ from typing import Any
 import torch
 
 from realtime.model.bundle import AnimationModel
-from realtime.model.checkpoint import add_decoder_motion, load_checkpoint, save_checkpoint
+from realtime.model.checkpoint import (
+    add_decoder_motion,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
 from realtime.model.config import ModelConfig, get_preset
 from realtime.training.ae import (
     AEConfig,
@@ -152,7 +157,7 @@ def _check_resume_batch(a: StageArgs, batch: int, section: str | None = None) ->
     path = a.out / "config.json"
     if not (a.resume and path.is_file()):
         return
-    meta = json.loads(path.read_text()).get("meta", {})
+    meta = read_meta(a.out)
     was = (meta if section is None else meta.get(section, {})).get("batch")
     if was is not None and int(was) != batch:
         raise ValueError(f"{a.out} was trained with batch {was}, not {batch}: resume it with "
@@ -302,11 +307,7 @@ def _decoder_export(model: AnimationModel, source: Path, out: Path, preset: str,
     teacher beside a student gets the same decoder when it shares the student's
     encoder (as a teacher and the student distilled from it do: one latent space),
     so eval compares like with like."""
-    def meta_of(ckpt: Path) -> dict[str, Any]:     # all but the save time: saved now
-        meta = json.loads((ckpt / "config.json").read_text()).get("meta", {})
-        return {k: v for k, v in meta.items() if k != "saved"}
-
-    save_checkpoint(model, out, meta={**meta_of(source), "decoder_finetune": dict(metrics)})
+    save_checkpoint(model, out, meta={**read_meta(source), "decoder_finetune": dict(metrics)})
     _write_json(out / "ae_eval.json", metrics)
     if not (source / "teacher" / "config.json").is_file():
         return
@@ -319,7 +320,7 @@ def _decoder_export(model: AnimationModel, source: Path, out: Path, preset: str,
                     "decoder, and not copied to %s", source, out)
         return
     teacher.ae.decoder.load_state_dict(model.ae.decoder.state_dict())
-    save_checkpoint(teacher, out / "teacher", meta=meta_of(source / "teacher"))
+    save_checkpoint(teacher, out / "teacher", meta=read_meta(source / "teacher"))
 
 
 def _load_trainable(path: Path, preset: str) -> AnimationModel:
@@ -389,12 +390,11 @@ def _student_teacher(a: StageArgs) -> tuple[Path, dict[str, Any]]:
     if a.init is None:
         raise ValueError("the student starts from a teacher (or student) checkpoint: "
                          "pass --init")
-    meta = json.loads((a.init / "config.json").read_text()).get("meta", {})
+    meta = read_meta(a.init)
     teacher = a.teacher or (a.init / "teacher" if meta.get("stage") == "student" else a.init)
     if not (teacher / "config.json").is_file():
         raise FileNotFoundError(f"no teacher checkpoint at {teacher} (pass --teacher)")
-    info = json.loads((teacher / "config.json").read_text()).get("meta", {})
-    return teacher, info
+    return teacher, read_meta(teacher)
 
 
 def run_student(a: StageArgs) -> dict[str, Any]:

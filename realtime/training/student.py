@@ -38,15 +38,14 @@ long one holds its slot for hundreds of steps, long streams get most of the samp
 life in the long-stream state. Giving both kinds equal shares instead (tried, the
 "balanced" run; the default checkpoint's `history/EXPERIMENTS.md` has every run
 cited here) won 1.2 dB on a stream's first seconds and lost 2.8 dB after 3000
-frames. A stronger
-ground-truth pull on long streams than on fresh ones (0.25 against 0.05 in the
-cpu/gpu plans) took the shipped student's drift over 3000 frames from -1.1 dB to
--0.1 dB (stop 12). Training the shipped student further with 0, 0.25 or 0.5 drifted
-alike (-0.40, -0.52, -0.57 dB; stop 29), and three training seeds of 0.25 alone
-span -0.13 to -0.52 dB (stop 30): no weight tried holds a stream better than
-another, none as well as the shipped student, and a stronger one sharpens the
-background and blurs the figure. Motion plays each clip forwards and
-backwards (continuous, any length). The pool's state (caches, cursors) is part of
+frames. A stronger ground-truth pull on long streams than on fresh ones (0.25
+against 0.05 in the cpu/gpu plans) took the shipped student's drift over 3000
+frames from -1.1 dB to -0.1 dB (stop 12). Training the shipped student further
+with 0, 0.25 or 0.5 drifted alike (-0.40, -0.52, -0.57 dB; stop 29), and three
+training seeds of 0.25 alone span -0.13 to -0.52 dB (stop 30): no weight tried
+holds a stream better than another, none as well as the shipped student, and a
+stronger one sharpens the background and blurs the figure. Motion plays each clip
+forwards and backwards (continuous, any length). The pool's state (caches, cursors) is part of
 the training state: resume stays exact.
 """
 
