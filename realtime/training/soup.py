@@ -14,6 +14,12 @@ steps, cache write), so the soup streams as each of them did. The first one's
 teacher (`CKPT/teacher`) is copied beside the soup, as the student stage leaves it,
 so `marionette eval` compares against it; its `meta` is the first one's, with
 `soup` naming what was averaged and how.
+
+`--dit-only` averages the DiT alone and keeps the first checkpoint's autoencoder.
+Each shipped student wears a decoder fine-tuned on its own streams, while runs
+trained again from an older checkpoint carry that checkpoint's decoder; the student
+stage never changes the autoencoder, so their DiTs can be averaged and the result
+decoded by the shipped decoder (stop 31 in `history/EXPERIMENTS.md`).
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ import sys
 from pathlib import Path
 
 
-def soup(paths: list[Path], out: Path, weights: list[float] | None = None) -> Path:
+def soup(paths: list[Path], out: Path, weights: list[float] | None = None,
+         dit_only: bool = False) -> Path:
     """Write the weighted mean of `paths`' weights (equal weights by default) as the
-    checkpoint `out`. ValueError (CheckpointError) for anything that cannot be averaged."""
+    checkpoint `out`; with `dit_only`, of the DiT's alone, the autoencoder being the
+    first checkpoint's. ValueError (CheckpointError) for anything that cannot be
+    averaged."""
     from realtime.model.checkpoint import load_checkpoint, read_meta, save_checkpoint
 
     if len(paths) < 2:
@@ -49,13 +58,16 @@ def soup(paths: list[Path], out: Path, weights: list[float] | None = None) -> Pa
 
     total = sum(weights)
     states = [m.state_dict() for m in models]
-    mean = {k: (sum(s[k].double() * w for s, w in zip(states, weights, strict=True))
-                / total).to(states[0][k].dtype)
-            for k in states[0]}
+    averaged = [k for k in states[0] if not dit_only or k.startswith("dit.")]
+    mean = dict(states[0])
+    mean.update({k: (sum(s[k].double() * w for s, w in zip(states, weights, strict=True))
+                     / total).to(states[0][k].dtype)
+                 for k in averaged})
     models[0].load_state_dict(mean)
     meta = read_meta(paths[0])
     meta["soup"] = {"of": [str(p) for p in paths], "weights": weights,
-                    "how": "weighted mean of every weight"}
+                    "how": ("weighted mean of the DiT's weights, the first one's autoencoder"
+                            if dit_only else "weighted mean of every weight")}
     save_checkpoint(models[0], out, meta=meta)
     teacher = Path(paths[0]) / "teacher"
     if teacher.is_dir():
@@ -69,11 +81,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     p.add_argument("--weights", type=float, nargs="+", default=None,
                    help="one weight per checkpoint (default: all equal)")
+    p.add_argument("--dit-only", action="store_true",
+                   help="average the DiT only and keep the first checkpoint's autoencoder "
+                        "(its decoder fine-tuned for it)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        out = soup(args.checkpoints, args.out, args.weights)
+        out = soup(args.checkpoints, args.out, args.weights, dit_only=args.dit_only)
     except (ValueError, FileNotFoundError) as e:
         print(f"marionette train soup: {e}", file=sys.stderr)
         return 2
