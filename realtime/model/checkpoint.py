@@ -161,9 +161,12 @@ def load_checkpoint(
     flags: list[str] = []
     if preset is not None:
         want = get_preset(preset)
-        # a checkpoint from before a flag is that preset with it at zero weight
+        # a checkpoint from before a flag is that preset with it at zero weight; one
+        # that gained a flag the preset lacks (a decoder fine-tuned to read the motion)
+        # is that preset plus it, and keeps it
         flags = [f for f in UPGRADABLE if getattr(want, f) and not getattr(cfg, f)]
-        diff = arch_diff(cfg.with_(**{f: True for f in flags}), want)
+        gained = {f: True for f in UPGRADABLE if getattr(cfg, f) and not getattr(want, f)}
+        diff = arch_diff(cfg.with_(**{f: True for f in flags}), want.with_(**gained))
         if diff:
             raise CheckpointError(f"checkpoint {path} does not match preset {preset!r}: "
                                   + "; ".join(diff))

@@ -68,3 +68,21 @@ def test_motion_changes_the_decoded_frame_only_around_where_it_is_drawn() -> Non
         # no motion known decodes as all-zero planes
         zero = motion_planes(torch.zeros_like(maps), face, torch.zeros_like(present))
         assert torch.equal(ae.decode(z), ae.decode(z, zero))
+
+
+def test_a_checkpoint_that_gained_decoder_motion_loads_under_a_preset_without_it(
+        tmp_path: Path) -> None:
+    # `train ae --decoder-of C --counterfactual W` makes a motion-reading decoder of a
+    # `cpu` checkpoint; fine-tuning it again, or training from it, loads it under `cpu`
+    cfg = get_preset("cpu")
+    assert not cfg.decoder_motion
+    model = add_decoder_motion(AnimationModel.random(cfg, seed=5))
+    for conv in model.ae.decoder.motion_out:                 # as if trained: non-zero
+        assert isinstance(conv, torch.nn.Conv2d)
+        torch.nn.init.normal_(conv.weight, std=0.5)
+    save_checkpoint(model, tmp_path / "motion")
+    loaded = load_checkpoint(tmp_path / "motion", preset="cpu")
+    assert loaded.cfg.decoder_motion                         # kept, not dropped
+    saved = model.state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in loaded.state_dict().items())
+    assert loaded.state_dict().keys() == saved.keys()
