@@ -9,7 +9,9 @@ known and valid; an explicitly requested preset agrees with the checkpoint's
 architecture; the weights file is complete; the weights' names and shapes match
 the config. A checkpoint from before `face_maps` or `decoder_motion` existed loads as
 it was saved, or, when a preset with them is asked for, upgraded by `add_face_maps`
-/ `add_decoder_motion` (the new weights start at zero: same function).
+/ `add_decoder_motion` (the new weights start at zero: same function). One that
+gained finer pose maps (`pose_scale` above its preset's, `add_fine_pose`) loads
+under its preset with them.
 The shipped default lives in `realtime/checkpoints/default/`; until
 training has produced one, `load_model` falls back to a random-init of the default
 preset and logs a warning saying so.
@@ -38,8 +40,8 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "defa
 # Fields that change weight shapes or the cache layout; the rest (steps, shift, dtype,
 # cache_write) are inference settings a preset may override.
 ARCH_FIELDS = ("resolution", "latent_channels", "ae_widths", "patch", "width", "depth",
-               "heads", "mlp_ratio", "pose_hidden", "face_maps", "decoder_motion", "chunk",
-               "window", "ref_frames")
+               "heads", "mlp_ratio", "pose_hidden", "pose_scale", "face_maps", "decoder_motion",
+               "chunk", "window", "ref_frames")
 # Architecture flags a checkpoint from before them lacks; loading it under a preset that
 # has them adds them at zero weight (see `upgrade`).
 UPGRADABLE = ("face_maps", "decoder_motion")
@@ -105,6 +107,8 @@ def add_face_maps(model: AnimationModel) -> AnimationModel:
     did, and training can then teach it to use them."""
     if model.cfg.face_maps:
         return model
+    if model.cfg.pose_scale != 2:
+        raise CheckpointError("add face maps before finer pose maps (pose_scale 2 only)")
     cfg = model.cfg.with_(face_maps=True)
     new = AnimationModel(cfg).to(model.device, model.dtype)
     state = model.state_dict()
@@ -128,6 +132,32 @@ def add_decoder_motion(model: AnimationModel) -> AnimationModel:
     new = new.to(model.device, model.dtype)
     missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
     assert not unexpected and all(".motion_" in k for k in missing), (missing, unexpected)
+    return new.train(model.training)
+
+
+def add_fine_pose(model: AnimationModel, scale: int) -> AnimationModel:
+    """`model` reading pose maps drawn at `scale` x the latent size, through a new
+    strided stage (`dit.PoseEncoder.fine`) that starts as an average pool, its extra
+    planes read at zero weight: on finer maps it computes what `model` computes on
+    them averaged down to its own size. The extra planes' weights are drawn from a
+    fixed seed, so every upgrade of the same checkpoint is the same model."""
+    if scale == model.cfg.pose_scale:
+        return model
+    if model.cfg.pose_scale != 2 or scale < 2:
+        raise CheckpointError(f"finer pose maps are added to a model at pose_scale 2 "
+                              f"(this one: {model.cfg.pose_scale}); asked for {scale}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        new = AnimationModel(model.cfg.with_(pose_scale=scale))
+    new = new.to(model.device, model.dtype)
+    state = model.state_dict()
+    key = "dit.pose_encoder.conv.weight"
+    conv = state[key]
+    pad = conv.new_zeros(conv.shape[0], new.state_dict()[key].shape[1] - conv.shape[1],
+                         *conv.shape[2:])
+    state[key] = torch.cat((conv, pad), dim=1)
+    fine = {k: v for k, v in new.state_dict().items() if ".pose_encoder.fine." in k}
+    new.load_state_dict({**state, **fine})
     return new.train(model.training)
 
 
@@ -165,7 +195,10 @@ def load_checkpoint(
         # that gained a flag the preset lacks (a decoder fine-tuned to read the motion)
         # is that preset plus it, and keeps it
         flags = [f for f in UPGRADABLE if getattr(want, f) and not getattr(cfg, f)]
-        gained = {f: True for f in UPGRADABLE if getattr(cfg, f) and not getattr(want, f)}
+        gained: dict[str, Any] = {f: True for f in UPGRADABLE
+                                  if getattr(cfg, f) and not getattr(want, f)}
+        if cfg.pose_scale > want.pose_scale:       # one that gained finer pose maps
+            gained["pose_scale"] = cfg.pose_scale
         diff = arch_diff(cfg.with_(**{f: True for f in flags}), want.with_(**gained))
         if diff:
             raise CheckpointError(f"checkpoint {path} does not match preset {preset!r}: "

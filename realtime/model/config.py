@@ -43,6 +43,9 @@ class ModelConfig:
     heads: int = 3                          # head_dim = width // heads (multiple of 16)
     mlp_ratio: float = 3.0
     pose_hidden: int = 32                   # light pose-map encoder width
+    pose_scale: int = 2                     # pose maps at this x the latent size; above 2 a
+                                            # strided stage (dit.PoseEncoder) reads the finer
+                                            # maps down to 2x, so a finger keeps its pixels
     face_maps: bool = False                 # also paint the face vector onto the head in
                                             # the pose encoder's input (see dit.PoseEncoder);
                                             # False = checkpoints from before it existed
@@ -72,6 +75,8 @@ class ModelConfig:
             raise ValueError(f"need 1 <= chunk ({self.chunk}) <= window ({self.window})")
         if not 1 <= self.steps <= 4:
             raise ValueError(f"steps must be in 1..4, got {self.steps}")
+        if self.pose_scale < 2 or self.pose_scale % 2:
+            raise ValueError(f"pose_scale must be an even number >= 2, got {self.pose_scale}")
         if self.cache_write not in CACHE_WRITES:
             raise ValueError(f"cache_write must be one of {CACHE_WRITES}")
 
@@ -100,9 +105,10 @@ class ModelConfig:
 
     @property
     def pose_size(self) -> int:
-        """Side of the pose maps the condition renderer draws: twice the latent
-        resolution, so thin finger strokes survive (the pose encoder pools them)."""
-        return 2 * self.latent_size
+        """Side of the pose maps the condition renderer draws: `pose_scale` x the
+        latent resolution (2 as shipped), so thin finger strokes survive (the pose
+        encoder pools them)."""
+        return self.pose_scale * self.latent_size
 
     @property
     def pose_channels(self) -> int:

@@ -61,6 +61,9 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat((args.cos(), args.sin()), dim=-1)
 
 
+FINE_PLANES = 16     # planes the finer pose maps add (PoseEncoder, pose_scale > 2)
+
+
 # --- embedders --------------------------------------------------------------------------
 
 
@@ -85,23 +88,64 @@ class PoseEncoder(nn.Module):
     (`realtime.model.planes.motion_planes`: FACE_DIM more planes). Through adaLN alone
     the face vector is one modulation for every token of the frame; here it also
     arrives in the head's own tokens, where "mouth open" has to become pixels.
+
+    With `cfg.pose_scale` above 2 the maps are drawn finer and a stride-(scale/2) conv
+    (`fine`) first brings them to twice the latent size: its first 16 planes start as
+    an average of each map over its square (the maps at scale 2, on which the face is
+    painted as before), and FINE_PLANES more, which the 3x3 conv starts reading at
+    zero weight, are what it can learn from the finer strokes (at scale 2 a finger of
+    a hand 10 px wide is a pixel or two). Maps finer than the model's (a teacher given
+    its student's) are first averaged down to its size; coarser ones are refused.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        s = cfg.pose_size // cfg.grid[0]
+        self.size = cfg.pose_size
+        s = 2 * cfg.latent_size // cfg.grid[0]
         self.face_maps = cfg.face_maps
-        extra = cfg.face_dim if cfg.face_maps else 0
-        self.conv = nn.Conv2d(cfg.pose_channels + extra, cfg.pose_hidden, 3, padding=1)
+        planes = cfg.pose_channels + (cfg.face_dim if cfg.face_maps else 0)
+        self.fine: nn.Conv2d | None = None
+        if cfg.pose_scale > 2:
+            r = cfg.pose_scale // 2
+            self.fine = nn.Conv2d(cfg.pose_channels, cfg.pose_channels + FINE_PLANES, r,
+                                  stride=r)
+            planes += FINE_PLANES
+        self.conv = nn.Conv2d(planes, cfg.pose_hidden, 3, padding=1)
         self.pool = nn.Conv2d(cfg.pose_hidden, cfg.width, s, stride=s)
+        if self.fine is not None:
+            self.initialize_fine()
+
+    @torch.no_grad()
+    def initialize_fine(self) -> None:
+        """`fine` as an average pool of each map, plus FINE_PLANES (random) that the
+        3x3 conv reads at zero weight: on finer maps the same function as at scale 2
+        on those maps averaged down, and a path the gradient reaches."""
+        assert self.fine is not None
+        n, r = self.fine.in_channels, self.fine.kernel_size[0]
+        self.fine.weight[:n].zero_()
+        self.fine.weight[:n, :n] += torch.eye(n)[:, :, None, None] / (r * r)
+        bias = self.fine.bias
+        assert bias is not None
+        bias[:n].zero_()
+        self.conv.weight[:, -FINE_PLANES:].zero_()
 
     def forward(self, maps: torch.Tensor, face: torch.Tensor, presence: torch.Tensor,
                 ) -> torch.Tensor:
         """maps (B, F, 16, P, P), face (B, F, FACE_DIM), presence (B, F, N_PARTS)."""
         B = maps.shape[0]
         x = maps.flatten(0, 1)
-        if self.face_maps:
+        if x.shape[-1] < self.size or x.shape[-2] < self.size:
+            raise ValueError(f"pose maps of {tuple(x.shape[-2:])} px are coarser than the "
+                             f"{self.size} px this model reads (draw them at cfg.pose_size)")
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="area")
+        finer = None
+        if self.fine is not None:       # the maps at scale 2, then what finer strokes add
+            x, finer = self.fine(x).split((self.fine.in_channels, FINE_PLANES), dim=1)
+        if self.face_maps:              # painted at scale 2, as a model without `fine` does
             x = motion_planes(x, face.flatten(0, 1), presence.flatten(0, 1))
+        if finer is not None:
+            x = torch.cat((x, finer), dim=1)
         x = self.pool(F.silu(self.conv(x)))                     # (B*F, C, gh, gw)
         return x.flatten(2).transpose(1, 2).reshape(B, -1, x.shape[1])
 

@@ -104,6 +104,11 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
                                 "is rendered again with its expression and fingers played "
                                 "backwards, and the output's change from a clip to its "
                                 "twin is pulled towards the truth's (default: the plan's)")
+            p.add_argument("--pose-scale", type=int, default=None, metavar="S",
+                           help="pose maps drawn at S x the latent size (4: twice as fine "
+                                "as shipped, so fingers keep their pixels); a checkpoint at "
+                                "2 gains a strided stage that starts as an average pool "
+                                "(same function). Default: the --init checkpoint's")
         if stage == "teacher":
             p.add_argument("--window-noise", type=float, default=None, metavar="S",
                            help="the history frames are noised along the flow path to a "
@@ -173,7 +178,8 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
                       gt_weight_long=getattr(args, "gt_weight_long", None),
                       region_weight=getattr(args, "region_weight", None),
                       pair_weight=getattr(args, "pair_weight", None),
-                      window_noise=getattr(args, "window_noise", None), steps=args.steps,
+                      window_noise=getattr(args, "window_noise", None),
+                      pose_scale=getattr(args, "pose_scale", None), steps=args.steps,
                       lr=args.lr,
                       resume=args.resume,
                       json_log=args.json_log, device=args.device, seed=args.seed,

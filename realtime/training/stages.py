@@ -27,6 +27,7 @@ import torch
 from realtime.model.bundle import AnimationModel
 from realtime.model.checkpoint import (
     add_decoder_motion,
+    add_fine_pose,
     load_checkpoint,
     read_meta,
     save_checkpoint,
@@ -116,6 +117,8 @@ class StageArgs:
     region_weight: float | None = None
     pair_weight: float | None = None    # teacher, student (default: the plan's)
     window_noise: float | None = None   # teacher: history noise level, U(0, this)
+    pose_scale: int | None = None   # teacher, student: pose maps at this x the latent size
+                                    # (init upgraded by `add_fine_pose`; default: init's)
     decoder_of: Path | None = None  # ae: fine-tune only this checkpoint's decoder
     on_student: bool = False        # ae: half of each batch from decoder_of's own streams
     temporal_weight: float = 0.0    # ae --on-student: weight of the frame-to-frame term
@@ -323,9 +326,12 @@ def _decoder_export(model: AnimationModel, source: Path, out: Path, preset: str,
     save_checkpoint(teacher, out / "teacher", meta=read_meta(source / "teacher"))
 
 
-def _load_trainable(path: Path, preset: str) -> AnimationModel:
-    """A checkpoint as a training model: fp32, DiT trainable, AE frozen."""
+def _load_trainable(path: Path, preset: str, pose_scale: int | None = None) -> AnimationModel:
+    """A checkpoint as a training model: fp32, DiT trainable, AE frozen; with
+    `pose_scale`, reading pose maps that fine (`add_fine_pose`)."""
     model = load_checkpoint(path, preset, "cpu").float()
+    if pose_scale is not None:
+        model = add_fine_pose(model, pose_scale)
     model.dit.requires_grad_(True).train()
     return model
 
@@ -339,8 +345,9 @@ def run_teacher(a: StageArgs) -> dict[str, Any]:
     """Flow-matching teacher with CFG dropout, from the AE checkpoint `init`."""
     if a.init is None:
         raise ValueError("the teacher starts from an autoencoder checkpoint: pass --init")
-    plan, cfg = _plan(a), get_preset(a.preset)
-    model = _load_trainable(a.init, a.preset)
+    plan = _plan(a)
+    model = _load_trainable(a.init, a.preset, a.pose_scale)
+    cfg = model.cfg     # the preset's, or finer pose maps than it
     pair_weight = _given(a.pair_weight, plan.pair_weight)
     data, twins = _training_latents(model, a.data, cfg, pair_weight)
     frames = min(plan.teacher_frames, data.n_frames - data.n_frames % cfg.chunk)
@@ -399,11 +406,14 @@ def _student_teacher(a: StageArgs) -> tuple[Path, dict[str, Any]]:
 
 def run_student(a: StageArgs) -> dict[str, Any]:
     """Self-forcing distillation of the teacher into the student (from `init`)."""
-    plan, cfg = _plan(a), get_preset(a.preset)
+    plan = _plan(a)
     teacher_dir, info = _student_teacher(a)
     assert a.init is not None                   # checked by _student_teacher
     teacher = load_checkpoint(teacher_dir, a.preset, "cpu").float()
-    student = _load_trainable(a.init, a.preset)
+    student = _load_trainable(a.init, a.preset, a.pose_scale)
+    # the clips' pose maps as the student reads them; a teacher at another pose_scale
+    # averages them down to its own (dit.PoseEncoder)
+    cfg = student.cfg
     device = torch.device(_loop_cfg(a, 1, 0.0, plan).device)
     teacher.to(device)
     student.to(device)

@@ -648,3 +648,25 @@ def test_teacher_and_student_steps_run_under_bf16_autocast_as_on_cuda(
         assert got == pytest.approx(want, rel=0.05), stage
         assert g16.keys() == g32.keys() and g16, stage
         assert all(torch.isfinite(g).all() for g in g16.values()), stage
+
+
+def test_a_student_trained_on_finer_pose_maps_learns_through_them_and_keeps_them(
+        tiny_data: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    """`train student --pose-scale 4`: the clips are drawn at the student's finer size,
+    the new path gets gradient (its weights leave zero), the teacher beside it stays
+    as it was, and training the result further keeps the scale without the flag."""
+    from realtime.cli import main
+
+    base = ["train", "student", "--preset", "tiny", "--data", str(tiny_data),
+            "--no-progress", "--steps", "2"]
+    out = tmp_path / "fine"
+    assert main(base + ["--init", str(tiny_ckpt), "--out", str(out), "--pose-scale", "4"]) == 0
+    model = load_checkpoint(out, preset="tiny")
+    assert model.cfg.pose_scale == 4
+    assert model.dit.pose_encoder.conv.weight[:, -16:].abs().sum() > 0
+    assert load_checkpoint(out / "teacher", preset="tiny").cfg.pose_scale == 2
+    clip = load_clips(tiny_data, "train", model.cfg, limit=1)[0]
+    assert clip.pose.shape[-1] == 2 * get_preset("tiny").pose_size == model.cfg.pose_size
+    more = tmp_path / "more"
+    assert main(base + ["--init", str(out), "--out", str(more)]) == 0
+    assert load_checkpoint(more, preset="tiny").cfg.pose_scale == 4
