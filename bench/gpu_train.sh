@@ -18,6 +18,7 @@
 # EGL/GL libraries. `bash bench/gpu_train.sh prepare` fetches them here into `.whl`
 # and `.gl`; then, in one call,
 #   run(command="OUT=$OUT bash bench/gpu_train.sh", carry=[".whl", ".gl"], timeout_s=560)
+# (POSE_SCALE=4 in front: teacher and student on pose maps twice as fine.)
 # Here, as a check of the script (tiny preset, CPU, seconds):
 #   PRESET=tiny DEVICE=cpu CHARS=4 CLIPS=8 RES=32 TEACHER_MIN=0.1 STUDENT_MIN=0.1 \
 #       INIT=<tiny checkpoint with teacher/> OUT=/tmp/gt bash bench/gpu_train.sh
@@ -39,6 +40,9 @@ PRESET=${PRESET:-cpu} DEVICE=${DEVICE:-cuda} SCALE=${SCALE:-8}
 CHARS=${CHARS:-128} CLIPS=${CLIPS:-768} RES=${RES:-128} SEED=${SEED:-1}
 TEACHER_MIN=${TEACHER_MIN:-3.5} STUDENT_MIN=${STUDENT_MIN:-3}
 INIT=${INIT:-realtime/checkpoints/default}
+# POSE_SCALE=4: both stages read pose maps twice as fine (stop 34 of the experiment
+# log: a student alone does not learn them from a teacher that reads the coarse ones)
+fine=(); [ -n "${POSE_SCALE:-}" ] && fine=(--pose-scale "$POSE_SCALE")
 out=${OUT:-/tmp/out}; work=${WORK:-/tmp/gpu_train}
 mkdir -p "$out"; rm -rf "$work"; mkdir -p "$work"
 exec > >(tee "$out/gpu-train.log") 2>&1
@@ -75,12 +79,12 @@ mm dataset avatar dataset --out "$work/studio" --characters "$CHARS" --clips "$C
 step teacher "$TEACHER_MIN min"
 mm teacher train teacher --preset "$PRESET" --device "$DEVICE" --data "$work/studio" \
     --init "$INIT/teacher" --out "$work/teacher" --batch-scale "$SCALE" \
-    --budget "$TEACHER_MIN" --lr 2e-4 --no-progress
+    --budget "$TEACHER_MIN" --lr 2e-4 --no-progress "${fine[@]}"
 
 step student "$STUDENT_MIN min"
 mm student train student --preset "$PRESET" --device "$DEVICE" --data "$work/studio" \
     --init "$INIT" --teacher "$work/teacher" --out "$work/student" --batch-scale "$SCALE" \
-    --budget "$STUDENT_MIN" --lr 1e-4 --gt-weight-long 0.25 --no-progress
+    --budget "$STUDENT_MIN" --lr 1e-4 --gt-weight-long 0.25 --no-progress "${fine[@]}"
 
 step collect
 mkdir -p "$out/student/teacher"
