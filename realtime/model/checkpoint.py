@@ -143,7 +143,7 @@ def add_fine_pose(model: AnimationModel, scale: int) -> AnimationModel:
     fixed seed, so every upgrade of the same checkpoint is the same model."""
     if scale == model.cfg.pose_scale:
         return model
-    if model.cfg.pose_scale != 2 or scale < 2:
+    if model.cfg.pose_scale != 2:       # (ModelConfig checks `scale` itself)
         raise CheckpointError(f"finer pose maps are added to a model at pose_scale 2 "
                               f"(this one: {model.cfg.pose_scale}); asked for {scale}")
     with torch.random.fork_rng(devices=[]):

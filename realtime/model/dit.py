@@ -101,7 +101,7 @@ class PoseEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.size = cfg.pose_size
-        s = 2 * cfg.latent_size // cfg.grid[0]
+        s = 2 * cfg.patch      # the maps at scale 2: each token's square of them
         self.face_maps = cfg.face_maps
         planes = cfg.pose_channels + (cfg.face_dim if cfg.face_maps else 0)
         self.fine: nn.Conv2d | None = None

@@ -18,6 +18,7 @@ from realtime.model.checkpoint import (
     save_checkpoint,
 )
 from realtime.model.config import get_preset
+from realtime.model.dit import FINE_PLANES
 from realtime.motion.types import POSE_CHANNELS
 from realtime.training.student import new_cache
 
@@ -71,7 +72,7 @@ def test_the_finer_path_sees_what_averaging_hides() -> None:
     assert torch.equal(F.avg_pool2d(a.flatten(0, 1), 2), F.avg_pool2d(b.flatten(0, 1), 2))
     assert torch.equal(_velocity(new, a), _velocity(new, b))    # at step 0: as before
     with torch.no_grad():
-        new.dit.pose_encoder.conv.weight[:, -16:] = 0.1
+        new.dit.pose_encoder.conv.weight[:, -FINE_PLANES:] = 0.1
     assert not torch.allclose(_velocity(new, a), _velocity(new, b), atol=1e-4)
 
 

@@ -17,6 +17,7 @@ from realtime.engine import StreamingEngine
 from realtime.model.bundle import AnimationModel
 from realtime.model.checkpoint import load_checkpoint
 from realtime.model.config import get_preset
+from realtime.model.dit import FINE_PLANES
 from realtime.motion.types import MotionCondition
 from realtime.training import evaluate
 from realtime.training.data import encode_clips, load_clips
@@ -663,7 +664,7 @@ def test_a_student_trained_on_finer_pose_maps_learns_through_them_and_keeps_them
     assert main(base + ["--init", str(tiny_ckpt), "--out", str(out), "--pose-scale", "4"]) == 0
     model = load_checkpoint(out, preset="tiny")
     assert model.cfg.pose_scale == 4
-    assert model.dit.pose_encoder.conv.weight[:, -16:].abs().sum() > 0
+    assert model.dit.pose_encoder.conv.weight[:, -FINE_PLANES:].abs().sum() > 0
     assert load_checkpoint(out / "teacher", preset="tiny").cfg.pose_scale == 2
     clip = load_clips(tiny_data, "train", model.cfg, limit=1)[0]
     assert clip.pose.shape[-1] == 2 * get_preset("tiny").pose_size == model.cfg.pose_size
