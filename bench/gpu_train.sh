@@ -6,22 +6,27 @@
 #
 #   1. renders a studio dataset of 128 characters of another seed (none of them is a
 #      character `eval` holds out of studio128r) on the machine's cores;
-#   2. continues the shipped teacher on it, then the shipped student against that
-#      teacher, each for a planned number of minutes (`--budget`) at 8x the cpu plan's
-#      batch (`--batch-scale`), bf16 autocast on CUDA;
-#   3. leaves the new student (its teacher beside it) and the logs in $OUT.
-# Evaluate what comes back on the CPU, as every row of the model card was:
-#   marionette eval --checkpoint DIR/student --steps 1 --data studio128r --clips 4 \
+#   2. for each pose-map scale in POSE_SCALES (one arm each, all at once on the one
+#      GPU), continues the shipped teacher on it, then the shipped student against
+#      that teacher, each for a planned number of minutes (`--budget`) at 8x the cpu
+#      plan's batch (`--batch-scale`), bf16 autocast on CUDA;
+#   3. leaves each arm's models in $OUT/psS/{teacher,student}.safetensors (each as
+#      soon as it exists) and their configs and logs in $OUT/meta.tar.
+# Put the checkpoint together and evaluate it on the CPU, as every row of the model
+# card was:
+#   tar xf meta.tar -C DIR; cp psS/student.safetensors DIR/psS/student/model.safetensors
+#   cp psS/teacher.safetensors DIR/psS/student/teacher/model.safetensors
+#   marionette eval --checkpoint DIR/psS/student --steps 1 --data studio128r --clips 4 \
 #       --clip-frames 48 --frames 3000 --threads 1 --json eval-gpu.json
 #
 # There (bench/README.md: the device tool): the GPU image has no skia-python and no
 # EGL/GL libraries. `bash bench/gpu_train.sh prepare` fetches them here into `.whl`
 # and `.gl`; then, in one call,
-#   run(command="OUT=$OUT bash bench/gpu_train.sh", carry=[".whl", ".gl"], timeout_s=560)
-# (POSE_SCALE=4 in front: teacher and student on pose maps twice as fine.)
-# Here, as a check of the script (tiny preset, CPU, seconds):
-#   PRESET=tiny DEVICE=cpu CHARS=4 CLIPS=8 RES=32 TEACHER_MIN=0.1 STUDENT_MIN=0.1 \
-#       INIT=<tiny checkpoint with teacher/> OUT=/tmp/gt bash bench/gpu_train.sh
+#   run(command="POSE_SCALES='2 4' END_S=540 OUT=$OUT bash bench/gpu_train.sh",
+#       carry=[".whl", ".gl"], timeout_s=580)
+# Here, as a check of the script (CPU, bf16 autocast off, about 3 minutes):
+#   DEVICE=cpu SCALE=1 CHARS=4 CLIPS=8 TEACHER_MIN=0.2 STUDENT_MIN=0.2 \
+#       POSE_SCALES='2 4' OUT=/tmp/gt bash bench/gpu_train.sh
 set -euo pipefail
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 if [ "${1:-}" = prepare ]; then
@@ -39,10 +44,15 @@ fi
 PRESET=${PRESET:-cpu} DEVICE=${DEVICE:-cuda} SCALE=${SCALE:-8}
 CHARS=${CHARS:-128} CLIPS=${CLIPS:-768} RES=${RES:-128} SEED=${SEED:-1}
 TEACHER_MIN=${TEACHER_MIN:-3.5} STUDENT_MIN=${STUDENT_MIN:-3}
+# END_S: instead, split what is left after the dataset, up to END_S seconds after the
+# start less a minute for the stages' start-up and the collection, 54:46 between them
+END_S=${END_S:-}
 INIT=${INIT:-realtime/checkpoints/default}
-# POSE_SCALE=4: both stages read pose maps twice as fine (stop 34 of the experiment
-# log: a student alone does not learn them from a teacher that reads the coarse ones)
-fine=(); [ -n "${POSE_SCALE:-}" ] && fine=(--pose-scale "$POSE_SCALE")
+# POSE_SCALES: one arm per scale, all at once on the one GPU (the cpu architecture
+# leaves most of it idle). 2 is the shipped checkpoint's own maps (the control); 4 is
+# twice as fine, which stop 34 of the experiment log found a student alone does not
+# learn from a teacher that reads the coarse ones.
+POSE_SCALES=${POSE_SCALES:-2}
 out=${OUT:-/tmp/out}; work=${WORK:-/tmp/gpu_train}
 mkdir -p "$out"; rm -rf "$work"; mkdir -p "$work"
 exec > >(tee "$out/gpu-train.log") 2>&1
@@ -67,31 +77,52 @@ mm() {
     if python3 -m realtime.cli "$@" > "$work/$name.out" 2>&1; then
         grep -v '^INFO' "$work/$name.out" | tail -3 || true
     else
-        tail -40 "$work/$name.out"; step "$name failed"; exit 1
+        tail -40 "$work/$name.out"; step "$name failed"; return 1
     fi
 }
 
 step dataset
 mm dataset avatar dataset --out "$work/studio" --characters "$CHARS" --clips "$CLIPS" \
     --resolution "$RES" --frames 24 --performers 16 --clips-per-shard 32 --seed "$SEED" \
-    --workers "$(nproc)"
+    --workers "$(nproc)" || exit 1
 
-step teacher "$TEACHER_MIN min"
-mm teacher train teacher --preset "$PRESET" --device "$DEVICE" --data "$work/studio" \
-    --init "$INIT/teacher" --out "$work/teacher" --batch-scale "$SCALE" \
-    --budget "$TEACHER_MIN" --lr 2e-4 --no-progress "${fine[@]}"
+if [ -n "$END_S" ]; then
+    left=$(( END_S - SECONDS - 60 ))
+    TEACHER_MIN=$(awk "BEGIN{printf \"%.2f\", 0.54 * $left / 60}")
+    STUDENT_MIN=$(awk "BEGIN{printf \"%.2f\", 0.46 * $left / 60}")
+fi
 
-step student "$STUDENT_MIN min"
-mm student train student --preset "$PRESET" --device "$DEVICE" --data "$work/studio" \
-    --init "$INIT" --teacher "$work/teacher" --out "$work/student" --batch-scale "$SCALE" \
-    --budget "$STUDENT_MIN" --lr 1e-4 --gt-weight-long 0.25 --no-progress "${fine[@]}"
+# one arm: the teacher, then the student against it; each stage's model in $out/psS/
+# as soon as it exists (a later failure or the call's time limit keeps it), a hard
+# --time-limit half a minute past the planned budget
+arm() {
+    local s=$1 a="$work/ps$1"
+    mkdir -p "$out/ps$s" "$a"
+    step "ps$s teacher $TEACHER_MIN min"
+    mm "ps$s-teacher" train teacher --preset "$PRESET" --device "$DEVICE" --data "$work/studio" \
+        --init "$INIT/teacher" --out "$a/teacher" --batch-scale "$SCALE" --pose-scale "$s" \
+        --budget "$TEACHER_MIN" --time-limit "$(awk "BEGIN{print $TEACHER_MIN + 0.5}")" \
+        --lr 2e-4 --no-progress || return 1
+    cp "$a/teacher/model.safetensors" "$out/ps$s/teacher.safetensors"
+    step "ps$s student $STUDENT_MIN min"
+    mm "ps$s-student" train student --preset "$PRESET" --device "$DEVICE" --data "$work/studio" \
+        --init "$INIT" --teacher "$a/teacher" --out "$a/student" --batch-scale "$SCALE" \
+        --pose-scale "$s" --budget "$STUDENT_MIN" --time-limit "$(awk "BEGIN{print $STUDENT_MIN + 0.5}")" \
+        --lr 1e-4 --gt-weight-long 0.25 --no-progress || return 1
+    cp "$a/student/model.safetensors" "$out/ps$s/student.safetensors"
+    step "ps$s done"
+}
+export OMP_NUM_THREADS=$(( $(nproc) / $(echo $POSE_SCALES | wc -w) ))
+pids=()
+for s in $POSE_SCALES; do arm "$s" & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p" || true; done
 
 step collect
-mkdir -p "$out/student/teacher"
-cp "$work/student/config.json" "$work/student/model.safetensors" "$out/student/"
-cp "$work/student/teacher/config.json" "$work/student/teacher/model.safetensors" \
-    "$out/student/teacher/"
-cp "$work/teacher/log.jsonl" "$out/teacher-log.jsonl"
-cp "$work/student/log.jsonl" "$out/student-log.jsonl"
+# the models are in $out/psS/; everything else small in one tar (the device tool
+# brings back 8 files at most)
+(cd "$work" && tar cf "$out/meta.tar" --ignore-failed-read ./*.out \
+    ./ps*/teacher/config.json ./ps*/teacher/log.jsonl ./ps*/student/config.json \
+    ./ps*/student/log.jsonl ./ps*/student/teacher/config.json 2>/dev/null) || true
+ls -la "$out" "$out"/ps*
 step done
 sleep 1     # let tee write the log's last lines before the call collects $OUT
