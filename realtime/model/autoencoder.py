@@ -146,9 +146,15 @@ class TinyAutoencoder(nn.Module):
     def decode_driven(self, latents: torch.Tensor, pose: torch.Tensor, face: torch.Tensor,
                       presence: torch.Tensor) -> torch.Tensor:
         """`decode` of frames driven by the conditions pose (N, 16, P, P), face
-        (N, FACE_DIM), presence (N, N_PARTS): what the engine and eval call."""
-        planes = motion_planes(pose, face, presence) if self.cfg.decoder_motion else None
-        return self.decode(latents, planes)
+        (N, FACE_DIM), presence (N, N_PARTS): what the engine and eval call. Maps finer
+        than twice the latent size (a model at `pose_scale` 4) are averaged down to it,
+        the size the decoder is trained on, as the DiT's own pose encoder does."""
+        if not self.cfg.decoder_motion:
+            return self.decode(latents)
+        size = 2 * latents.shape[-1]
+        if pose.shape[-1] > size:
+            pose = F.interpolate(pose, size=(size, size), mode="area")
+        return self.decode(latents, motion_planes(pose, face, presence))
 
     def forward(self, images: torch.Tensor, planes: torch.Tensor | None = None,
                 ) -> torch.Tensor:

@@ -110,7 +110,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="student checkpoint directory (default: the shipped default)")
     p.add_argument("--teacher", type=Path, default=None,
-                   help="teacher checkpoint (default: CHECKPOINT/teacher when present)")
+                   help="teacher checkpoint (default: CHECKPOINT/teacher when present); "
+                        "one on finer pose maps (--pose-scale) has the clips drawn at its "
+                        "size, the student averaging them down")
     p.add_argument("--data", type=Path, default=None,
                    help="studio dataset directory (required, but with --compare)")
     p.add_argument("--clips", type=int, default=8, help="held-out clips to evaluate")
@@ -621,6 +623,10 @@ def _run(args: argparse.Namespace) -> int:
         teacher = load_checkpoint(teacher_dir, device=model.device)
         info = read_meta(teacher_dir)
     cfg = model.cfg
+    # the clips both models run on are drawn at the finer of their pose sizes: a model
+    # averages finer maps down to its own (dit.PoseEncoder) and refuses coarser ones
+    shared = cfg if teacher is None or teacher.cfg.pose_scale <= cfg.pose_scale \
+        else cfg.with_(pose_scale=teacher.cfg.pose_scale)
     clip_frames = args.clip_frames - args.clip_frames % cfg.chunk
     if args.uploads is not None:
         from realtime.training.uploads import upload_alignment
@@ -632,13 +638,15 @@ def _run(args: argparse.Namespace) -> int:
         return _report(result, args.json)
     held = None
     if args.split == "heldout_both":
-        clips = heldout_clips(args.data, cfg, args.clips, clip_frames)
-        held = {"face": heldout_clips(args.data, cfg, args.clips, clip_frames, hold_expression),
-                "expression": heldout_clips(args.data, cfg, args.clips, clip_frames,
+        clips = heldout_clips(args.data, shared, args.clips, clip_frames)
+        held = {"face": heldout_clips(args.data, shared, args.clips, clip_frames,
+                                      hold_expression),
+                "expression": heldout_clips(args.data, shared, args.clips, clip_frames,
                                             hold_expression_only),
-                "hand": heldout_clips(args.data, cfg, args.clips, clip_frames, hold_fingers)}
+                "hand": heldout_clips(args.data, shared, args.clips, clip_frames,
+                                      hold_fingers)}
     else:
-        clips = read_split(args.data, args.split, cfg, limit=args.clips)
+        clips = read_split(args.data, args.split, shared, limit=args.clips)
         clips = [c.frame_range(slice(clip_frames)) for c in clips]
     frames, window = drift_window(args.frames, cfg.chunk)
     long = drift_clip(heldout_clips(args.data, cfg, 1, frames - window), frames, window)
@@ -649,6 +657,7 @@ def _run(args: argparse.Namespace) -> int:
                "teacher_checkpoint": str(teacher_dir) if teacher else None,
                "data": str(args.data),
                "split": args.split,
+               "pose_maps_px": shared.pose_size,       # the student's own on the drift stream
                "heldout": {"heldout_both": "characters and performers held out of training",
                            "heldout_character": "unseen characters, training motion sources",
                            "heldout_motion": "training characters, unseen motion sources",

@@ -245,6 +245,30 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
     assert math.isfinite(history["psnr_no_history"])
 
 
+def test_eval_beside_a_teacher_on_finer_maps_draws_the_shared_clips_at_its_size(
+        tiny_data: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    # stop 35: a teacher trained with --pose-scale 4 beside the shipped (2x) student;
+    # the clips both run on must be drawn at 4x (the student averages them down), or
+    # the teacher refuses them
+    from realtime.model.checkpoint import add_fine_pose, save_checkpoint
+
+    teacher = add_fine_pose(load_checkpoint(tiny_ckpt / "teacher", preset="tiny"), 4)
+    save_checkpoint(teacher, tmp_path / "t4")
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    out = tmp_path / "eval.json"
+    args = parser.parse_args(["--checkpoint", str(tiny_ckpt), "--teacher", str(tmp_path / "t4"),
+                              "--data", str(tiny_data), "--clips", "1", "--clip-frames", "8",
+                              "--frames", "24", "--drift-streams", "1", "--steps", "1",
+                              "--json", str(out)])
+    assert evaluate.run(args) == 0
+    res = json.loads(out.read_text())
+    assert res["pose_maps_px"] == 2 * get_preset("tiny").pose_size
+    assert math.isfinite(res["teacher_metrics"]["hand_psnr"])
+    assert math.isfinite(res["teacher_response"]["hand"]["gain"])
+    assert all(math.isfinite(v) for v in res["student_vs_teacher_db"].values())
+
+
 def test_eval_refuses_a_missing_dataset_with_a_reason(tiny_ckpt: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str],
                                                      ) -> None:
