@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from realtime.model.autoencoder import TinyAutoencoder
 from realtime.model.bundle import AnimationModel
 from realtime.model.checkpoint import add_decoder_motion, load_checkpoint, save_checkpoint
 from realtime.model.config import ModelConfig, get_preset
@@ -17,6 +18,16 @@ from realtime.motion.types import FACE_FEATURES, PARTS, POSE_CHANNELS
 
 def _planes(cfg: ModelConfig, n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.rand(n, N_MOTION_PLANES, cfg.pose_size, cfg.pose_size, generator=gen)
+
+
+def _trained_ae(cfg: ModelConfig, seed: int) -> TinyAutoencoder:
+    """A random motion-reading autoencoder whose motion outputs are non-zero, as if
+    trained (they start at zero)."""
+    ae = AnimationModel.random(cfg, seed=seed).ae
+    for conv in ae.decoder.motion_out:
+        assert isinstance(conv, torch.nn.Conv2d)
+        torch.nn.init.normal_(conv.weight, std=0.5)
+    return ae
 
 
 def test_a_checkpoint_from_before_decoder_motion_decodes_the_same_after_upgrade(
@@ -41,10 +52,7 @@ def test_a_checkpoint_from_before_decoder_motion_decodes_the_same_after_upgrade(
 
 def test_motion_changes_the_decoded_frame_only_around_where_it_is_drawn() -> None:
     cfg = get_preset("tiny")
-    ae = AnimationModel.random(cfg, seed=0).ae
-    for conv in ae.decoder.motion_out:                       # as if trained: non-zero
-        assert isinstance(conv, torch.nn.Conv2d)
-        torch.nn.init.normal_(conv.weight, std=0.5)
+    ae = _trained_ae(cfg, seed=0)
     P = cfg.pose_size
     maps = torch.zeros(1, cfg.pose_channels, P, P)
     maps[0, POSE_CHANNELS.index("head"), 1, 1] = 1.0         # a head in the top-left corner
@@ -92,10 +100,7 @@ def test_maps_drawn_finer_decode_as_their_average_at_the_decoder_s_own_size() ->
     # a student at pose_scale 4 (or eval beside a finer teacher) hands the decoder maps
     # at 4x the latent size; it reads them as the maps at 2x it was trained on
     cfg = get_preset("tiny")
-    ae = AnimationModel.random(cfg, seed=2).ae
-    for conv in ae.decoder.motion_out:                       # as if trained: non-zero
-        assert isinstance(conv, torch.nn.Conv2d)
-        torch.nn.init.normal_(conv.weight, std=0.5)
+    ae = _trained_ae(cfg, seed=2)
     gen = torch.Generator().manual_seed(3)
     P = cfg.pose_size
     fine = torch.rand(2, cfg.pose_channels, 2 * P, 2 * P, generator=gen)
