@@ -189,6 +189,15 @@ class MotionEmbedder(nn.Module):
 # --- block ------------------------------------------------------------------------------
 
 
+def _rms(norm: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
+    """`norm(x)` with the weight in x's dtype. Under bf16 autocast (training on CUDA)
+    the linear layers hand bf16 to a float32 weight, which sends `rms_norm` to its
+    unfused path (a chain of elementwise kernels, and a warning); the cast is of
+    head_dim numbers and keeps the gradient. Unchanged wherever the dtypes agree."""
+    w = norm.weight
+    return F.rms_norm(x, norm.normalized_shape, None if w is None else w.to(x.dtype), norm.eps)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -203,7 +212,7 @@ class Attention(nn.Module):
         """(B, L, C) -> q, k, v each (B, H, L, D), q and k normalised, un-rotated."""
         B, L, _ = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return self.q_norm(q), self.k_norm(k), v
+        return _rms(self.q_norm, q), _rms(self.k_norm, k), v
 
     def out(self, o: torch.Tensor) -> torch.Tensor:
         B, H, L, D = o.shape

@@ -642,12 +642,16 @@ def test_training_gradients_are_the_same_where_the_triton_kernels_run(
             assert backend_for(torch.zeros(1)) == "torch"
 
 
+# the only test under autocast, so the first place torch would warn (once a process)
+# that bf16 activations met a float32 norm weight and took the unfused path
+@pytest.mark.filterwarnings("error:Mismatch dtype between input and weight")
 def test_teacher_and_student_steps_run_under_bf16_autocast_as_on_cuda(
         tiny_data: Path) -> None:
     """Training on CUDA runs under bf16 autocast with the kernels dispatched as on a GPU:
     bf16 activations meet fp32 weights and KV caches. Here the same on the CPU (the
     kernels forced, autocast on the CPU): each step's loss is the fp32 one to bf16
-    precision, and the same weights get a gradient, every one finite."""
+    precision, the same weights get a gradient, every one finite, and no norm falls
+    back to its unfused path for want of a weight in the activations' dtype."""
     from kernels._dispatch import force_backend
 
     cfg = get_preset("tiny")
