@@ -24,7 +24,7 @@
 # and `.gl`; then, in one call,
 #   run(command="POSE_SCALES='2 4' END_S=540 OUT=$OUT bash bench/gpu_train.sh",
 #       carry=[".whl", ".gl"], timeout_s=580)
-# Here, as a check of the script (CPU, bf16 autocast off, about 3 minutes):
+# Here, as a check of the script (CPU, bf16 autocast off, about a minute and a half):
 #   DEVICE=cpu SCALE=1 CHARS=4 CLIPS=8 TEACHER_MIN=0.2 STUDENT_MIN=0.2 \
 #       POSE_SCALES='2 4' OUT=/tmp/gt bash bench/gpu_train.sh
 set -euo pipefail

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from realtime.model.config import ModelConfig
-from realtime.model.planes import N_MOTION_PLANES, motion_planes
+from realtime.model.planes import N_MOTION_PLANES, maps_at, motion_planes
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -151,9 +151,7 @@ class TinyAutoencoder(nn.Module):
         the size the decoder is trained on, as the DiT's own pose encoder does."""
         if not self.cfg.decoder_motion:
             return self.decode(latents)
-        size = 2 * latents.shape[-1]
-        if pose.shape[-1] > size:
-            pose = F.interpolate(pose, size=(size, size), mode="area")
+        pose = maps_at(pose, 2 * latents.shape[-1])
         return self.decode(latents, motion_planes(pose, face, presence))
 
     def forward(self, images: torch.Tensor, planes: torch.Tensor | None = None,

@@ -35,7 +35,7 @@ from kernels.norm import adaln_norm
 from kernels.rope import apply_rope_ref
 from realtime.model.cache import KVCache
 from realtime.model.config import ModelConfig
-from realtime.model.planes import FACE_PART, motion_planes
+from realtime.model.planes import FACE_PART, maps_at, motion_planes
 
 AttendFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 """(q, k, v, layer) -> out, each (B, H, L, D): how a block's tokens see their context."""
@@ -133,12 +133,7 @@ class PoseEncoder(nn.Module):
                 ) -> torch.Tensor:
         """maps (B, F, 16, P, P), face (B, F, FACE_DIM), presence (B, F, N_PARTS)."""
         B = maps.shape[0]
-        x = maps.flatten(0, 1)
-        if x.shape[-1] < self.size or x.shape[-2] < self.size:
-            raise ValueError(f"pose maps of {tuple(x.shape[-2:])} px are coarser than the "
-                             f"{self.size} px this model reads (draw them at cfg.pose_size)")
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="area")
+        x = maps_at(maps.flatten(0, 1), self.size)
         finer = None
         if self.fine is not None:       # the maps at scale 2, then what finer strokes add
             x, finer = self.fine(x).split((self.fine.in_channels, FINE_PLANES), dim=1)

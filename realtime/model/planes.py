@@ -21,6 +21,18 @@ FACE_PART = PARTS.index("face")
 N_MOTION_PLANES = N_POSE_CHANNELS + FACE_DIM
 
 
+def maps_at(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """Pose maps (N, C, P, P) as a model that reads `size`-pixel maps takes them: as
+    they are at that size; finer ones (drawn for a model at a larger `pose_scale`)
+    averaged down to it; coarser ones refused, since no resampling adds the detail."""
+    if maps.shape[-1] < size or maps.shape[-2] < size:
+        raise ValueError(f"pose maps of {tuple(maps.shape[-2:])} px are coarser than the "
+                         f"{size} px this model reads (draw them at cfg.pose_size)")
+    if maps.shape[-1] != size or maps.shape[-2] != size:
+        maps = F.interpolate(maps, size=(size, size), mode="area")
+    return maps
+
+
 def head_dilation(size: int) -> int:
     """Odd max-pool size that widens the head strokes of a `size`-pixel map to about
     the head's extent (~1/8 of the map)."""
