@@ -41,7 +41,12 @@ if [ "${1:-}" = prepare ]; then
     du -sh .whl .gl
     exit 0
 fi
-PRESET=${PRESET:-cpu} DEVICE=${DEVICE:-cuda} SCALE=${SCALE:-8}
+PRESET=${PRESET:-cpu} DEVICE=${DEVICE:-cuda}
+# each stage's batch, as a multiple of the cpu plan's (SCALE sets both). Measured on
+# the H200 (bench/results/train-rate-h200.json): the student stage is bound by its ~45
+# small sequential forward passes a step, 2.2 steps/s at 8x and 1.5 at 96x, so 96x
+# feeds it 8.5 times the samples a second; the teacher steps as fast at 32x as at 8x.
+TEACHER_SCALE=${TEACHER_SCALE:-${SCALE:-32}} STUDENT_SCALE=${STUDENT_SCALE:-${SCALE:-96}}
 CHARS=${CHARS:-128} CLIPS=${CLIPS:-768} RES=${RES:-128} SEED=${SEED:-1}
 TEACHER_MIN=${TEACHER_MIN:-3.5} STUDENT_MIN=${STUDENT_MIN:-3}
 # END_S: instead, split what is left after the dataset, up to END_S seconds after the
@@ -81,6 +86,35 @@ mm() {
     fi
 }
 
+if [ "${1:-}" = probe ]; then
+    # a short check of how each stage's step time grows with the batch on this
+    # machine (stop 36: the student stage stepped at 2/s at --batch-scale 8, a tenth
+    # of the teacher's rate): 30 steps per batch scale, the rate from the log's
+    # wall clock between step 10 and the last (start-up left out)
+    step "probe dataset"
+    mm dataset avatar dataset --out "$work/studio" --characters 16 --clips 64 \
+        --resolution "$RES" --frames 24 --performers 16 --clips-per-shard 32 --seed "$SEED" \
+        --workers "$(nproc)" || exit 1
+    for stage in student teacher; do
+        for bs in ${PROBE_SCALES:-8 32 96}; do          # one stage at a time
+            d="$work/probe-$stage-$bs"
+            extra=(--init "$INIT/teacher"); [ $stage = student ] && extra=(--init "$INIT" --teacher "$INIT/teacher")
+            mm "probe-$stage-$bs" train $stage --preset "$PRESET" --device "$DEVICE" \
+                --data "$work/studio" "${extra[@]}" --out "$d" --batch-scale "$bs" \
+                --steps "${PROBE_STEPS:-30}" --no-progress || continue
+            python3 - "$d/log.jsonl" "$stage" "$bs" <<'PY' | tee -a "$out/probe.txt"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+a, b = rows[0], rows[-1]
+rate = (b["step"] - a["step"]) / (b["wall_s"] - a["wall_s"])
+print(f"{sys.argv[2]} batch-scale {sys.argv[3]}: {rate:.2f} steps/s "
+      f"(steps {a['step']}-{b['step']}, cpu/wall {(b['cpu_s'] - a['cpu_s']) / (b['wall_s'] - a['wall_s']):.2f})")
+PY
+        done
+    done
+    exit 0
+fi
+
 step dataset
 mm dataset avatar dataset --out "$work/studio" --characters "$CHARS" --clips "$CLIPS" \
     --resolution "$RES" --frames 24 --performers 16 --clips-per-shard 32 --seed "$SEED" \
@@ -100,13 +134,13 @@ arm() {
     mkdir -p "$out/ps$s" "$a"
     step "ps$s teacher $TEACHER_MIN min"
     mm "ps$s-teacher" train teacher --preset "$PRESET" --device "$DEVICE" --data "$work/studio" \
-        --init "$INIT/teacher" --out "$a/teacher" --batch-scale "$SCALE" --pose-scale "$s" \
+        --init "$INIT/teacher" --out "$a/teacher" --batch-scale "$TEACHER_SCALE" --pose-scale "$s" \
         --budget "$TEACHER_MIN" --time-limit "$(awk "BEGIN{print $TEACHER_MIN + 0.5}")" \
         --lr 2e-4 --no-progress || return 1
     cp "$a/teacher/model.safetensors" "$out/ps$s/teacher.safetensors"
     step "ps$s student $STUDENT_MIN min"
     mm "ps$s-student" train student --preset "$PRESET" --device "$DEVICE" --data "$work/studio" \
-        --init "$INIT" --teacher "$a/teacher" --out "$a/student" --batch-scale "$SCALE" \
+        --init "$INIT" --teacher "$a/teacher" --out "$a/student" --batch-scale "$STUDENT_SCALE" \
         --pose-scale "$s" --budget "$STUDENT_MIN" --time-limit "$(awk "BEGIN{print $STUDENT_MIN + 0.5}")" \
         --lr 1e-4 --gt-weight-long 0.25 --no-progress || return 1
     cp "$a/student/model.safetensors" "$out/ps$s/student.safetensors"
