@@ -134,9 +134,10 @@ def student_sample_grad(
     ts = timesteps(steps, student.cfg.time_shift)
     B, K = noise.shape[:2]
     x = noise
+    motion = student.embed_motion(pose, face, presence, x.dtype)     # once per chunk
     for i in range(steps):
         v, _, _ = student.forward_chunk(x, x.new_full((B, K), ts[i]), pose, face, presence,
-                                        cache)
+                                        cache, motion=motion)
         assert v is not None
         x = x + (ts[i + 1] - ts[i]) * v
     return x

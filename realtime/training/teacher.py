@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from realtime.model.cache import KVCache
-from realtime.model.dit import StudentDiT
+from realtime.model.dit import Motion, StudentDiT
 from realtime.model.sampler import SampledChunk
 from realtime.training.data import LatentClips, cat_batches
 from realtime.training.forward import drop_motion, forward_train, part_mask
@@ -153,24 +153,55 @@ def uncond_view(cache: KVCache) -> KVCache:
     return view
 
 
+def guidance_pair(cache: KVCache) -> KVCache:
+    """A read-only cache of 2B sessions for both branches of a guided step in one
+    batched forward: the B sessions as they are (the conditional branch), then the same
+    sessions with the identity sink hidden (the unconditional branch, `uncond_view`).
+    Copies the buffers, so a sampler builds it once per chunk, not once per step."""
+    pair = copy.copy(cache)
+    pair.k = torch.cat([cache.k, cache.k], dim=1)
+    pair.v = torch.cat([cache.v, cache.v], dim=1)
+    pair.sink_len = torch.cat([cache.sink_len, torch.zeros_like(cache.sink_len)])
+    pair.ring_start = cache.ring_start.repeat(2)
+    pair.window_len = cache.window_len.repeat(2)
+    pair.frame_pos = cache.frame_pos.repeat(2)
+    depth, B, H, S, D = cache.shape
+    pair.shape = (depth, 2 * B, H, S, D)
+    pair._rope = None
+    return pair
+
+
 @torch.no_grad()
 def guided_velocity(
     model: StudentDiT, cache: KVCache, x: torch.Tensor, t: float, pose: torch.Tensor,
     face: torch.Tensor, presence: torch.Tensor, guidance: float,
+    motion: Motion | None = None,
 ) -> torch.Tensor:
-    """v_u + g (v_c - v_u) for one chunk: two branches (conditional; no reference and
-    no motion). x (B, K, c, h, w)."""
-    B, K = x.shape[:2]
-    tt = x.new_full((B, K), t)
-    v_c, _, _ = model.forward_chunk(x, tt, pose, face, presence, cache)
-    assert v_c is not None
+    """v_u + g (v_c - v_u) for one chunk x (B, K, c, h, w): the conditional branch and
+    the one with no reference and no motion. With guidance, `cache` is the chunk's
+    `guidance_pair` and pose, face, presence (and `motion`, their embedding) are 2B
+    rows, the conditional then the dropped (`guidance_inputs`): one forward for both."""
+    xx = x if guidance == 1.0 else torch.cat([x, x])
+    v, _, _ = model.forward_chunk(xx, xx.new_full(xx.shape[:2], t), pose, face, presence,
+                                  cache, motion=motion)
+    assert v is not None
     if guidance == 1.0:
-        return v_c
-    keep = torch.zeros(B, dtype=torch.bool, device=x.device)
-    v_u, _, _ = model.forward_chunk(x, tt, *drop_motion(pose, face, presence, keep),
-                                    uncond_view(cache))
-    assert v_u is not None
+        return v
+    v_c, v_u = v.chunk(2)
     return v_u + guidance * (v_c - v_u)
+
+
+def guidance_inputs(
+    pose: torch.Tensor, face: torch.Tensor, presence: torch.Tensor, guidance: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The motion rows `guided_velocity` takes: as given without guidance, else the
+    conditional rows followed by the same rows with the motion dropped."""
+    if guidance == 1.0:
+        return pose, face, presence
+    keep = torch.zeros(pose.shape[0], dtype=torch.bool, device=pose.device)
+    dropped = drop_motion(pose, face, presence, keep)
+    return (torch.cat([pose, dropped[0]]), torch.cat([face, dropped[1]]),
+            torch.cat([presence, dropped[2]]))
 
 
 @torch.no_grad()
@@ -205,11 +236,15 @@ def teacher_sample_chunk(
     ts = flow_times(steps, time_shift)
     x = noise
     written, written_t = x, ts[-2]
+    # the same for every step: both branches' cache, motion rows and their embedding
+    view = cache if guidance == 1.0 else guidance_pair(cache)
+    rows = guidance_inputs(pose, face, presence, guidance)
+    motion = model.embed_motion(*rows, x.dtype)
     for i in range(steps):
         if i == steps - 1:
             written, written_t = x, ts[i]
-        x = x + (ts[i + 1] - ts[i]) * guided_velocity(model, cache, x, ts[i], pose, face,
-                                                      presence, guidance)
+        x = x + (ts[i + 1] - ts[i]) * guided_velocity(model, view, x, ts[i], *rows,
+                                                      guidance, motion=motion)
     if cache_write == "clean":
         written, written_t = x, 0.0
     if write:
