@@ -8,8 +8,8 @@
 #      character `eval` holds out of studio128r) on the machine's cores;
 #   2. for each pose-map scale in POSE_SCALES (one arm each, all at once on the one
 #      GPU), continues the shipped teacher on it, then the shipped student against
-#      that teacher, each for a planned number of minutes (`--budget`) at 8x the cpu
-#      plan's batch (`--batch-scale`), bf16 autocast on CUDA;
+#      that teacher, each for a planned number of minutes (`--budget`) at 32x (teacher) and
+#      96x (student) the cpu plan's batch (`--batch-scale`), bf16 autocast on CUDA;
 #   3. leaves each arm's models in $OUT/psS/{teacher,student}.safetensors (each as
 #      soon as it exists) and their configs and logs in $OUT/meta.tar.
 # Put the checkpoint together and evaluate it on the CPU, as every row of the model
@@ -43,9 +43,10 @@ if [ "${1:-}" = prepare ]; then
 fi
 PRESET=${PRESET:-cpu} DEVICE=${DEVICE:-cuda}
 # each stage's batch, as a multiple of the cpu plan's (SCALE sets both). Measured on
-# the H200 (bench/results/train-rate-h200.json): the student stage is bound by its ~45
-# small sequential forward passes a step, 2.2 steps/s at 8x and 1.5 at 96x, so 96x
-# feeds it 8.5 times the samples a second; the teacher steps as fast at 32x as at 8x.
+# the H200 (bench/results/train-rate-h200.json): the student stage is bound by its
+# small sequential forward passes (about 45 a step then; about 30 since the teacher's
+# two guidance branches run as one), 2.2 steps/s at 8x and 1.5 at 96x, so 96x feeds it
+# 8.5 times the samples a second; the teacher steps as fast at 32x as at 8x.
 TEACHER_SCALE=${TEACHER_SCALE:-${SCALE:-32}} STUDENT_SCALE=${STUDENT_SCALE:-${SCALE:-96}}
 CHARS=${CHARS:-128} CLIPS=${CLIPS:-768} RES=${RES:-128} SEED=${SEED:-1}
 TEACHER_MIN=${TEACHER_MIN:-3.5} STUDENT_MIN=${STUDENT_MIN:-3}
