@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from realtime.model.cache import KVCache
-from realtime.model.dit import Motion, StudentDiT
+from realtime.model.dit import StudentDiT
 from realtime.model.sampler import SampledChunk
 from realtime.training.data import LatentClips, cat_batches
 from realtime.training.forward import drop_motion, forward_train, part_mask
@@ -157,7 +157,7 @@ def guidance_pair(cache: KVCache) -> KVCache:
     """A read-only cache of 2B sessions for both branches of a guided step in one
     batched forward: the B sessions as they are (the conditional branch), then the same
     sessions with the identity sink hidden (the unconditional branch, `uncond_view`).
-    Copies the buffers, so a sampler builds it once per chunk, not once per step."""
+    Copies the buffers, so the sampler builds it once per chunk, not once per step."""
     pair = copy.copy(cache)
     pair.k = torch.cat([cache.k, cache.k], dim=1)
     pair.v = torch.cat([cache.v, cache.v], dim=1)
@@ -169,39 +169,6 @@ def guidance_pair(cache: KVCache) -> KVCache:
     pair.shape = (depth, 2 * B, H, S, D)
     pair._rope = None
     return pair
-
-
-@torch.no_grad()
-def guided_velocity(
-    model: StudentDiT, cache: KVCache, x: torch.Tensor, t: float, pose: torch.Tensor,
-    face: torch.Tensor, presence: torch.Tensor, guidance: float,
-    motion: Motion | None = None,
-) -> torch.Tensor:
-    """v_u + g (v_c - v_u) for one chunk x (B, K, c, h, w): the conditional branch and
-    the one with no reference and no motion. With guidance, `cache` is the chunk's
-    `guidance_pair` and pose, face, presence (and `motion`, their embedding) are 2B
-    rows, the conditional then the dropped (`guidance_inputs`): one forward for both."""
-    xx = x if guidance == 1.0 else torch.cat([x, x])
-    v, _, _ = model.forward_chunk(xx, xx.new_full(xx.shape[:2], t), pose, face, presence,
-                                  cache, motion=motion)
-    assert v is not None
-    if guidance == 1.0:
-        return v
-    v_c, v_u = v.chunk(2)
-    return v_u + guidance * (v_c - v_u)
-
-
-def guidance_inputs(
-    pose: torch.Tensor, face: torch.Tensor, presence: torch.Tensor, guidance: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The motion rows `guided_velocity` takes: as given without guidance, else the
-    conditional rows followed by the same rows with the motion dropped."""
-    if guidance == 1.0:
-        return pose, face, presence
-    keep = torch.zeros(pose.shape[0], dtype=torch.bool, device=pose.device)
-    dropped = drop_motion(pose, face, presence, keep)
-    return (torch.cat([pose, dropped[0]]), torch.cat([face, dropped[1]]),
-            torch.cat([presence, dropped[2]]))
 
 
 @torch.no_grad()
@@ -232,19 +199,33 @@ def teacher_sample_chunk(
     write: bool = True,
 ) -> SampledChunk:
     """Guided Euler sampling of one chunk with `steps` steps, then the cache write in
-    the runtime's mode ('clean': t = 0 pass; 'last_step': the last step's input)."""
+    the runtime's mode ('clean': t = 0 pass; 'last_step': the last step's input).
+    Guidance is v_u + g (v_c - v_u), from the conditional branch and the one with no
+    reference and no motion, both in one forward of 2B rows over `guidance_pair`."""
     ts = flow_times(steps, time_shift)
     x = noise
     written, written_t = x, ts[-2]
-    # the same for every step: both branches' cache, motion rows and their embedding
-    view = cache if guidance == 1.0 else guidance_pair(cache)
-    rows = guidance_inputs(pose, face, presence, guidance)
+    guided = guidance != 1.0
+    # the same at every step: the cache view, the motion rows and their embedding
+    view, rows = cache, (pose, face, presence)
+    if guided:
+        view = guidance_pair(cache)
+        keep = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        d_pose, d_face, d_presence = drop_motion(pose, face, presence, keep)
+        rows = (torch.cat([pose, d_pose]), torch.cat([face, d_face]),
+                torch.cat([presence, d_presence]))
     motion = model.embed_motion(*rows, x.dtype)
     for i in range(steps):
         if i == steps - 1:
             written, written_t = x, ts[i]
-        x = x + (ts[i + 1] - ts[i]) * guided_velocity(model, view, x, ts[i], *rows,
-                                                      guidance, motion=motion)
+        xx = torch.cat([x, x]) if guided else x
+        v, _, _ = model.forward_chunk(xx, xx.new_full(xx.shape[:2], ts[i]), *rows, view,
+                                      motion=motion)
+        assert v is not None
+        if guided:
+            v_c, v_u = v.chunk(2)
+            v = v_u + guidance * (v_c - v_u)
+        x = x + (ts[i + 1] - ts[i]) * v
     if cache_write == "clean":
         written, written_t = x, 0.0
     if write:

@@ -12,9 +12,8 @@ from realtime.model.dit import StudentDiT
 from realtime.training.forward import drop_motion, forward_train
 from realtime.training.student import new_cache, set_reference
 from realtime.training.teacher import (
-    guidance_inputs,
-    guidance_pair,
-    guided_velocity,
+    flow_times,
+    teacher_sample_chunk,
     uncond_view,
     write_history,
 )
@@ -80,32 +79,36 @@ def test_training_forward_matches_streaming_chunk_by_chunk(model: StudentDiT, ke
 
 
 @pytest.mark.parametrize("guidance", [1.0, 2.0])
-def test_guided_step_in_one_batched_forward_equals_its_two_branches(
+def test_guided_sampling_in_batched_forwards_equals_its_two_branches(
     model: StudentDiT, guidance: float,
 ) -> None:
     """The teacher's sampler runs both guidance branches as one forward over a paired
-    cache. It must equal v_u + g (v_c - v_u) computed branch by branch, for sessions
-    in different states (one with a history, one fresh), and leave the cache as it was."""
+    cache. Its chunk must equal Euler steps of v_u + g (v_c - v_u) computed branch by
+    branch, for sessions in different states (one with a history, one fresh), and
+    without its write the cache must be left as it was."""
     x = _inputs(model.cfg)
     B, K = x["hist"].shape[0], model.cfg.chunk
     s = slice(0, K)
     cond = (x["pose"][:, s], x["face"][:, s], x["presence"][:, s])
-    q, t = x["query"][:, s], torch.full((B, K), 0.6)
+    dropped = drop_motion(*cond, torch.zeros(B, dtype=torch.bool))
+    steps, noise = 3, x["query"][:, s]
     with torch.no_grad():
         cache = new_cache(model, B, "cpu")
         set_reference(model, cache, x["ref"])
         write_history(model, cache, x["hist"][:, s], 0.0, *cond)
         cache.reset(rows=torch.arange(B) == B - 1)         # the last session starts again
         before = cache.state_dict()
-        rows = guidance_inputs(*cond, guidance)
-        pair = cache if guidance == 1.0 else guidance_pair(cache)
-        got = guided_velocity(model, pair, q, 0.6, *rows, guidance,
-                              motion=model.embed_motion(*rows, q.dtype))
-        v_c, _, _ = model.forward_chunk(q, t, *cond, cache)
-        v_u, _, _ = model.forward_chunk(q, t, *drop_motion(*cond, torch.zeros(B, dtype=torch.bool)),
-                                        uncond_view(cache))
-    assert v_c is not None and v_u is not None
-    assert (v_c - v_u).abs().mean() > 1e-3              # the branches differ
-    torch.testing.assert_close(got, v_u + guidance * (v_c - v_u), atol=1e-5, rtol=1e-5)
+        got = teacher_sample_chunk(model, cache, noise, *cond, steps, guidance,
+                                   write=False).latents
+        ts, want, gap = flow_times(steps), noise, 0.0
+        for i in range(steps):
+            t = torch.full((B, K), ts[i])
+            v_c, _, _ = model.forward_chunk(want, t, *cond, cache)
+            v_u, _, _ = model.forward_chunk(want, t, *dropped, uncond_view(cache))
+            assert v_c is not None and v_u is not None
+            gap = max(gap, float((v_c - v_u).abs().mean()))
+            want = want + (ts[i + 1] - ts[i]) * (v_u + guidance * (v_c - v_u))
+    assert gap > 1e-3                                   # the branches differ
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     for name, value in before.items():
         assert torch.equal(getattr(cache, name), value), name
