@@ -7,7 +7,8 @@
 #   1. renders a studio dataset of 128 characters of another seed (none of them is a
 #      character `eval` holds out of studio128r) on the machine's cores;
 #   2. for each pose-map scale in POSE_SCALES (one arm each, all at once on the one
-#      GPU), continues the shipped teacher on it, then the shipped student against
+#      GPU), continues the shipped teacher (or TEACHER_INIT) on it, then the shipped
+#      student (or STUDENT_INIT) against
 #      that teacher, each for a planned number of minutes (`--budget`) at 32x (teacher) and
 #      96x (student) the cpu plan's batch (`--batch-scale`), bf16 autocast on CUDA;
 #   3. leaves each arm's models in $OUT/psS/{teacher,student}.safetensors (each as
@@ -56,6 +57,10 @@ TEACHER_MIN=${TEACHER_MIN:-3.5} STUDENT_MIN=${STUDENT_MIN:-3}
 # was still far from converged after 3.5; at 32x the teacher's samples come 4x faster)
 END_S=${END_S:-}
 INIT=${INIT:-realtime/checkpoints/default}
+# where each stage starts (default: INIT's). Another session's models travel in an
+# ignored folder, e.g. carry=[".whl", ".gl", ".init"] with .init/teacher a GPU teacher
+# and .init/student a student checkpoint (its autoencoder is the one trained on)
+TEACHER_INIT=${TEACHER_INIT:-$INIT/teacher} STUDENT_INIT=${STUDENT_INIT:-$INIT}
 # POSE_SCALES: one arm per scale, all at once on the one GPU (the cpu architecture
 # leaves most of it idle). 2 is the shipped checkpoint's own maps (the control); 4 is
 # twice as fine, which stop 34 of the experiment log found a student alone does not
@@ -137,13 +142,13 @@ arm() {
     mkdir -p "$out/ps$s" "$a"
     step "ps$s teacher $TEACHER_MIN min"
     mm "ps$s-teacher" train teacher --preset "$PRESET" --device "$DEVICE" --data "$work/studio" \
-        --init "$INIT/teacher" --out "$a/teacher" --batch-scale "$TEACHER_SCALE" --pose-scale "$s" \
+        --init "$TEACHER_INIT" --out "$a/teacher" --batch-scale "$TEACHER_SCALE" --pose-scale "$s" \
         --budget "$TEACHER_MIN" --time-limit "$(awk "BEGIN{print $TEACHER_MIN + 0.5}")" \
         --lr 2e-4 --no-progress || return 1
     cp "$a/teacher/model.safetensors" "$out/ps$s/teacher.safetensors"
     step "ps$s student $STUDENT_MIN min"
     mm "ps$s-student" train student --preset "$PRESET" --device "$DEVICE" --data "$work/studio" \
-        --init "$INIT" --teacher "$a/teacher" --out "$a/student" --batch-scale "$STUDENT_SCALE" \
+        --init "$STUDENT_INIT" --teacher "$a/teacher" --out "$a/student" --batch-scale "$STUDENT_SCALE" \
         --pose-scale "$s" --budget "$STUDENT_MIN" --time-limit "$(awk "BEGIN{print $STUDENT_MIN + 0.5}")" \
         --lr 1e-4 --gt-weight-long 0.25 --no-progress || return 1
     cp "$a/student/model.safetensors" "$out/ps$s/student.safetensors"
