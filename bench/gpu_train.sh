@@ -25,6 +25,10 @@
 # and `.gl`; then, in one call,
 #   run(command="POSE_SCALES='2 4' END_S=540 OUT=$OUT bash bench/gpu_train.sh",
 #       carry=[".whl", ".gl"], timeout_s=580)
+# To continue an earlier call's models instead of the shipped ones:
+#   bash bench/gpu_train.sh pack RUN/teacher RUN/student      # here, into .init/
+#   run(command="TEACHER_INIT=.init/teacher STUDENT_INIT=.init/student END_S=560 OUT=$OUT \
+#       bash bench/gpu_train.sh", carry=[".whl", ".gl", ".init"], timeout_s=595)
 # Here, as a check of the script (CPU, bf16 autocast off, about a minute and a half):
 #   DEVICE=cpu SCALE=1 CHARS=4 CLIPS=8 TEACHER_MIN=0.2 STUDENT_MIN=0.2 \
 #       POSE_SCALES='2 4' OUT=/tmp/gt bash bench/gpu_train.sh
@@ -40,6 +44,28 @@ if [ "${1:-}" = prepare ]; then
     apt-get $o update -qq
     (cd .gl && apt-get $o download libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
     du -sh .whl .gl
+    exit 0
+fi
+if [ "${1:-}" = pack ]; then
+    # here: `bash bench/gpu_train.sh pack TEACHER_DIR STUDENT_DIR` puts an earlier call's
+    # models into .init/ (ignored) for TEACHER_INIT=.init/teacher STUDENT_INIT=.init/student.
+    # The device tool carries 64 MiB with the tree (31 MB of it tracked, 15 MB .whl), so
+    # the teacher travels in fp16 (a relative change of about 4e-4 per tensor; loading
+    # casts it back to fp32); the student, the model being judged, stays exact.
+    [ $# -eq 3 ] || { echo "usage: $0 pack TEACHER_DIR STUDENT_DIR" >&2; exit 2; }
+    rm -rf .init; mkdir -p .init/teacher .init/student
+    cp "$2/config.json" .init/teacher/; cp "$3/config.json" "$3/model.safetensors" .init/student/
+    python3 - "$2/model.safetensors" .init/teacher/model.safetensors <<'PY'
+import sys
+import torch
+from safetensors.torch import load_file, save_file
+state = load_file(sys.argv[1])
+too_big = [k for k, v in state.items() if v.is_floating_point() and v.abs().max() > 6e4]
+if too_big:
+    sys.exit(f"fp16 cannot hold {too_big[:3]}: carry the teacher in fp32 instead")
+save_file({k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}, sys.argv[2])
+PY
+    du -sh .init
     exit 0
 fi
 PRESET=${PRESET:-cpu} DEVICE=${DEVICE:-cuda}
