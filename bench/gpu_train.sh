@@ -50,8 +50,10 @@ if [ "${1:-}" = pack ]; then
     # here: `bash bench/gpu_train.sh pack TEACHER_DIR STUDENT_DIR` puts an earlier call's
     # models into .init/ (ignored) for TEACHER_INIT=.init/teacher STUDENT_INIT=.init/student.
     # The device tool carries 64 MiB with the tree (31 MB of it tracked, 15 MB .whl), so
-    # the teacher travels in fp16 (a relative change of about 4e-4 per tensor; loading
-    # casts it back to fp32); the student, the model being judged, stays exact.
+    # the teacher's DiT travels in fp16 (a relative change of about 4e-4 per tensor;
+    # loading casts it back to fp32); its autoencoder (1.3 MB) and the student stay
+    # exact: a rounded encoder is another latent space to `train ae --decoder-of`,
+    # which then leaves the teacher out (stop 37's call carried it all in fp16).
     [ $# -eq 3 ] || { echo "usage: $0 pack TEACHER_DIR STUDENT_DIR" >&2; exit 2; }
     rm -rf .init; mkdir -p .init/teacher .init/student
     cp "$2/config.json" .init/teacher/; cp "$3/config.json" "$3/model.safetensors" .init/student/
@@ -63,7 +65,8 @@ state = load_file(sys.argv[1])
 too_big = [k for k, v in state.items() if v.is_floating_point() and v.abs().max() > 6e4]
 if too_big:
     sys.exit(f"fp16 cannot hold {too_big[:3]}: carry the teacher in fp32 instead")
-save_file({k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}, sys.argv[2])
+save_file({k: v.half() if v.dtype == torch.float32 and not k.startswith("ae.") else v
+           for k, v in state.items()}, sys.argv[2])
 PY
     du -sh .init
     exit 0
