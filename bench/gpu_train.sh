@@ -8,9 +8,9 @@
 #      character `eval` holds out of studio128r) on the machine's cores;
 #   2. for each pose-map scale in POSE_SCALES (one arm each, all at once on the one
 #      GPU), continues the shipped teacher (or TEACHER_INIT) on it, then the shipped
-#      student (or STUDENT_INIT) against
-#      that teacher, each for a planned number of minutes (`--budget`) at 32x (teacher) and
-#      96x (student) the cpu plan's batch (`--batch-scale`), bf16 autocast on CUDA;
+#      student (or STUDENT_INIT) against that teacher, each for a planned number of
+#      minutes (`--budget`) at 32x (teacher) and 96x (student) the cpu plan's batch
+#      (`--batch-scale`), bf16 autocast on CUDA;
 #   3. leaves each arm's models in $OUT/psS/{teacher,student}.safetensors (each as
 #      soon as it exists) and their configs and logs in $OUT/meta.tar.
 # Put the checkpoint together and evaluate it on the CPU, as every row of the model
