@@ -62,7 +62,8 @@ import sys
 import torch
 from safetensors.torch import load_file, save_file
 state = load_file(sys.argv[1])
-too_big = [k for k, v in state.items() if v.is_floating_point() and v.abs().max() > 6e4]
+too_big = [k for k, v in state.items()
+           if v.is_floating_point() and not k.startswith("ae.") and v.abs().max() > 6e4]
 if too_big:
     sys.exit(f"fp16 cannot hold {too_big[:3]}: carry the teacher in fp32 instead")
 save_file({k: v.half() if v.dtype == torch.float32 and not k.startswith("ae.") else v
@@ -86,9 +87,7 @@ TEACHER_MIN=${TEACHER_MIN:-3.5} STUDENT_MIN=${STUDENT_MIN:-3}
 # was still far from converged after 3.5; at 32x the teacher's samples come 4x faster)
 END_S=${END_S:-}
 INIT=${INIT:-realtime/checkpoints/default}
-# where each stage starts (default: INIT's). Another session's models travel in an
-# ignored folder, e.g. carry=[".whl", ".gl", ".init"] with .init/teacher a GPU teacher
-# and .init/student a student checkpoint (its autoencoder is the one trained on)
+# where each stage starts (default: INIT's; an earlier call's models: `pack`, above)
 TEACHER_INIT=${TEACHER_INIT:-$INIT/teacher} STUDENT_INIT=${STUDENT_INIT:-$INIT}
 # POSE_SCALES: one arm per scale, all at once on the one GPU (the cpu architecture
 # leaves most of it idle). 2 is the shipped checkpoint's own maps (the control); 4 is
