@@ -33,7 +33,8 @@ SCHEMA = "marionette.bench.model/1"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", help="tiny | cpu | gpu (default: gpu with CUDA, else cpu)")
+    parser.add_argument("--preset",
+                        help="tiny | cpu | cpu32 | gpu (default: gpu with CUDA, else cpu)")
     parser.add_argument("--steps", type=int, help="denoising steps 1-4 (default: preset's)")
     parser.add_argument("--cache-write", choices=("clean", "last_step"),
                         help="cache-write mode (default: preset's)")

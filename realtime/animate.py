@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "track from `marionette motion`")
     parser.add_argument("--out", required=True, help="output video (.mp4)")
     parser.add_argument("--checkpoint", help="checkpoint directory (default: the shipped one)")
-    parser.add_argument("--preset", help="tiny | cpu | gpu (default: per device)")
+    parser.add_argument("--preset", help="tiny | cpu | cpu32 | gpu (default: per device)")
     parser.add_argument("--steps", type=int, help="denoising steps 1-4 (default: checkpoint's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-frames", type=int, help="stop after this many input frames")

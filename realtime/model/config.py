@@ -1,4 +1,4 @@
-"""Model configuration: one dataclass, three named presets.
+"""Model configuration: one dataclass, four named presets.
 
 A preset fixes everything the weights' shapes and the cache layout depend on
 (resolution, autoencoder, patch, width, depth, heads, chunk K, window W, reference
@@ -10,6 +10,9 @@ config; `realtime.model.checkpoint` refuses weights whose config does not match.
           frame by frame (K=1): a camera frame is answered without waiting for the
           next one, which took 80 ms off the median glass-to-glass latency against
           K=2 (the default checkpoint's model card has the measurement)
+    cpu32 the cpu transformer on latents twice as fine (32x32x4, patch 4): the same 64
+          tokens per frame, so the same attention and KV cache, where an autoencoder
+          keeps 2.3x the expression and finger change (stop 38 of the experiment log)
     gpu   256x256 frames, 256 tokens per frame, bf16
 """
 
@@ -155,6 +158,14 @@ PRESETS: dict[str, ModelConfig] = {
     # frame by frame at one step, as the shipped checkpoint streams: two steps gain
     # 0.1 dB but not 30 frames/s on 2 cores (bench/results/latency-cpu-steps-ab.json)
     "cpu": ModelConfig(face_maps=True, chunk=1, steps=1),
+    # 128 px through 32x32x4 latents instead of 16x16x4, each token 4x4 latent pixels
+    # instead of 2x2 (and pose maps 64 px instead of 32): stop 38's probe trained a
+    # fresh autoencoder of each shape 1500 steps on studio128r; on eval's held-out
+    # clips this one reconstructs 24.6 dB against 21.4 (face 20.5 against 17.9) and
+    # keeps 35 % of an expression change and 34 % of a finger change against 16 % /
+    # 15 %, with half the autoencoder's weights and 5.0 ms a decode on one thread
+    # against 3.3. Not the shipped checkpoint's: its DiT was trained on 16x16 latents.
+    "cpu32": ModelConfig(face_maps=True, chunk=1, steps=1, ae_widths=(24, 48), patch=4),
     "gpu": ModelConfig(resolution=256, latent_channels=8, ae_widths=(32, 64, 128),
                        patch=2, width=768, depth=12, heads=12, mlp_ratio=4.0,
                        pose_hidden=64, face_maps=True, chunk=4,

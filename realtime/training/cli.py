@@ -44,7 +44,7 @@ Stage = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse
 
 
 def _add_init(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", required=True, help="tiny | cpu | gpu")
+    p.add_argument("--preset", required=True, help="tiny | cpu | cpu32 | gpu")
     p.add_argument("--out", required=True, help="checkpoint directory to create")
     p.add_argument("--seed", type=int, default=0)
 
@@ -68,7 +68,7 @@ _PREVIOUS = {"teacher": "ae", "student": "teacher"}
 def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
     def add(p: argparse.ArgumentParser) -> None:
         p.add_argument("--preset", default=None,
-                       help="tiny | cpu | gpu (default: gpu with CUDA, else cpu)")
+                       help="tiny | cpu | cpu32 | gpu (default: gpu with CUDA, else cpu)")
         p.add_argument("--data", type=Path, required=True,
                        help="studio dataset (`marionette avatar dataset --out DIR`)")
         p.add_argument("--steps", type=int, default=None,
@@ -211,7 +211,7 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
 
 def _add_all(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=None,
-                   help="tiny | cpu | gpu (default: gpu with CUDA, else cpu)")
+                   help="tiny | cpu | cpu32 | gpu (default: gpu with CUDA, else cpu)")
     p.add_argument("--data", type=Path, required=True,
                    help="studio dataset; built here first when DIR holds none")
     p.add_argument("--out", type=Path, default=Path("runs") / "all",

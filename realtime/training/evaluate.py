@@ -139,6 +139,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead: what finding an uploaded picture's figure is worth, on "
                         "N drawn characters per framing whose figure MediaPipe finds "
                         "(realtime/training/uploads.py); --clip-frames frames each")
+    p.add_argument("--alone", choices=("ae", "teacher"), default=None,
+                   help="instead: one part of CHECKPOINT on the held-out clips, no "
+                        "stream: `ae`, what its autoencoder keeps (PSNR and the "
+                        "expression / finger response of decode(encode(truth))); "
+                        "`teacher`, CHECKPOINT run as a teacher (its guided many-step "
+                        "sampler), PSNR and responses. Minutes: for an autoencoder or "
+                        "a teacher trained without a student")
     p.add_argument("--compare", nargs="+", default=None, metavar="[NAME=]EVAL.json[,EVAL.json]",
                    help="instead: print these evaluations' goal metrics side by side as "
                         "a Markdown table, a column each (named NAME or by the file); "
@@ -427,6 +434,40 @@ def reconstruct(model: Any, clip: Clip, motion_of: Clip | None = None) -> np.nda
                                                    t(m.face), t(m.presence)))
 
 
+def _parts(held: dict[str, list[Clip]]) -> dict[str, tuple[int, ...]]:
+    """Each held part -> the channels whose boxes its response is measured in."""
+    from realtime.training.metrics import FACE_CHANNELS, HAND_CHANNELS
+
+    return {part: HAND_CHANNELS if part == "hand" else FACE_CHANNELS for part in held}
+
+
+def autoencoder_response(model: Any, own: list[np.ndarray], clips: list[Clip],
+                         held: dict[str, list[Clip]]) -> dict[str, dict[str, float]]:
+    """`ae_response` of the module docstring; `own`: `reconstruct` of each clip."""
+    return {part: response(own, [reconstruct(model, c) for c in held[part]], clips,
+                           held[part], chans)
+            for part, chans in _parts(held).items()}
+
+
+def alone(model: Any, part: str, clips: list[Clip], held: dict[str, list[Clip]], seed: int,
+          teacher_steps: int = 16, guidance: float = 2.0) -> dict[str, Any]:
+    """`--alone`: the autoencoder's reconstructions (`ae`) or the model's guided
+    many-step sampler (`teacher`) on the clips, their frame metrics and responses."""
+    if part == "ae":
+        outs = [reconstruct(model, c) for c in clips]
+        return {**_mean([frame_metrics(o, c) for o, c in zip(outs, clips, strict=True)]),
+                "ae_response": autoencoder_response(model, outs, clips, held)}
+    outs = [run_teacher(model, c, teacher_steps, guidance, seed + i).frames
+            for i, c in enumerate(clips)]
+    return {**_mean([frame_metrics(o, c) for o, c in zip(outs, clips, strict=True)]),
+            "teacher_steps": teacher_steps, "guidance": guidance,
+            "teacher_response": {
+                p: response(outs, [run_teacher(model, c, teacher_steps, guidance,
+                                               seed + i).frames
+                                   for i, c in enumerate(held[p])], clips, held[p], chans)
+                for p, chans in _parts(held).items()}}
+
+
 def follow(model: Any, clips: list[Clip], rows: list[dict[str, float]], steps: int,
            seed: int) -> dict[str, Any]:
     """Do face and fingers follow their own motion? Region PSNR of the streams in `rows`
@@ -489,8 +530,6 @@ def evaluate(
     {'face': clips with the expression held, 'hand': with the fingers held} (the same
     clips re-rendered), for the response metrics; None skips them. `steps`: the
     student's denoising steps (default: the checkpoint's)."""
-    from realtime.training.metrics import FACE_CHANNELS, HAND_CHANNELS
-
     cfg = model.cfg
     steps = steps or cfg.steps
     rows, ms, outs = [], [], []
@@ -503,8 +542,7 @@ def evaluate(
                                "frames_per_clip": _usable(clips[0], cfg.chunk),
                                "reference": "shot"}    # see the module docstring
     summary.update(follow(model, clips, rows, steps, seed))
-    parts = {part: HAND_CHANNELS if part == "hand" else FACE_CHANNELS
-             for part in (held or {})}
+    parts = _parts(held or {})
     if held is not None:
         resp = {}
         for part, chans in parts.items():
@@ -517,10 +555,7 @@ def evaluate(
             summary["history"] = history_reliance(model, clips, held["expression"], steps,
                                                   seed)
         own = [reconstruct(model, c) for c in clips]
-        summary["ae_response"] = {
-            part: response(own, [reconstruct(model, c) for c in held[part]],
-                           clips, held[part], chans)
-            for part, chans in parts.items()}
+        summary["ae_response"] = autoencoder_response(model, own, clips, held)
         summary["decoder_response"] = {
             part: response(own, [reconstruct(model, c, motion_of=h)
                                  for c, h in zip(clips, held[part], strict=True)],
@@ -648,6 +683,16 @@ def _run(args: argparse.Namespace) -> int:
     else:
         clips = read_split(args.data, args.split, shared, limit=args.clips)
         clips = [c.frame_range(slice(clip_frames)) for c in clips]
+    if args.alone is not None:
+        if held is None:
+            raise ValueError("--alone measures the responses: it needs --split heldout_both")
+        meta = read_meta(ckpt)
+        result = {"checkpoint": str(ckpt), "data": str(args.data), "alone": args.alone,
+                  "clips": len(clips), "frames_per_clip": clip_frames,
+                  **alone(model, args.alone, clips,
+                          {p: held[p] for p in ("expression", "hand")}, args.seed,
+                          int(meta.get("teacher_steps", 16)), float(meta.get("guidance", 2.0)))}
+        return _report(result, args.json)
     frames, window = drift_window(args.frames, cfg.chunk)
     long = drift_clip(heldout_clips(args.data, cfg, 1, frames - window), frames, window)
     summary = evaluate(model, teacher, clips, long, window, args.seed,

@@ -102,6 +102,7 @@ PLANS: dict[str, TrainPlan] = {
                      teacher_sample_steps=32,
                      checkpoint_every=1000),
 }
+PLANS["cpu32"] = PLANS["cpu"]       # the same transformer and batch; see config.PRESETS
 
 
 @dataclass

@@ -245,6 +245,35 @@ def test_eval_reports_every_metric_finite(tiny_data: Path, tiny_ckpt: Path,
     assert math.isfinite(history["psnr_no_history"])
 
 
+def test_eval_alone_scores_the_autoencoder_or_the_teacher_as_the_full_eval_does(
+        tiny_data: Path, tiny_ckpt: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # stop 38 trained autoencoders and teachers with no student: `--alone` measures them
+    # on the same clips, with the same noise, as the full evaluation measures its parts
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    common = ["--data", str(tiny_data), "--clips", "2", "--clip-frames", "8"]
+
+    def run(*extra: str) -> dict:
+        out = tmp_path / f"{len(list(tmp_path.iterdir()))}.json"
+        assert evaluate.run(parser.parse_args([*common, *extra, "--json", str(out)])) == 0
+        return json.loads(out.read_text())
+
+    full = run("--checkpoint", str(tiny_ckpt), "--frames", "24", "--drift-streams", "1")
+    ae = run("--checkpoint", str(tiny_ckpt), "--alone", "ae")
+    teacher = run("--checkpoint", str(tiny_ckpt / "teacher"), "--alone", "teacher")
+    for part in ("expression", "hand"):
+        assert ae["ae_response"][part] == pytest.approx(full["ae_response"][part])
+        assert teacher["teacher_response"][part] == pytest.approx(
+            full["teacher_response"][part])
+    assert teacher["psnr"] == pytest.approx(full["teacher_metrics"]["psnr"])
+    assert math.isfinite(ae["psnr"]) and ae["psnr"] != pytest.approx(teacher["psnr"])
+    args = parser.parse_args([*common, "--checkpoint", str(tiny_ckpt), "--alone", "ae",
+                              "--split", "train"])
+    assert evaluate.run(args) == 2
+    assert "needs --split heldout_both" in capsys.readouterr().err
+
+
 def test_eval_beside_a_teacher_on_finer_maps_draws_the_shared_clips_at_its_size(
         tiny_data: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
     # stop 35: a teacher trained with --pose-scale 4 beside the shipped (2x) student;
