@@ -1,4 +1,4 @@
-"""`marionette train init | all | ae | teacher | student | soup`.
+"""`marionette train init | all | ae | teacher | student | soup | graft`.
 
 `init` writes a random-init checkpoint of a preset (what tests and benchmarks use
 before trained weights exist). `all` runs every stage in order within a wall-time
@@ -30,6 +30,11 @@ interval checkpoints and exact `--resume`. `soup` averages finished checkpoints
 (`realtime.training.soup`):
 
     marionette train soup CKPT CKPT [...] --out DIR [--weights W W ...]
+
+and `graft` puts a trained transformer on another autoencoder's latent grid
+(`realtime.training.graft`):
+
+    marionette train graft AE_CKPT --dit-from CKPT --out DIR
 """
 
 from __future__ import annotations
@@ -282,6 +287,18 @@ def _run_soup(args: argparse.Namespace) -> int:
     return soup.run(args)
 
 
+def _add_graft(p: argparse.ArgumentParser) -> None:
+    from realtime.training import graft
+
+    graft.add_arguments(p)
+
+
+def _run_graft(args: argparse.Namespace) -> int:
+    from realtime.training import graft
+
+    return graft.run(args)
+
+
 STAGES: dict[str, Stage] = {
     "init": ("write a random-init checkpoint of a preset", _add_init, _run_init),
     "all": ("dataset, autoencoder, teacher, student and decoder within --hours",
@@ -294,6 +311,8 @@ STAGES: dict[str, Stage] = {
                 _add_training("student"), _run_training("student")),
     "soup": ("average the weights of several checkpoints of one architecture",
              _add_soup, _run_soup),
+    "graft": ("a trained transformer on another autoencoder's latents (a teacher's start)",
+              _add_graft, _run_graft),
 }
 
 
