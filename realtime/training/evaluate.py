@@ -82,6 +82,11 @@ Reported (JSON with `--json`):
     student_vs_teacher_db student PSNR minus teacher PSNR (both vs ground truth) at
                           1, 2 and 4 student steps; the teacher at its full step count
     ms_per_frame          median wall time per frame of the engine (sample + decode)
+
+`--alone ae|teacher` instead scores one part of CHECKPOINT on the same clips, with no
+stream: the autoencoder's decode(encode(truth)) with `ae_response`, or CHECKPOINT run
+as a teacher (the guided many-step sampler) with `teacher_response`; for the
+autoencoders and teachers of a new latent grid, trained before any student exists.
 """
 
 from __future__ import annotations
