@@ -35,7 +35,9 @@ def spread_kernel(w: torch.Tensor, factor: int) -> torch.Tensor:
 
 def graft(ae_path: Path, dit_path: Path, out: Path) -> dict[str, list[str]]:
     """Write AE's checkpoint with DIT's transformer weights wherever they fit (see the
-    module docstring) as `out`; -> {'copied', 'spread', 'kept'} weight names.
+    module docstring) as `out`; -> {'copied', 'spread', 'kept'} weight names of the
+    result, and 'dropped': DIT's transformer weights the result has no place for
+    (such as a finer-pose-map path, `pose_scale` above the target's).
     ValueError for transformers of other widths or depths."""
     from realtime.model.checkpoint import load_checkpoint, read_meta, save_checkpoint
 
@@ -46,7 +48,9 @@ def graft(ae_path: Path, dit_path: Path, out: Path) -> dict[str, list[str]]:
             raise ValueError(f"{dit_path}'s transformer has {field} {getattr(b, field)}, "
                              f"{ae_path}'s {getattr(a, field)}: nothing to graft")
     state, theirs = target.state_dict(), source.state_dict()
-    done: dict[str, list[str]] = {"copied": [], "spread": [], "kept": []}
+    done: dict[str, list[str]] = {"copied": [], "spread": [], "kept": [],
+                                  "dropped": sorted(k for k in theirs
+                                                    if k.startswith("dit.") and k not in state)}
     for name, w in state.items():
         if not name.startswith("dit."):
             continue
@@ -83,5 +87,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {args.out}: {len(done['copied'])} transformer weights copied, "
           f"{len(done['spread'])} spread over finer maps, {len(done['kept'])} as initialised "
-          f"({', '.join(done['kept'])})  (marionette train teacher --init {args.out} ...)")
+          f"({', '.join(done['kept'])}), {len(done['dropped'])} of the source's left out  "
+          f"(marionette train teacher --init {args.out} ...)")
     return 0

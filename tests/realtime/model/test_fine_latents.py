@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from realtime.engine import StreamingEngine
 from realtime.model.checkpoint import CheckpointError, init_checkpoint, load_checkpoint
@@ -29,7 +28,6 @@ def test_cpu32_has_twice_the_latent_resolution_and_the_cpu_transformer() -> None
 
 
 def test_a_cpu32_checkpoint_streams_frames_and_is_not_taken_for_a_cpu_one(tmp_path) -> None:
-    torch.set_num_threads(1)
     ckpt = init_checkpoint("cpu32", tmp_path / "c", seed=0)
     with pytest.raises(CheckpointError, match="does not match preset 'cpu'"):
         load_checkpoint(ckpt, preset="cpu")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from realtime.model.bundle import AnimationModel
-from realtime.model.checkpoint import load_checkpoint, save_checkpoint
+from realtime.model.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from realtime.model.config import get_preset
 from realtime.training import graft
 
@@ -33,6 +33,10 @@ def test_graft_copies_the_transformer_and_keeps_the_new_latent_interface(tmp_pat
     assert graft.run(args) == 0
     out = load_checkpoint(tmp_path / "g")
     assert out.cfg == FINE
+    record = read_meta(tmp_path / "g")["graft"]
+    assert sorted(record["kept"]) == ["dit.final.linear.bias", "dit.final.linear.weight",
+                                      "dit.patch_embed.proj.weight"]
+    assert record["spread"] == [graft.POOL] and record["dropped"] == []
     got, src, own = (m.state_dict() for m in (out, load_checkpoint(source), load_checkpoint(fine)))
     # the autoencoder and the latent-facing layers are the new checkpoint's own
     for name in [k for k in got if k.startswith("ae.")] + [
@@ -60,3 +64,15 @@ def test_graft_refuses_a_transformer_of_another_width(tmp_path: Path,
     assert graft.run(args) == 2
     assert "width 96" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
+
+
+def test_graft_says_which_source_weights_it_could_not_place(tmp_path: Path) -> None:
+    # a teacher trained on finer pose maps (`--pose-scale 4`) has a path the target lacks
+    from realtime.model.checkpoint import add_fine_pose
+
+    fine_maps = add_fine_pose(AnimationModel.random(TINY, seed=1), 4)
+    save_checkpoint(fine_maps, tmp_path / "teacher4")
+    fine = _save(FINE, tmp_path / "ae", seed=2)
+    done = graft.graft(fine, tmp_path / "teacher4", tmp_path / "g")
+    assert done["dropped"] and all(k.startswith("dit.pose_encoder.fine") for k in done["dropped"])
+    assert "dit.pose_encoder.conv.weight" in done["kept"]     # it reads the extra planes
