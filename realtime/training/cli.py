@@ -18,7 +18,7 @@ The training stages run `realtime.training.stages`:
     marionette train student --data DS [--init runs/teacher] [--out runs/student] ...
                              [--teacher T] [--max-age CHUNKS]
                              [--gt-weight W] [--gt-weight-long W] [--region-weight R]
-                             [--pair-weight W]
+                             [--pair-weight W [--pair-relative]]
 
 (`--init` of the student stage may also be a student checkpoint: training continues
 from it against its teacher.) Every stage takes `--steps N`, or `--budget MIN` to plan
@@ -114,6 +114,12 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
                                 "as shipped, so fingers keep their pixels); a checkpoint at "
                                 "2 gains a strided stage that starts as an average pool "
                                 "(same function). Default: the --init checkpoint's")
+        if stage == "student":
+            p.add_argument("--pair-relative", action="store_true",
+                           help="with --pair-weight: the pair term is the error of the "
+                                "output's change inside the face and hand boxes over the "
+                                "truth's change there (1 = ignores it), which does not "
+                                "vanish with the change's size as the plain mean does")
         if stage == "teacher":
             p.add_argument("--window-noise", type=float, default=None, metavar="S",
                            help="the history frames are noised along the flow path to a "
@@ -183,6 +189,7 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
                       gt_weight_long=getattr(args, "gt_weight_long", None),
                       region_weight=getattr(args, "region_weight", None),
                       pair_weight=getattr(args, "pair_weight", None),
+                      pair_relative=getattr(args, "pair_relative", False),
                       window_noise=getattr(args, "window_noise", None),
                       pose_scale=getattr(args, "pose_scale", None), steps=args.steps,
                       lr=args.lr,

@@ -117,6 +117,7 @@ class StageArgs:
     gt_weight_long: float | None = None
     region_weight: float | None = None
     pair_weight: float | None = None    # teacher, student (default: the plan's)
+    pair_relative: bool = False         # student: the pair term relative to the change
     window_noise: float | None = None   # teacher: history noise level, U(0, this)
     pose_scale: int | None = None   # teacher, student: pose maps at this x the latent size
                                     # (init upgraded by `add_fine_pose`; default: init's)
@@ -427,7 +428,9 @@ def run_student(a: StageArgs) -> dict[str, Any]:
                          gt_weight=_given(a.gt_weight, plan.student_gt_weight),
                          gt_weight_long=_given(a.gt_weight_long, plan.student_gt_weight_long),
                          region_weight=_given(a.region_weight, plan.student_region_weight),
-                         pair_weight=pair_weight)
+                         pair_weight=pair_weight, pair_relative=a.pair_relative)
+    if scfg.pair_relative and pair_weight <= 0:
+        raise ValueError("--pair-relative weighs the pair term: pass --pair-weight W > 0")
     max_hist = (data.n_frames // cfg.chunk) - 1
     scfg = replace(scfg, max_history=min(scfg.max_history, max_hist))
     _check_resume_batch(a, scfg.batch)
@@ -438,7 +441,8 @@ def run_student(a: StageArgs) -> dict[str, Any]:
             "distilled_steps": list(scfg.step_choices), "cache_write": cfg.cache_write,
             "max_age": scfg.max_age, "gt_weight": scfg.gt_weight,
             "gt_weight_long": scfg.gt_weight_long, "region_weight": scfg.region_weight,
-            "pair_weight": scfg.pair_weight, "batch": scfg.batch}
+            "pair_weight": scfg.pair_weight, "pair_relative": scfg.pair_relative,
+            "batch": scfg.batch}
 
     def step(ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
         return student_step(pool, ctx, scfg)

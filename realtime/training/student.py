@@ -21,7 +21,9 @@ distribution-matching critic is out of reach of a CPU budget):
    1 + `region_weight` on and around the face and hands (`part_mask`); plus
    `pair_weight` x the counterfactual-pair term (`teacher.pair_error`): the same chunk
    of the clip's twin (only its expression and fingers changed), sampled from the
-   same cache and noise, should differ from the student's output as the truths do.
+   same cache and noise, should differ from the student's output as the truths do;
+   with `pair_relative`, that error in the face and hand boxes over the truth's change
+   there (`teacher.relative_pair_error`), a term that does not vanish with the change.
 
 The student thereby learns the teacher's GUIDED output directly: inference makes
 no guidance pass. Because the history it is supervised on is its own, errors it
@@ -65,7 +67,12 @@ from realtime.model.sampler import SampledChunk, sample_chunk, timesteps
 from realtime.training.data import LatentBatch, LatentClips
 from realtime.training.forward import part_mask
 from realtime.training.loop import StepContext
-from realtime.training.teacher import pair_error, teacher_sample_chunk, write_history
+from realtime.training.teacher import (
+    pair_error,
+    relative_pair_error,
+    teacher_sample_chunk,
+    write_history,
+)
 
 
 @dataclass
@@ -81,6 +88,7 @@ class StudentConfig:
     gt_weight_long: float | None = None   # ... on long streams (None: gt_weight)
     region_weight: float = 0.0      # ground-truth pull x (1 + this) on face and hands
     pair_weight: float = 0.0        # x the counterfactual-pair term (teacher.pair_error)
+    pair_relative: bool = False     # ... as teacher.relative_pair_error instead
 
 
 def new_cache(model: StudentDiT, batch: int, device: torch.device | str) -> KVCache:
@@ -266,7 +274,13 @@ def student_step(
         with ctx.autocast():
             pred_b = student_sample_grad(student, pool.s_cache, z, pose_b, face_b, pres_b,
                                          steps)
-        pair = pair_error(pred.float(), pred_b.float(), lat.float(), lat_b.float())
+        if cfg.pair_relative:
+            mask = torch.maximum(part_mask(pose, pred.shape[-1]),
+                                 part_mask(pose_b, pred.shape[-1]))
+            pair = relative_pair_error(pred.float(), pred_b.float(), lat.float(),
+                                       lat_b.float(), mask.to(pred.device))
+        else:
+            pair = pair_error(pred.float(), pred_b.float(), lat.float(), lat_b.float())
         loss = loss + cfg.pair_weight * pair
         logs["pair"] = float(pair.detach())
     return loss, logs

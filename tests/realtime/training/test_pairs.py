@@ -154,3 +154,49 @@ def test_window_noise_drowns_the_history_to_a_level_the_model_is_told(
     resid = hist[:2] - (1 - s[:2, None, None, None, None]) * b.latents
     scale = resid.flatten(1).std(dim=1)
     assert torch.allclose(scale, s[:2], rtol=0.25), (scale, s)
+
+
+def test_relative_pair_term_is_the_share_of_the_truths_change_missed_in_the_boxes() -> None:
+    from realtime.training.teacher import relative_pair_error
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 1, 4, 8, 8, generator=g), torch.randn(2, 1, 4, 8, 8, generator=g)
+    mask = torch.zeros(2, 1, 1, 8, 8)
+    mask[..., 2:5, 3:6] = 1.0
+    base = torch.randn(2, 1, 4, 8, 8, generator=g)
+    for scale in (1.0, 1e-3):           # the size of the truth's change does not matter
+        t, t_b = scale * a, scale * b
+        assert torch.isclose(relative_pair_error(base, base, t, t_b, mask), torch.tensor(1.0))
+        assert relative_pair_error(base + t, base + t_b, t, t_b, mask) < 1e-6
+        half = relative_pair_error(base + 0.5 * t, base + 0.5 * t_b, t, t_b, mask)
+        assert torch.isclose(half, torch.tensor(0.25))
+    # outside the boxes nothing counts: an output that changes only there still misses all
+    off = (1 - mask) * torch.randn(2, 1, 4, 8, 8, generator=g)
+    assert torch.isclose(relative_pair_error(base + off, base, a, b, mask), torch.tensor(1.0))
+
+
+def test_student_relative_pair_term_starts_near_one_and_is_recorded(
+        tiny_data: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    import pytest
+
+    cfg = get_preset("tiny")
+    model = AnimationModel.random(cfg, seed=0, zero_init=False)
+    clips, twins = counterfactual_split(tiny_data, "train", cfg)
+    data, alt = encode_clips(model.ae, clips), encode_clips(model.ae, twins)
+    teacher = AnimationModel.random(cfg, seed=1, zero_init=False).dit
+    scfg = StudentConfig(batch=2, max_history=1, teacher_steps=2, pair_weight=1.0,
+                         pair_relative=True)
+    pool = StreamPool(model.dit, teacher, data, scfg, "cpu", twins=alt)
+    loss, logs = student_step(pool, _ctx(3), scfg)
+    # a random student barely tells the twins apart: it misses about all of the change
+    assert 0.5 < logs["pair"] < 5.0 and torch.isfinite(loss)
+    with pytest.raises(ValueError, match="pair-weight"):
+        run_student(StageArgs("tiny", tiny_data, tmp_path / "x", init=tiny_ckpt, steps=1,
+                              progress=False, pair_relative=True))
+    out = tmp_path / "student"
+    run_student(StageArgs("tiny", tiny_data, out, init=tiny_ckpt, steps=2, progress=False,
+                          log_every=1, pair_weight=0.1, pair_relative=True))
+    meta = json.loads((out / "config.json").read_text())["meta"]
+    assert meta["pair_relative"] is True and meta["pair_weight"] == 0.1
+    rows = [json.loads(r) for r in (out / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("pair", 0) > 0.5 for r in rows)
