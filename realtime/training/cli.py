@@ -118,8 +118,8 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
             p.add_argument("--pair-relative", action="store_true",
                            help="with --pair-weight: the pair term is the error of the "
                                 "output's change inside the face and hand boxes over the "
-                                "truth's change there (1 = ignores it), which does not "
-                                "vanish with the change's size as the plain mean does")
+                                "truth's change there (1 = ignores it, whatever the "
+                                "change's size) instead of a mean over every latent")
         if stage == "teacher":
             p.add_argument("--window-noise", type=float, default=None, metavar="S",
                            help="the history frames are noised along the flow path to a "

@@ -23,7 +23,7 @@ distribution-matching critic is out of reach of a CPU budget):
    of the clip's twin (only its expression and fingers changed), sampled from the
    same cache and noise, should differ from the student's output as the truths do;
    with `pair_relative`, that error in the face and hand boxes over the truth's change
-   there (`teacher.relative_pair_error`), a term that does not vanish with the change.
+   there (`teacher.relative_pair_error`), 1 for an output that ignores the change.
 
 The student thereby learns the teacher's GUIDED output directly: inference makes
 no guidance pass. Because the history it is supervised on is its own, errors it

@@ -143,12 +143,12 @@ def relative_pair_error(out: torch.Tensor, out_twin: torch.Tensor, target: torch
                         target_twin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`pair_error` inside `mask` (the face and hand boxes, `forward.part_mask`), over
     the batch's truth change there: 1 for an output that ignores the twins' difference,
-    0 for one that changes exactly as the truth does. `pair_error` is a mean over every
-    latent, where the change covers a few percent of a few percent, so at the weights
-    stop 15 tried it was about 1 % of the student's loss; this one starts at 1 whatever
-    the change's size, the share of it the output misses (`evaluate.response` measures
-    the same thing in pixels). Summed over the batch before dividing, so a pair whose
-    truth barely changes (a clip played backwards, at its middle) cannot blow it up."""
+    0 for one that changes exactly as the truth does, whatever the change's size (the
+    share of it the output misses; `evaluate.response` measures the same thing in
+    pixels). `pair_error` is a mean over every latent, so it also counts the change's
+    spill outside the face and hands and grows with the change. Summed over the batch
+    before dividing, so a pair whose truth barely changes (a clip played backwards,
+    at its middle) cannot blow it up."""
     d_gt = (target - target_twin) * mask
     miss = (out - out_twin) * mask - d_gt
     return miss.pow(2).sum() / d_gt.pow(2).sum().clamp_min(1e-12)
