@@ -420,6 +420,8 @@ def run_student(a: StageArgs) -> dict[str, Any]:
     teacher.to(device)
     student.to(device)
     pair_weight = _given(a.pair_weight, plan.pair_weight)
+    if a.pair_relative and pair_weight <= 0:
+        raise ValueError("--pair-relative weighs the pair term: pass --pair-weight W > 0")
     data, twins = _training_latents(teacher, a.data, cfg, pair_weight)
     scfg = StudentConfig(batch=plan.student_batch, max_history=plan.max_history,
                          max_age=_given(a.max_age, plan.max_age),
@@ -429,8 +431,6 @@ def run_student(a: StageArgs) -> dict[str, Any]:
                          gt_weight_long=_given(a.gt_weight_long, plan.student_gt_weight_long),
                          region_weight=_given(a.region_weight, plan.student_region_weight),
                          pair_weight=pair_weight, pair_relative=a.pair_relative)
-    if scfg.pair_relative and pair_weight <= 0:
-        raise ValueError("--pair-relative weighs the pair term: pass --pair-weight W > 0")
     max_hist = (data.n_frames // cfg.chunk) - 1
     scfg = replace(scfg, max_history=min(scfg.max_history, max_hist))
     _check_resume_batch(a, scfg.batch)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from realtime.model.bundle import AnimationModel
@@ -177,8 +178,6 @@ def test_relative_pair_term_is_the_share_of_the_truths_change_missed_in_the_boxe
 
 def test_student_relative_pair_term_starts_near_one_and_is_recorded(
         tiny_data: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
-    import pytest
-
     cfg = get_preset("tiny")
     model = AnimationModel.random(cfg, seed=0, zero_init=False)
     clips, twins = counterfactual_split(tiny_data, "train", cfg)
