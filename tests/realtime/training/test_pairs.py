@@ -165,7 +165,7 @@ def test_relative_pair_term_is_the_share_of_the_truths_change_missed_in_the_boxe
     mask = torch.zeros(2, 1, 1, 8, 8)
     mask[..., 2:5, 3:6] = 1.0
     base = torch.randn(2, 1, 4, 8, 8, generator=g)
-    for scale in (1.0, 1e-3):           # the size of the truth's change does not matter
+    for scale in (1.0, 0.1):            # the size of the truth's change does not matter
         t, t_b = scale * a, scale * b
         assert torch.isclose(relative_pair_error(base, base, t, t_b, mask), torch.tensor(1.0))
         assert relative_pair_error(base + t, base + t_b, t, t_b, mask) < 1e-6
@@ -174,6 +174,13 @@ def test_relative_pair_term_is_the_share_of_the_truths_change_missed_in_the_boxe
     # outside the boxes nothing counts: an output that changes only there still misses all
     off = (1 - mask) * torch.randn(2, 1, 4, 8, 8, generator=g)
     assert torch.isclose(relative_pair_error(base + off, base, a, b, mask), torch.tensor(1.0))
+    # twins whose truth does not change in the boxes cannot blow the term up: the divisor
+    # is at least the floor per latent there, so an output change of that size scores 1
+    same = torch.zeros_like(a)
+    step = 1e-3 ** 0.5 * torch.ones_like(a)
+    assert torch.isclose(relative_pair_error(base + step, base, same, same, mask),
+                         torch.tensor(1.0))
+    assert relative_pair_error(base, base, same, same, mask) == 0.0
 
 
 def test_student_relative_pair_term_starts_near_one_and_is_recorded(
