@@ -145,15 +145,16 @@ def relative_pair_error(out: torch.Tensor, out_twin: torch.Tensor, target: torch
     """`pair_error` inside `mask` (the face and hand boxes, `forward.part_mask`), over
     the batch's truth change there: 1 for an output that ignores the twins' difference,
     0 for one that changes exactly as the truth does, whatever the change's size above
-    the floor (the share of it the output misses; `evaluate.response` measures the same thing in
-    pixels). `pair_error` is a mean over every latent, so it also counts the change's
-    spill outside the face and hands and grows with the change. Summed over the batch
-    before dividing, and the divisor is at least `floor` per latent in the boxes (the
-    training twins change by about 0.067 there: the default checkpoint's
-    history/pair-scale-stop39.json): a
-    batch whose truth barely changes there (clips played backwards, at their middle; a
-    hand too small to draw) would otherwise divide by nearly nothing (on a
-    one-character dataset the term reached 2.7e7 before the floor)."""
+    the floor (the share of it the output misses; `evaluate.response` measures the
+    same thing in pixels). `pair_error` is a mean over every latent, so it also counts
+    the change's spill outside the face and hands and grows with the change.
+
+    Summed over the batch before dividing, and the divisor is at least `floor` per
+    latent in the boxes (the training twins change by about 0.067 there: the default
+    checkpoint's history/pair-scale-stop39.json). A batch whose truth barely changes
+    there (clips played backwards, at their middle; a hand too small to draw) would
+    otherwise divide by nearly nothing: on a one-character dataset, before the floor,
+    the term reached 2.7e7."""
     d_gt = (target - target_twin) * mask
     miss = (out - out_twin) * mask - d_gt
     count = mask.expand_as(d_gt).sum()
