@@ -278,7 +278,7 @@ def student_step(
             mask = torch.maximum(part_mask(pose, pred.shape[-1]),
                                  part_mask(pose_b, pred.shape[-1]))
             pair = relative_pair_error(pred.float(), pred_b.float(), lat.float(),
-                                       lat_b.float(), mask.to(pred.device))
+                                       lat_b.float(), mask)
         else:
             pair = pair_error(pred.float(), pred_b.float(), lat.float(), lat_b.float())
         loss = loss + cfg.pair_weight * pair

@@ -157,8 +157,8 @@ def relative_pair_error(out: torch.Tensor, out_twin: torch.Tensor, target: torch
     the term reached 2.7e7."""
     d_gt = (target - target_twin) * mask
     miss = (out - out_twin) * mask - d_gt
-    count = mask.expand_as(d_gt).sum()
-    return miss.pow(2).sum() / d_gt.pow(2).sum().clamp_min(floor * float(count) + 1e-12)
+    least = floor * mask.expand_as(d_gt).sum() + 1e-12
+    return miss.pow(2).sum() / torch.maximum(d_gt.pow(2).sum(), least)
 
 
 def flow_times(steps: int, shift: float = 1.0) -> list[float]:

@@ -20,7 +20,7 @@ from realtime.training.metrics import FACE_CHANNELS, HAND_CHANNELS
 from realtime.training.stages import StageArgs, run_student, run_teacher
 from realtime.training.student import StreamPool, StudentConfig, student_step
 from realtime.training.studio import counterfactual_split, detail_backwards
-from realtime.training.teacher import TeacherConfig, teacher_step
+from realtime.training.teacher import TeacherConfig, relative_pair_error, teacher_step
 
 
 def _ctx(seed: int = 0) -> StepContext:
@@ -158,8 +158,6 @@ def test_window_noise_drowns_the_history_to_a_level_the_model_is_told(
 
 
 def test_relative_pair_term_is_the_share_of_the_truths_change_missed_in_the_boxes() -> None:
-    from realtime.training.teacher import relative_pair_error
-
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(2, 1, 4, 8, 8, generator=g), torch.randn(2, 1, 4, 8, 8, generator=g)
     mask = torch.zeros(2, 1, 1, 8, 8)
