@@ -136,7 +136,8 @@ class AnimationPipeline:
         t0 = time.monotonic()
         pose = retarget(motion, self.skeleton)      # one read: the model thread may swap it
         self.last_pose = pose
-        cond = render_condition(pose, self.engine.cfg.pose_size, frame_id, t_capture)
+        cfg = self.engine.cfg
+        cond = render_condition(pose, cfg.pose_size, frame_id, t_capture, sketch=cfg.face_sketch)
         cond.stamps = {**motion.stamps, **cond.stamps, "condition": (t0, time.monotonic())}
         return cond
 

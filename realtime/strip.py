@@ -21,7 +21,9 @@ from realtime.motion.types import N_POSE_CHANNELS, MotionCondition, MotionFrame,
 # One hue per condition channel (head, torso, four limbs, ten fingers).
 _HSV = np.array([[[int(180 * i / N_POSE_CHANNELS), 220, 255] for i in range(N_POSE_CHANNELS)]],
                 dtype=np.uint8)                                 # (1, C, 3)
-_PALETTE = cv2.cvtColor(_HSV, cv2.COLOR_HSV2RGB)[0].astype(np.float32) / 255.0   # (C, 3)
+_PALETTE = np.concatenate((                                     # (C + 1, 3): the
+    cv2.cvtColor(_HSV, cv2.COLOR_HSV2RGB)[0].astype(np.float32) / 255.0,  # face sketch's
+    np.ones((1, 3), np.float32)))                                         # plane in white
 
 
 def colorize_condition(cond: MotionCondition, size: int) -> np.ndarray:

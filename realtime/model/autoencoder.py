@@ -15,6 +15,7 @@ from torch import nn
 
 from realtime.model.config import ModelConfig
 from realtime.model.planes import N_MOTION_PLANES, maps_at, motion_planes
+from realtime.motion.types import N_POSE_CHANNELS
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -151,7 +152,7 @@ class TinyAutoencoder(nn.Module):
         the size the decoder is trained on, as the DiT's own pose encoder does."""
         if not self.cfg.decoder_motion:
             return self.decode(latents)
-        pose = maps_at(pose, 2 * latents.shape[-1])
+        pose = maps_at(pose[:, :N_POSE_CHANNELS], 2 * latents.shape[-1])   # not the sketch
         return self.decode(latents, motion_planes(pose, face, presence))
 
     def forward(self, images: torch.Tensor, planes: torch.Tensor | None = None,

@@ -41,10 +41,10 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "defa
 # cache_write) are inference settings a preset may override.
 ARCH_FIELDS = ("resolution", "latent_channels", "ae_widths", "patch", "width", "depth",
                "heads", "mlp_ratio", "pose_hidden", "pose_scale", "face_maps", "decoder_motion",
-               "chunk", "window", "ref_frames")
+               "face_sketch", "chunk", "window", "ref_frames")
 # Architecture flags a checkpoint from before them lacks; loading it under a preset that
 # has them adds them at zero weight (see `upgrade`).
-UPGRADABLE = ("face_maps", "decoder_motion")
+UPGRADABLE = ("face_maps", "decoder_motion", "face_sketch")
 
 
 class CheckpointError(ValueError):
@@ -119,6 +119,25 @@ def add_face_maps(model: AnimationModel) -> AnimationModel:
     return new.train(model.training)
 
 
+def add_face_sketch(model: AnimationModel) -> AnimationModel:
+    """`model` reading the face sketch (`ModelConfig.face_sketch`): the pose encoder's
+    new plane, after the POSE_CHANNELS, starts with zero weights, so it computes
+    exactly what the old one did, and training can then teach it to use the plane."""
+    if model.cfg.face_sketch:
+        return model
+    if model.cfg.pose_scale != 2:
+        raise CheckpointError("add the face sketch before finer pose maps (pose_scale 2 only)")
+    new = AnimationModel(model.cfg.with_(face_sketch=True)).to(model.device, model.dtype)
+    state = model.state_dict()
+    key = "dit.pose_encoder.conv.weight"
+    conv = state[key]                               # (hidden, 16 [+ FACE_DIM], 3, 3)
+    n = model.cfg.pose_channels
+    pad = conv.new_zeros(conv.shape[0], new.cfg.pose_channels - n, *conv.shape[2:])
+    state[key] = torch.cat((conv[:, :n], pad, conv[:, n:]), dim=1)
+    new.load_state_dict(state)
+    return new.train(model.training)
+
+
 def add_decoder_motion(model: AnimationModel) -> AnimationModel:
     """A checkpoint from before `decoder_motion` as a model with it: the decoder's
     per-stage motion convolutions start at zero (`TinyAutoencoder.initialize_weights`),
@@ -167,6 +186,8 @@ def upgrade(model: AnimationModel, flags: list[str]) -> AnimationModel:
         model = add_face_maps(model)
     if "decoder_motion" in flags:
         model = add_decoder_motion(model)
+    if "face_sketch" in flags:
+        model = add_face_sketch(model)
     return model
 
 

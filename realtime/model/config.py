@@ -24,6 +24,8 @@ from typing import Any, Literal
 from kernels.layout import CacheLayout
 from realtime.motion.types import FACE_DIM, N_PARTS, N_POSE_CHANNELS
 
+SKETCH_PLANES = 1                           # planes the face sketch adds (render_face_sketch)
+
 CacheWrite = Literal["clean", "last_step"]
 """How a finished chunk writes the KV cache. 'clean': one extra pass over the clean
 latents at t=0 (keys/values of what was actually shown). 'last_step': the keys/values
@@ -56,6 +58,10 @@ class ModelConfig:
                                             # frame's motion planes (autoencoder.Decoder);
                                             # on in `tiny` only: not shown to help (more
                                             # flicker), see the model card
+    face_sketch: bool = False               # one more pose plane: the face vector drawn as
+                                            # lids, brows and lips on the face's points
+                                            # (motion.condition.render_face_sketch); on in
+                                            # no preset: a trial, see the model card
     # streaming
     chunk: int = 2                          # K: frames generated together
     window: int = 6                         # W: frames of history in the cache
@@ -115,7 +121,8 @@ class ModelConfig:
 
     @property
     def pose_channels(self) -> int:
-        return N_POSE_CHANNELS
+        """Planes of the pose maps: the POSE_CHANNELS, then the face sketch if any."""
+        return N_POSE_CHANNELS + (SKETCH_PLANES if self.face_sketch else 0)
 
     @property
     def face_dim(self) -> int:

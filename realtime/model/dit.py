@@ -89,6 +89,10 @@ class PoseEncoder(nn.Module):
     the face vector is one modulation for every token of the frame; here it also
     arrives in the head's own tokens, where "mouth open" has to become pixels.
 
+    With `cfg.face_sketch` the maps hold one more plane after the 16, the face vector
+    drawn as lids, brows and lips where the face's points are
+    (`realtime.motion.condition.render_face_sketch`).
+
     With `cfg.pose_scale` above 2 the maps are drawn finer and a stride-(scale/2) conv
     (`fine`) first brings them to twice the latent size: its first 16 planes start as
     an average of each map over its square (the maps at scale 2, on which the face is
@@ -103,6 +107,7 @@ class PoseEncoder(nn.Module):
         self.size = cfg.pose_size
         s = 2 * cfg.patch      # the maps at scale 2: each token's square of them
         self.face_maps = cfg.face_maps
+        self.channels = cfg.pose_channels
         planes = cfg.pose_channels + (cfg.face_dim if cfg.face_maps else 0)
         self.fine: nn.Conv2d | None = None
         if cfg.pose_scale > 2:
@@ -133,7 +138,9 @@ class PoseEncoder(nn.Module):
                 ) -> torch.Tensor:
         """maps (B, F, 16, P, P), face (B, F, FACE_DIM), presence (B, F, N_PARTS)."""
         B = maps.shape[0]
-        x = maps_at(maps.flatten(0, 1), self.size)
+        # a model without the face sketch reads the maps of one with it (a teacher,
+        # its student's clips) as its own: the sketch plane comes last
+        x = maps_at(maps[:, :, :self.channels].flatten(0, 1), self.size)
         finer = None
         if self.fine is not None:       # the maps at scale 2, then what finer strokes add
             x, finer = self.fine(x).split((self.fine.in_channels, FINE_PLANES), dim=1)

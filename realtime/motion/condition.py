@@ -16,6 +16,14 @@ A stroke's brightness is the part's presence (so a part that fades out while hel
 fades in the maps too); an absent part (presence 0) draws nothing. Body bones with
 an endpoint less visible than `min_visibility` (off-frame legs MediaPipe guessed)
 are not drawn.
+
+With `sketch` the maps gain one more plane (`render_face_sketch`): the face vector
+drawn where it shows, as lids, brows and lips placed on the pose's eye and mouth
+points. The other planes give a convolution the place of a finger or an arm; the
+face vector alone says "eyes closed" to the whole head, and the model must find the
+eyes itself (stop 17 measured placed features doubling a decoder's expression
+response). Face-landmark images are how portrait animators condition on expression
+(AniPortrait, Wei et al. 2024, draws projected face landmarks for its pose guider).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import numpy as np
 
 from realtime.motion.types import (
     BODY_BONES,
+    FACE_FEATURES,
     FINGERS,
     L_ANKLE,
     L_ELBOW,
@@ -109,8 +118,9 @@ def _draw(plane: np.ndarray, px: np.ndarray, bones: list[tuple[int, int]],
 
 
 def render_pose_maps(pose: Pose, size: int | tuple[int, int],
-                     min_visibility: float = 0.5) -> np.ndarray:
-    """(N_POSE_CHANNELS, H, W) float32 maps in [0, 1]. `size` is S or (W, H)."""
+                     min_visibility: float = 0.5, sketch: bool = False) -> np.ndarray:
+    """(N_POSE_CHANNELS, H, W) float32 maps in [0, 1]; with `sketch`, the face sketch
+    (`render_face_sketch`) as one more plane. `size` is S or (W, H)."""
     w, h = (size, size) if isinstance(size, int) else size
     if w < 1 or h < 1:
         raise ValueError(f"condition size must be positive, got {size}")
@@ -140,19 +150,92 @@ def render_pose_maps(pose: Pose, size: int | tuple[int, int],
         for finger, bones in HAND_GROUPS.items():
             _draw(maps[_CHANNEL[f"{finger}_{side}"]], px, bones, round(255 * p), finger_t, ok)
 
-    return maps.astype(np.float32) * np.float32(1.0 / 255.0)
+    out = maps.astype(np.float32) * np.float32(1.0 / 255.0)
+    if sketch:
+        out = np.concatenate((out, render_face_sketch(pose, size, min_visibility)[None]))
+    return out
+
+
+# MediaPipe Pose's face points: (inner corner, centre, outer corner) of each eye, the
+# performer's left first as in FACE_FEATURES' "_l", then the mouth's corners
+_EYES = {"l": (1, 2, 3), "r": (4, 5, 6)}
+_MOUTH = (9, 10)
+_F = {name: i for i, name in enumerate(FACE_FEATURES)}
+
+
+def _polyline(plane: np.ndarray, pts: list[np.ndarray], w: int, h: int, value: int,
+              thickness: int) -> None:
+    px = _to_pixels(np.array(pts), w, h)
+    cv2.polylines(plane, [px[:, None, :]], False, (float(value),), thickness, cv2.LINE_AA,
+                  _SHIFT)
+
+
+def render_face_sketch(pose: Pose, size: int | tuple[int, int],
+                       min_visibility: float = 0.5) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: the face vector drawn on the face. Each eye: its
+    upper and lower lid from corner to corner, apart by the eye's width x 0.5 x
+    (1 + eye_open) (closed: one line), the iris a dot moved by the gaze; each brow a
+    line above its eye, higher with `brow_*`; the lips from corner to corner, the
+    corners pushed out by `mouth_width`, apart by `mouth_open` and `jaw`. "Down" is
+    from the eyes towards the mouth, so the sketch turns with the head. Brightness is
+    the face's presence; nothing is drawn for an absent face or hidden points."""
+    w, h = (size, size) if isinstance(size, int) else size
+    plane = np.zeros((h, w), dtype=np.uint8)
+    presence = float(np.clip(np.nan_to_num(pose.presence[1]), 0.0, 1.0))
+    needed = [p for eye in _EYES.values() for p in eye] + list(_MOUTH)
+    pts = pose.body[:, :2].astype(np.float64)
+    ok = np.isfinite(pts[needed]).all()
+    if pose.body_visibility is not None:
+        ok = ok and bool((pose.body_visibility[needed] >= min_visibility).all())
+    if presence <= 0 or pose.presence[0] <= 0 or not ok:
+        return plane.astype(np.float32)
+    f = np.nan_to_num(np.asarray(pose.face, dtype=np.float64))
+    value = round(255 * presence)
+    thick = stroke_widths(h)[1]
+    eyes_mid = 0.5 * (pts[2] + pts[5])
+    mouth_mid = 0.5 * (pts[9] + pts[10])
+    down = mouth_mid - eyes_mid
+    span = float(np.linalg.norm(down))
+    if span < 1e-6:
+        return plane.astype(np.float32)
+    down /= span
+    for side, (inner, centre, outer) in _EYES.items():
+        width = float(np.linalg.norm(pts[outer] - pts[inner])) or 0.3 * span
+        gap = 0.5 * width * float(np.clip(1.0 + f[_F[f"eye_open_{side}"]], 0.0, 1.6))
+        c = pts[centre]
+        for sign in (-1.0, 1.0):
+            _polyline(plane, [pts[inner], c + sign * 0.5 * gap * down, pts[outer]], w, h,
+                      value, thick)
+        if gap > 0.1 * width:
+            across = (pts[outer] - pts[inner]) / width
+            iris = c + 0.25 * width * (f[_F["gaze_x"]] * across + f[_F["gaze_y"]] * down)
+            _polyline(plane, [iris, iris], w, h, value, thick + 1)
+        lift = (0.45 + 0.25 * float(np.clip(f[_F[f"brow_{side}"]], -1.0, 1.5))) * span
+        _polyline(plane, [pts[inner] - lift * down, pts[outer] - lift * down], w, h, value,
+                  thick)
+    corner_l, corner_r = pts[_MOUTH[0]], pts[_MOUTH[1]]
+    half = 0.5 * (corner_l - corner_r) * (1.0 + 0.2 * float(np.clip(f[_F["mouth_width"]],
+                                                                     -1.0, 1.5)))
+    gap = span * (0.3 * float(np.clip(f[_F["mouth_open"]], -0.5, 2.0))
+                  + 0.2 * max(0.0, float(f[_F["jaw"]])))
+    ends = [mouth_mid + half, mouth_mid - half]
+    for sign in (-1.0, 1.0):
+        _polyline(plane, [ends[0], mouth_mid + sign * 0.5 * max(gap, 0.0) * down, ends[1]],
+                  w, h, value, thick)
+    return plane.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 def render_condition(pose: Pose, size: int | tuple[int, int], frame_id: int = 0,
-                     t_capture: float = 0.0) -> MotionCondition:
-    """Pose -> MotionCondition: pose maps at `size` (S or (W, H)), face vector,
-    presence flags. Face features of an absent face are zeroed here too."""
+                     t_capture: float = 0.0, sketch: bool = False) -> MotionCondition:
+    """Pose -> MotionCondition: pose maps at `size` (S or (W, H)), with `sketch` the
+    face sketch after them (`render_face_sketch`), face vector, presence flags. Face
+    features of an absent face are zeroed here too."""
     presence = np.clip(np.nan_to_num(np.asarray(pose.presence, dtype=np.float32)), 0, 1)
     face = np.asarray(pose.face, dtype=np.float32) * np.float32(presence[1] > 0)
     return MotionCondition(
         frame_id=frame_id,
         t_capture=t_capture,
-        pose_maps=render_pose_maps(pose, size),
+        pose_maps=render_pose_maps(pose, size, sketch=sketch),
         face=face,
         presence=presence,
     )

@@ -114,6 +114,10 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
                                 "as shipped, so fingers keep their pixels); a checkpoint at "
                                 "2 gains a strided stage that starts as an average pool "
                                 "(same function). Default: the --init checkpoint's")
+            p.add_argument("--face-sketch", action="store_true",
+                           help="one more pose plane: the face vector drawn as lids, brows "
+                                "and lips on the face's points; a checkpoint without it "
+                                "reads the plane at zero weight (same function)")
         if stage == "student":
             p.add_argument("--pair-relative", action="store_true",
                            help="with --pair-weight: the pair term is the error of the "
@@ -191,7 +195,8 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
                       pair_weight=getattr(args, "pair_weight", None),
                       pair_relative=getattr(args, "pair_relative", False),
                       window_noise=getattr(args, "window_noise", None),
-                      pose_scale=getattr(args, "pose_scale", None), steps=args.steps,
+                      pose_scale=getattr(args, "pose_scale", None),
+                      face_sketch=getattr(args, "face_sketch", False), steps=args.steps,
                       lr=args.lr,
                       resume=args.resume,
                       json_log=args.json_log, device=args.device, seed=args.seed,

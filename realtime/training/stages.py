@@ -27,6 +27,7 @@ import torch
 from realtime.model.bundle import AnimationModel
 from realtime.model.checkpoint import (
     add_decoder_motion,
+    add_face_sketch,
     add_fine_pose,
     load_checkpoint,
     read_meta,
@@ -121,6 +122,7 @@ class StageArgs:
     window_noise: float | None = None   # teacher: history noise level, U(0, this)
     pose_scale: int | None = None   # teacher, student: pose maps at this x the latent size
                                     # (init upgraded by `add_fine_pose`; default: init's)
+    face_sketch: bool = False       # teacher, student: init gains the face sketch plane
     decoder_of: Path | None = None  # ae: fine-tune only this checkpoint's decoder
     on_student: bool = False        # ae: half of each batch from decoder_of's own streams
     temporal_weight: float = 0.0    # ae --on-student: weight of the frame-to-frame term
@@ -328,10 +330,14 @@ def _decoder_export(model: AnimationModel, source: Path, out: Path, preset: str,
     save_checkpoint(teacher, out / "teacher", meta=read_meta(source / "teacher"))
 
 
-def _load_trainable(path: Path, preset: str, pose_scale: int | None = None) -> AnimationModel:
+def _load_trainable(path: Path, preset: str, pose_scale: int | None = None,
+                    face_sketch: bool = False) -> AnimationModel:
     """A checkpoint as a training model: fp32, DiT trainable, AE frozen; with
+    `face_sketch`, reading the face sketch plane (`add_face_sketch`); with
     `pose_scale`, reading pose maps that fine (`add_fine_pose`)."""
     model = load_checkpoint(path, preset, "cpu").float()
+    if face_sketch:
+        model = add_face_sketch(model)
     if pose_scale is not None:
         model = add_fine_pose(model, pose_scale)
     model.dit.requires_grad_(True).train()
@@ -348,7 +354,7 @@ def run_teacher(a: StageArgs) -> dict[str, Any]:
     if a.init is None:
         raise ValueError("the teacher starts from an autoencoder checkpoint: pass --init")
     plan = _plan(a)
-    model = _load_trainable(a.init, a.preset, a.pose_scale)
+    model = _load_trainable(a.init, a.preset, a.pose_scale, a.face_sketch)
     cfg = model.cfg     # the preset's, or finer pose maps than it
     pair_weight = _given(a.pair_weight, plan.pair_weight)
     data, twins = _training_latents(model, a.data, cfg, pair_weight)
@@ -412,7 +418,7 @@ def run_student(a: StageArgs) -> dict[str, Any]:
     teacher_dir, info = _student_teacher(a)
     assert a.init is not None                   # checked by _student_teacher
     teacher = load_checkpoint(teacher_dir, a.preset, "cpu").float()
-    student = _load_trainable(a.init, a.preset, a.pose_scale)
+    student = _load_trainable(a.init, a.preset, a.pose_scale, a.face_sketch)
     # the clips' pose maps as the student reads them; a teacher at another pose_scale
     # averages them down to its own (dit.PoseEncoder)
     cfg = student.cfg

@@ -97,7 +97,7 @@ def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig) -> Clip:
 
     skel = framed_skeleton(sample["skeleton_body"], sample["skeleton_hand"],
                            sample["rest_root"], sample["framing"])
-    conds = [render_condition(retarget(m, skel), cfg.pose_size, i)
+    conds = [render_condition(retarget(m, skel), cfg.pose_size, i, sketch=cfg.face_sketch)
              for i, m in enumerate(unpack_motion(sample, "motion"))]
     meta = sample["meta"]
     return Clip(

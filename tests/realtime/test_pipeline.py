@@ -232,3 +232,21 @@ def test_serve_steps_sets_the_steps_every_session_starts_at(
         parser.parse_args(["--steps", "9"])
     assert refused.value.code == 2
     assert "steps must be 1-4, got 9" in capsys.readouterr().err
+
+
+def test_a_face_sketch_checkpoint_gets_the_sketch_in_its_conditions(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    from realtime.model.bundle import AnimationModel
+    from realtime.model.checkpoint import add_face_sketch, save_checkpoint
+    from realtime.model.config import get_preset
+    from realtime.motion.types import N_POSE_CHANNELS
+
+    ckpt = save_checkpoint(add_face_sketch(AnimationModel.random(get_preset("tiny"), seed=0)),
+                           tmp_path_factory.mktemp("ckpt") / "sketch")
+    p = create_pipeline_factory(str(ckpt), "tiny", "cpu")()
+    assert isinstance(p, AnimationPipeline)
+    motions = _motions(2)
+    cond = p.condition(motions[0], 0, 0.0)
+    assert cond.pose_maps.shape[0] == N_POSE_CHANNELS + 1
+    assert cond.pose_maps[-1].max() > 0            # the performer's face is there
+    assert len(_run(p, motions)) == 2

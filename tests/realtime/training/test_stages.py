@@ -728,3 +728,26 @@ def test_a_student_trained_on_finer_pose_maps_learns_through_them_and_keeps_them
     more = tmp_path / "more"
     assert main(base + ["--init", str(out), "--out", str(more)]) == 0
     assert load_checkpoint(more, preset="tiny").cfg.pose_scale == 4
+
+
+def test_a_student_trained_with_the_face_sketch_reads_it_and_keeps_it(
+        tiny_data: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    """`train student --face-sketch`: the clips carry the sketch plane, its weights leave
+    zero, the teacher beside the student stays without it, and training the result
+    further keeps it without the flag."""
+    from realtime.cli import main
+    from realtime.motion.types import N_POSE_CHANNELS
+
+    base = ["train", "student", "--preset", "tiny", "--data", str(tiny_data),
+            "--no-progress", "--steps", "2"]
+    out = tmp_path / "sketch"
+    assert main(base + ["--init", str(tiny_ckpt), "--out", str(out), "--face-sketch"]) == 0
+    model = load_checkpoint(out, preset="tiny")
+    assert model.cfg.face_sketch
+    assert model.dit.pose_encoder.conv.weight[:, N_POSE_CHANNELS].abs().sum() > 0
+    assert not load_checkpoint(out / "teacher", preset="tiny").cfg.face_sketch
+    clip = load_clips(tiny_data, "train", model.cfg, limit=1)[0]
+    assert clip.pose.shape[1] == N_POSE_CHANNELS + 1
+    more = tmp_path / "more"
+    assert main(base + ["--init", str(out), "--out", str(more)]) == 0
+    assert load_checkpoint(more, preset="tiny").cfg.face_sketch
