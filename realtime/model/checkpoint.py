@@ -10,8 +10,8 @@ architecture; the weights file is complete; the weights' names and shapes match
 the config. A checkpoint from before `face_maps` or `decoder_motion` existed loads as
 it was saved, or, when a preset with them is asked for, upgraded by `add_face_maps`
 / `add_decoder_motion` (the new weights start at zero: same function). One that
-gained finer pose maps (`pose_scale` above its preset's, `add_fine_pose`) loads
-under its preset with them.
+gained finer pose maps (`pose_scale` above its preset's, `add_fine_pose`) or the
+face sketch plane (`add_face_sketch`) loads under its preset with them.
 The shipped default lives in `realtime/checkpoints/default/`; until
 training has produced one, `load_model` falls back to a random-init of the default
 preset and logs a warning saying so.

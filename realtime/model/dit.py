@@ -136,7 +136,8 @@ class PoseEncoder(nn.Module):
 
     def forward(self, maps: torch.Tensor, face: torch.Tensor, presence: torch.Tensor,
                 ) -> torch.Tensor:
-        """maps (B, F, 16, P, P), face (B, F, FACE_DIM), presence (B, F, N_PARTS)."""
+        """maps (B, F, 16 [+ the sketch], P, P), face (B, F, FACE_DIM), presence
+        (B, F, N_PARTS)."""
         B = maps.shape[0]
         # a model without the face sketch reads the maps of one with it (a teacher,
         # its student's clips) as its own: the sketch plane comes last
