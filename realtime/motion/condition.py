@@ -124,7 +124,7 @@ def render_pose_maps(pose: Pose, size: int | tuple[int, int],
     w, h = (size, size) if isinstance(size, int) else size
     if w < 1 or h < 1:
         raise ValueError(f"condition size must be positive, got {size}")
-    maps = np.zeros((N_POSE_CHANNELS, h, w), dtype=np.uint8)   # (C, H, W)
+    maps = np.zeros((N_POSE_CHANNELS + int(sketch), h, w), dtype=np.uint8)   # (C, H, W)
     body_t, finger_t = stroke_widths(h)
     presence = np.clip(np.nan_to_num(pose.presence), 0.0, 1.0)
 
@@ -150,24 +150,75 @@ def render_pose_maps(pose: Pose, size: int | tuple[int, int],
         for finger, bones in HAND_GROUPS.items():
             _draw(maps[_CHANNEL[f"{finger}_{side}"]], px, bones, round(255 * p), finger_t, ok)
 
-    out = maps.astype(np.float32) * np.float32(1.0 / 255.0)
     if sketch:
-        out = np.concatenate((out, render_face_sketch(pose, size, min_visibility)[None]))
-    return out
+        _draw_face_sketch(maps[N_POSE_CHANNELS], pose, min_visibility)
+    return maps.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 # MediaPipe Pose's face points: (inner corner, centre, outer corner) of each eye, the
 # performer's left first as in FACE_FEATURES' "_l", then the mouth's corners
 _EYES = {"l": (1, 2, 3), "r": (4, 5, 6)}
 _MOUTH = (9, 10)
+_FACE_POINTS = [p for eye in _EYES.values() for p in eye] + list(_MOUTH)
 _F = {name: i for i, name in enumerate(FACE_FEATURES)}
 
 
-def _polyline(plane: np.ndarray, pts: list[np.ndarray], w: int, h: int, value: int,
-              thickness: int) -> None:
-    px = _to_pixels(np.array(pts), w, h)
-    cv2.polylines(plane, [px[:, None, :]], False, (float(value),), thickness, cv2.LINE_AA,
-                  _SHIFT)
+def _sketch_strokes(pose: Pose, min_visibility: float,
+                    ) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """(lines, dots) of the face sketch in canvas coordinates, each an (n, 2) array;
+    None when nothing is to be drawn (no face or body, hidden points, no face size)."""
+    pts = pose.body[:, :2].astype(np.float64)
+    ok = np.isfinite(pts[_FACE_POINTS]).all()
+    if pose.body_visibility is not None:
+        ok = ok and bool((pose.body_visibility[_FACE_POINTS] >= min_visibility).all())
+    if pose.presence[1] <= 0 or pose.presence[0] <= 0 or not ok:
+        return None
+    f = np.nan_to_num(np.asarray(pose.face, dtype=np.float64))
+    corner_l, corner_r = pts[_MOUTH[0]], pts[_MOUTH[1]]
+    eyes_mid = 0.5 * (pts[_EYES["l"][1]] + pts[_EYES["r"][1]])
+    mouth_mid = 0.5 * (corner_l + corner_r)
+    down = mouth_mid - eyes_mid
+    span = float(np.linalg.norm(down))
+    if span < 1e-6:
+        return None
+    down /= span
+    lines, dots = [], []
+    for side, (inner, centre, outer) in _EYES.items():
+        width = float(np.linalg.norm(pts[outer] - pts[inner])) or 0.3 * span
+        gap = 0.5 * width * float(np.clip(1.0 + f[_F[f"eye_open_{side}"]], 0.0, 1.6))
+        c = pts[centre]
+        lines += [np.stack((pts[inner], c + sign * 0.5 * gap * down, pts[outer]))
+                  for sign in (-1.0, 1.0)]
+        if gap > 0.1 * width:
+            across = (pts[outer] - pts[inner]) / width
+            iris = c + 0.25 * width * (f[_F["gaze_x"]] * across + f[_F["gaze_y"]] * down)
+            dots.append(np.stack((iris, iris)))
+        lift = (0.45 + 0.25 * float(np.clip(f[_F[f"brow_{side}"]], -1.0, 1.5))) * span
+        lines.append(np.stack((pts[inner] - lift * down, pts[outer] - lift * down)))
+    half = 0.5 * (corner_l - corner_r) * (1.0 + 0.2 * float(np.clip(f[_F["mouth_width"]],
+                                                                     -1.0, 1.5)))
+    gap = max(0.0, span * (0.3 * float(np.clip(f[_F["mouth_open"]], -0.5, 2.0))
+                           + 0.2 * max(0.0, float(f[_F["jaw"]]))))
+    lines += [np.stack((mouth_mid + half, mouth_mid + sign * 0.5 * gap * down, mouth_mid - half))
+              for sign in (-1.0, 1.0)]
+    return lines, dots
+
+
+def _draw_face_sketch(plane: np.ndarray, pose: Pose, min_visibility: float) -> None:
+    """The face sketch into a uint8 (H, W) plane (see `render_face_sketch`)."""
+    strokes = _sketch_strokes(pose, min_visibility)
+    if strokes is None:
+        return
+    h, w = plane.shape
+    value = (float(round(255 * float(np.clip(np.nan_to_num(pose.presence[1]), 0, 1)))),)
+    thick = stroke_widths(h)[1]
+    for group, t in zip(strokes, (thick, thick + 1), strict=True):
+        if not group:
+            continue
+        px = np.split(_to_pixels(np.concatenate(group), w, h),
+                      np.cumsum([len(g) for g in group])[:-1])
+        cv2.polylines(plane, [p[:, None, :] for p in px], False, value, t, cv2.LINE_AA,
+                      _SHIFT)
 
 
 def render_face_sketch(pose: Pose, size: int | tuple[int, int],
@@ -181,47 +232,7 @@ def render_face_sketch(pose: Pose, size: int | tuple[int, int],
     the face's presence; nothing is drawn for an absent face or hidden points."""
     w, h = (size, size) if isinstance(size, int) else size
     plane = np.zeros((h, w), dtype=np.uint8)
-    presence = float(np.clip(np.nan_to_num(pose.presence[1]), 0.0, 1.0))
-    needed = [p for eye in _EYES.values() for p in eye] + list(_MOUTH)
-    pts = pose.body[:, :2].astype(np.float64)
-    ok = np.isfinite(pts[needed]).all()
-    if pose.body_visibility is not None:
-        ok = ok and bool((pose.body_visibility[needed] >= min_visibility).all())
-    if presence <= 0 or pose.presence[0] <= 0 or not ok:
-        return plane.astype(np.float32)
-    f = np.nan_to_num(np.asarray(pose.face, dtype=np.float64))
-    value = round(255 * presence)
-    thick = stroke_widths(h)[1]
-    eyes_mid = 0.5 * (pts[2] + pts[5])
-    mouth_mid = 0.5 * (pts[9] + pts[10])
-    down = mouth_mid - eyes_mid
-    span = float(np.linalg.norm(down))
-    if span < 1e-6:
-        return plane.astype(np.float32)
-    down /= span
-    for side, (inner, centre, outer) in _EYES.items():
-        width = float(np.linalg.norm(pts[outer] - pts[inner])) or 0.3 * span
-        gap = 0.5 * width * float(np.clip(1.0 + f[_F[f"eye_open_{side}"]], 0.0, 1.6))
-        c = pts[centre]
-        for sign in (-1.0, 1.0):
-            _polyline(plane, [pts[inner], c + sign * 0.5 * gap * down, pts[outer]], w, h,
-                      value, thick)
-        if gap > 0.1 * width:
-            across = (pts[outer] - pts[inner]) / width
-            iris = c + 0.25 * width * (f[_F["gaze_x"]] * across + f[_F["gaze_y"]] * down)
-            _polyline(plane, [iris, iris], w, h, value, thick + 1)
-        lift = (0.45 + 0.25 * float(np.clip(f[_F[f"brow_{side}"]], -1.0, 1.5))) * span
-        _polyline(plane, [pts[inner] - lift * down, pts[outer] - lift * down], w, h, value,
-                  thick)
-    corner_l, corner_r = pts[_MOUTH[0]], pts[_MOUTH[1]]
-    half = 0.5 * (corner_l - corner_r) * (1.0 + 0.2 * float(np.clip(f[_F["mouth_width"]],
-                                                                     -1.0, 1.5)))
-    gap = span * (0.3 * float(np.clip(f[_F["mouth_open"]], -0.5, 2.0))
-                  + 0.2 * max(0.0, float(f[_F["jaw"]])))
-    ends = [mouth_mid + half, mouth_mid - half]
-    for sign in (-1.0, 1.0):
-        _polyline(plane, [ends[0], mouth_mid + sign * 0.5 * max(gap, 0.0) * down, ends[1]],
-                  w, h, value, thick)
+    _draw_face_sketch(plane, pose, min_visibility)
     return plane.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
