@@ -89,6 +89,14 @@ PRESET=${PRESET:-cpu} DEVICE=${DEVICE:-cuda}
 # 8.5 times the samples a second; the teacher steps as fast at 32x as at 8x.
 TEACHER_SCALE=${TEACHER_SCALE:-${SCALE:-32}} STUDENT_SCALE=${STUDENT_SCALE:-${SCALE:-96}}
 CHARS=${CHARS:-128} CLIPS=${CLIPS:-768} RES=${RES:-128} SEED=${SEED:-1}
+# the teacher's recipe: its peak learning rate and its counterfactual-pair weight
+# (stop 40: --lr 1e-4 --pair-weight 10 on one character's clips made a teacher follow
+# the expression on new clips of it; stop 41: the same 2200 CPU steps on 7 characters
+# followed on none, so the next question is the same recipe at 32x the samples:
+#   run(command="CHARS=8 CLIPS=1200 SEED=5 PAIR_WEIGHT=10 TEACHER_LR=1e-4 END_S=560 \
+#       OUT=$OUT bash bench/gpu_train.sh", carry=[".whl", ".gl"], timeout_s=595)
+# the teacher first renders every training clip's twin, about 1.5 CPU-minutes for 840)
+TEACHER_LR=${TEACHER_LR:-2e-4} PAIR_WEIGHT=${PAIR_WEIGHT:-}
 TEACHER_MIN=${TEACHER_MIN:-3.5} STUDENT_MIN=${STUDENT_MIN:-3}
 # END_S: instead, split what is left after the dataset, up to END_S seconds after the
 # start less a minute for the stages' start-up and the collection, 40:60 between them
@@ -210,7 +218,7 @@ arm() {
     mm "ps$s-teacher" train teacher --preset "$PRESET" --device "$DEVICE" --data "$work/studio" \
         --init "$TEACHER_INIT" --out "$a/teacher" --batch-scale "$TEACHER_SCALE" --pose-scale "$s" \
         --budget "$TEACHER_MIN" --time-limit "$(awk "BEGIN{print $TEACHER_MIN + 0.5}")" \
-        --lr 2e-4 --no-progress || return 1
+        --lr "$TEACHER_LR" ${PAIR_WEIGHT:+--pair-weight "$PAIR_WEIGHT"} --no-progress || return 1
     cp "$a/teacher/model.safetensors" "$out/ps$s/teacher.safetensors"
     step "ps$s student $STUDENT_MIN min"
     local si=$STUDENT_INIT; [ "$si" = teacher ] && si="$a/teacher"
