@@ -87,6 +87,10 @@ Reported (JSON with `--json`):
 stream: the autoencoder's decode(encode(truth)) with `ae_response`, or CHECKPOINT run
 as a teacher (the guided many-step sampler) with `teacher_response`; for the
 autoencoders and teachers of a new latent grid, trained before any student exists.
+With `--split heldout_motion` (or `heldout_character`) those clips and their held
+twins are new clips of the dataset's training characters driven by unseen performers
+(unseen characters driven by training performers): whether a recipe follows on the
+characters it trained on, before asking it of new ones.
 """
 
 from __future__ import annotations
@@ -125,7 +129,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="heldout_both",
                    choices=("heldout_both", "heldout_character", "heldout_motion", "train"),
                    help="heldout_both (default): unseen characters driven by unseen "
-                        "performers, rendered on the fly; or one of the dataset's splits")
+                        "performers, rendered on the fly; or one of the dataset's splits "
+                        "(with --alone: new clips of that split's kind, rendered on the "
+                        "fly, heldout_motion being the training characters)")
     p.add_argument("--frames", type=int, default=DRIFT_FRAMES,
                    help=f"length of the drift stream (default {DRIFT_FRAMES})")
     p.add_argument("--drift-streams", type=int, default=3,
@@ -641,7 +647,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from realtime.engine import configure_torch_threads
     from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model, read_meta
-    from realtime.training.studio import heldout_clips, read_split
+    from realtime.training.studio import HELD_KINDS, heldout_clips, read_split
 
     if args.compare:
         from realtime.training.compare import compare
@@ -677,23 +683,26 @@ def _run(args: argparse.Namespace) -> int:
                                               args.seed)}
         return _report(result, args.json)
     held = None
-    if args.split == "heldout_both":
-        clips = heldout_clips(args.data, shared, args.clips, clip_frames)
-        held = {"face": heldout_clips(args.data, shared, args.clips, clip_frames,
-                                      hold_expression),
-                "expression": heldout_clips(args.data, shared, args.clips, clip_frames,
-                                            hold_expression_only),
-                "hand": heldout_clips(args.data, shared, args.clips, clip_frames,
-                                      hold_fingers)}
+    # fresh clips with held twins: the streamed evaluation's own, or any held-out kind
+    # for `--alone` (new clips of the training characters: does a teacher follow there?)
+    if args.split == "heldout_both" or (args.alone is not None and args.split in HELD_KINDS):
+        def draw(edit: Any = None) -> list[Clip]:
+            return heldout_clips(args.data, shared, args.clips, clip_frames, edit, args.split)
+
+        clips = draw()
+        edits = {"face": hold_expression, "expression": hold_expression_only,
+                 "hand": hold_fingers}
+        held = {p: draw(e) for p, e in edits.items() if args.alone is None or p != "face"}
     else:
         clips = read_split(args.data, args.split, shared, limit=args.clips)
         clips = [c.frame_range(slice(clip_frames)) for c in clips]
     if args.alone is not None:
         if held is None:
-            raise ValueError("--alone measures the responses: it needs --split heldout_both")
+            raise ValueError(f"--alone measures the responses on fresh clips with held "
+                             f"twins: --split one of {', '.join(sorted(HELD_KINDS))}")
         meta = read_meta(ckpt)
         result = {"checkpoint": str(ckpt), "data": str(args.data), "alone": args.alone,
-                  "clips": len(clips), "frames_per_clip": clip_frames,
+                  "split": args.split, "clips": len(clips), "frames_per_clip": clip_frames,
                   **alone(model, args.alone, clips,
                           {p: held[p] for p in ("expression", "hand")}, args.seed,
                           int(meta.get("teacher_steps", 16)), float(meta.get("guidance", 2.0)))}

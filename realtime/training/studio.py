@@ -14,9 +14,10 @@ The driving motion used is the augmented one (`motion_*`: what extraction noise 
 dropouts look like at inference); the ground truth frames were rendered from the
 clean motion.
 
-`heldout_clips` renders evaluation clips on the fly: characters held out of
-training driven by motion sources held out of training (the dataset's own splits
-each hold out only one of the two), of any length.
+`heldout_clips` renders evaluation clips on the fly, of any length: by default
+characters held out of training driven by motion sources held out of training (the
+dataset's own splits each hold out only one of the two); or new clips of either
+split's kind, with twins whose motion is edited (which the stored splits lack).
 """
 
 from __future__ import annotations
@@ -127,17 +128,29 @@ def read_split(data: Path, split: str, cfg: ModelConfig, limit: int | None = Non
     return out
 
 
+# which characters and which procedural performers each kind of fresh clip draws on
+HELD_KINDS: dict[str, tuple[str, str]] = {
+    "heldout_both": ("heldout_character", "heldout_motion"),
+    "heldout_character": ("heldout_character", "train"),   # unseen characters
+    "heldout_motion": ("train", "heldout_motion"),          # training characters
+}
+
+
 def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int,
-                  edit: MotionEdit | None = None) -> list[Clip]:
-    """`n` clips of `frames` frames: held-out characters driven by held-out procedural
-    performers of the dataset at `data` (same seed and split rule as its build).
-    `edit` (see `make_sample`) gives the same clips with their motion changed."""
+                  edit: MotionEdit | None = None, kind: str = "heldout_both") -> list[Clip]:
+    """`n` new clips of `frames` frames of the dataset at `data` (same seed and split
+    rule as its build): held-out characters driven by held-out procedural performers,
+    or one of `HELD_KINDS`. `edit` (see `make_sample`) gives the same clips with their
+    motion changed."""
     from realtime.avatars.dataset import ClipPlan, _Tracks, make_sample, plan
 
+    if kind not in HELD_KINDS:
+        raise ValueError(f"no fresh clips of kind {kind!r}: one of {sorted(HELD_KINDS)}")
     conf = dataset_config(data)
     plans = plan(conf, [])
-    chars = sorted({p.character for p in plans if p.split == "heldout_character"})
-    sources = sorted({p.source for p in plans if p.split == "heldout_motion"})
+    char_split, source_split = HELD_KINDS[kind]
+    chars = sorted({p.character for p in plans if p.split == char_split})
+    sources = sorted({p.source for p in plans if p.split == source_split})
     if not chars or not sources:
         raise ValueError(f"{data}: the dataset holds out no characters or no motion "
                          f"sources (build it with more characters / performers)")
@@ -145,13 +158,14 @@ def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int,
     clips = []
     for k in range(n):
         # indices past the dataset's own, so noise/background draws are fresh
-        p = ClipPlan(10_000_000 + k, "heldout_both", chars[k % len(chars)],
+        p = ClipPlan(10_000_000 + k, kind, chars[k % len(chars)],
                      sources[k % len(sources)])
         # the figure's coverage only for the clips themselves: the metrics that use it
         # score a clip's own frames, never those of its edited twins
         sample: dict[str, Any] = dict(make_sample(p, conf, _Tracks(None), edit,
                                                   figure=edit is None))
-        sample["meta"] = {"character": f"heldout-char{p.character}", "source": p.source}
+        seen = "train" if char_split == "train" else "heldout"
+        sample["meta"] = {"character": f"{seen}-char{p.character}", "source": p.source}
         clips.append(sample_to_clip(sample, cfg))
     return clips
 

@@ -268,10 +268,41 @@ def test_eval_alone_scores_the_autoencoder_or_the_teacher_as_the_full_eval_does(
             full["teacher_response"][part])
     assert teacher["psnr"] == pytest.approx(full["teacher_metrics"]["psnr"])
     assert math.isfinite(ae["psnr"]) and ae["psnr"] != pytest.approx(teacher["psnr"])
+    # new clips of the training characters (stop 42: does a teacher follow on the
+    # characters it trained on?) are other clips, with their own responses
+    own = run("--checkpoint", str(tiny_ckpt / "teacher"), "--alone", "teacher",
+              "--split", "heldout_motion")
+    assert own["split"] == "heldout_motion"
+    assert set(own["teacher_response"]) == {"expression", "hand"}
+    assert own["psnr"] != pytest.approx(teacher["psnr"])
     args = parser.parse_args([*common, "--checkpoint", str(tiny_ckpt), "--alone", "ae",
                               "--split", "train"])
     assert evaluate.run(args) == 2
-    assert "needs --split heldout_both" in capsys.readouterr().err
+    assert "--split one of heldout_both" in capsys.readouterr().err
+
+
+def test_fresh_clips_of_each_held_kind_draw_its_characters_and_performers(
+        tiny_data: Path) -> None:
+    from realtime.avatars.dataset import plan
+    from realtime.training.studio import dataset_config, heldout_clips
+
+    plans = plan(dataset_config(tiny_data), [])
+
+    def of(split: str, field: str) -> set[str]:
+        return {str(getattr(p, field)) for p in plans if p.split == split}
+
+    train_chars, unseen_chars = of("train", "character"), of("heldout_character", "character")
+    train_srcs, unseen_srcs = of("train", "source"), of("heldout_motion", "source")
+    assert not train_chars & unseen_chars and not train_srcs & unseen_srcs
+    cfg = get_preset("tiny")
+    for kind, chars, sources, seen in (("heldout_both", unseen_chars, unseen_srcs, "heldout"),
+                                       ("heldout_character", unseen_chars, train_srcs, "heldout"),
+                                       ("heldout_motion", train_chars, unseen_srcs, "train")):
+        clips = heldout_clips(tiny_data, cfg, 3, 4, kind=kind)
+        assert {c.character for c in clips} <= {f"{seen}-char{i}" for i in chars}, kind
+        assert {c.motion for c in clips} <= sources, kind
+    with pytest.raises(ValueError, match="no fresh clips of kind 'train'"):
+        heldout_clips(tiny_data, cfg, 1, 4, kind="train")
 
 
 def test_eval_beside_a_teacher_on_finer_maps_draws_the_shared_clips_at_its_size(
