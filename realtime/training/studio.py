@@ -35,7 +35,9 @@ from realtime.motion.types import NormalizedMotion, Skeleton
 from realtime.training.data import Clip
 
 if TYPE_CHECKING:
-    from realtime.avatars.dataset import DatasetConfig, MotionEdit
+    from collections.abc import Iterator
+
+    from realtime.avatars.dataset import ClipPlan, DatasetConfig, MotionEdit
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -207,27 +209,71 @@ def detail_backwards(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:
 
 
 def counterfactual_split(data: Path, split: str, cfg: ModelConfig,
-                         edit: MotionEdit = detail_backwards,
+                         edit: MotionEdit = detail_backwards, workers: int | None = None,
                          ) -> tuple[list[Clip], list[Clip]]:
     """(clips, twins): every clip of a dataset split as stored, and its twin rendered
     again from the same plan with `edit` applied to the clean motion (every random
     draw unchanged: same character, camera, background and augmentation noise), so a
     pair differs only in what `edit` changed. A clip driven by an extracted track
-    (which needs the track files) is its own twin: a pair that differs in nothing."""
-    from realtime.avatars.dataset import _Tracks, iterate_dataset, make_sample, plan
+    (which needs the track files) is its own twin: a pair that differs in nothing.
+
+    The twins render in `workers` processes (default: every core, once there are
+    enough twins to pay for starting them); the twins are the same whatever the
+    number, as each clip draws from its own plan's seed."""
+    from realtime.avatars.dataset import iterate_dataset, plan
 
     conf = dataset_config(data)
     plans = plan(conf, [])          # procedural performers' plans need no track names
-    clips, twins = [], []
+    clips: list[Clip] = []
+    metas: list[Any] = []
+    todo: list[tuple[int, ClipPlan]] = []       # (clip number, its plan) to render again
     for sample in iterate_dataset(data, split):
-        clip = sample_to_clip(sample, cfg)
-        clips.append(clip)
         index = int(sample["meta"]["index"])
         p = plans[index] if index < len(plans) else None
-        if p is None or not p.source.startswith("performer:"):
-            twins.append(clip)
-            continue
-        twin: dict[str, Any] = dict(make_sample(p, conf, _Tracks(None), edit))
-        twin["meta"] = sample["meta"]
-        twins.append(sample_to_clip(twin, cfg))
+        if p is not None and p.source.startswith("performer:"):
+            todo.append((len(clips), p))
+        clips.append(sample_to_clip(sample, cfg))
+        metas.append(sample["meta"])
+    twins = list(clips)
+    if workers is None:
+        workers = _cores() if len(todo) >= TWINS_PER_WORKER else 1
+    for (i, _), twin in zip(todo, _render_twins([p for _, p in todo], conf, edit, workers),
+                            strict=True):
+        twins[i] = sample_to_clip({**twin, "meta": metas[i]}, cfg)
     return clips, twins
+
+
+# below this many twins a core renders them sooner than a process pool starts (each
+# twin about 0.1 s at 128 px, a spawned worker about 2 s to import the renderer)
+TWINS_PER_WORKER = 64
+
+
+def _cores() -> int:
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _render_twins(plans: list[ClipPlan], conf: DatasetConfig, edit: MotionEdit,
+                  workers: int) -> Iterator[dict[str, Any]]:
+    """Each plan's sample with `edit` applied, in order, in `workers` processes. They
+    are spawned, not forked: the trainer that asks has torch (and on a GPU, CUDA) up."""
+    from realtime.avatars.dataset import _Tracks, make_sample
+
+    if workers <= 1 or len(plans) < 2:
+        yield from (make_sample(p, conf, _Tracks(None), edit) for p in plans)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(plans)), mp_context=ctx) as pool:
+        chunk = max(1, len(plans) // (4 * workers))
+        yield from pool.map(_twin_sample, plans, [conf] * len(plans), [edit] * len(plans),
+                            chunksize=chunk)
+
+
+def _twin_sample(p: ClipPlan, conf: DatasetConfig, edit: MotionEdit) -> dict[str, Any]:
+    from realtime.avatars.dataset import _Tracks, make_sample
+
+    return dict(make_sample(p, conf, _Tracks(None), edit))

@@ -52,6 +52,20 @@ def test_twins_are_the_stored_clips_changed_only_in_expression_and_fingers(
     assert changed > 0                  # the performers do change their expression
 
 
+def test_twins_rendered_in_worker_processes_are_the_twins_rendered_here(
+        tiny_data: Path) -> None:
+    # a GPU call renders thousands of twins before the teacher's first step: they go to
+    # every core, and must not change with the number of processes
+    cfg = get_preset("tiny")
+    clips, here = counterfactual_split(tiny_data, "train", cfg, workers=1)
+    _, pooled = counterfactual_split(tiny_data, "train", cfg, workers=2)
+    assert len(pooled) == len(here) == len(clips) > 1
+    assert any(not np.array_equal(c.face, t.face) for c, t in zip(clips, here, strict=True))
+    for a, b in zip(here, pooled, strict=True):
+        assert np.array_equal(a.frames, b.frames) and np.array_equal(a.face, b.face)
+        assert np.array_equal(a.pose, b.pose) and a.motion == b.motion
+
+
 def test_detail_backwards_plays_expression_and_fingers_in_reverse() -> None:
     from realtime.avatars.motion import ProceduralMotion
 
