@@ -95,14 +95,18 @@ CHARS=${CHARS:-128} CLIPS=${CLIPS:-768} RES=${RES:-128} SEED=${SEED:-1}
 FRAMINGS=${FRAMINGS:-}
 # the teacher's recipe: its peak learning rate and its counterfactual-pair weight
 # (stop 40: --lr 1e-4 --pair-weight 10 on one character's clips made a teacher follow
-# the expression on new clips of it; stop 41: the same 2200 CPU steps on 7 characters
-# followed on none, so the next question is the same recipe at 32x the samples, at
-# weight 2, which on stop 40's portraits kept nine tenths of the following for 0.32 dB:
-#   run(command="CHARS=8 CLIPS=1200 SEED=5 PAIR_WEIGHT=2 TEACHER_LR=1e-4 END_S=470 \
-#       OUT=$OUT bash bench/gpu_train.sh", carry=[".whl", ".gl"], timeout_s=595)
-# END_S is 90 s short of the usual 560: with the pair term the teacher first renders
-# every training clip's twin (about 1.5 minutes for 840 on one core of the 2-core CPU),
-# outside its --budget and --time-limit, which count from its first step)
+# the expression on new clips of it; stop 41: weight 2 keeps nine tenths of that; stop
+# 42: on 3 characters at about 3700 samples a character a teacher follows on new clips
+# of all three (+0.108 on 16 clips), on 7 at about 1500 on none, and neither on an
+# unseen character. So the call gives many characters that dose each: 27 training
+# characters of about 166 clips, at 32x the batch for 4 minutes (the H200 probe's
+# teacher rate, halved for the twins, about 6000 samples a character):
+#   run(command="CHARS=32 CLIPS=6400 SEED=5 PAIR_WEIGHT=2 TEACHER_LR=1e-4 \
+#       TEACHER_MIN=4 STUDENT_MIN=2 OUT=$OUT bash bench/gpu_train.sh",
+#       carry=[".whl", ".gl"], timeout_s=595)
+# The twins render on every core before the teacher's first step, outside its
+# --budget and --time-limit (about 0.1 s each on one core of the 2-core CPU); with
+# END_S instead of the minutes keep a minute and a half back for them.)
 TEACHER_LR=${TEACHER_LR:-2e-4} PAIR_WEIGHT=${PAIR_WEIGHT:-}
 TEACHER_MIN=${TEACHER_MIN:-3.5} STUDENT_MIN=${STUDENT_MIN:-3}
 # END_S: instead, split what is left after the dataset, up to END_S seconds after the
