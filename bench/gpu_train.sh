@@ -99,9 +99,10 @@ FRAMINGS=${FRAMINGS:-}
 # 42: on 3 characters at about 3700 samples a character a teacher follows on new clips
 # of all three (+0.108 on 16 clips), on 7 at about 1500 on none, and neither on an
 # unseen character. So the call gives many characters that dose each: 27 training
-# characters of about 166 clips, at 32x the batch for 4 minutes (the H200 probe's
-# teacher rate, halved for the twins, about 6000 samples a character):
-#   run(command="CHARS=32 CLIPS=6400 SEED=5 PAIR_WEIGHT=2 TEACHER_LR=1e-4 \
+# characters of about 207 clips (the 3 characters had 210, the 7 120), at 32x the
+# batch for 4 minutes (the H200 probe's teacher rate, halved for the twins: about
+# 6000 samples a character):
+#   run(command="CHARS=32 CLIPS=8000 SEED=5 PAIR_WEIGHT=2 TEACHER_LR=1e-4 \
 #       TEACHER_MIN=4 STUDENT_MIN=2 OUT=$OUT bash bench/gpu_train.sh",
 #       carry=[".whl", ".gl"], timeout_s=595)
 # The twins render on every core before the teacher's first step, outside its
