@@ -23,6 +23,7 @@ split's kind, with twins whose motion is edited (which the stored splits lack).
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +158,7 @@ def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int,
         raise ValueError(f"{data}: the dataset holds out no characters or no motion "
                          f"sources (build it with more characters / performers)")
     conf = dataclasses.replace(conf, frames=frames)
+    seen = "train" if char_split == "train" else "heldout"
     clips = []
     for k in range(n):
         # indices past the dataset's own, so noise/background draws are fresh
@@ -166,7 +168,6 @@ def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int,
         # score a clip's own frames, never those of its edited twins
         sample: dict[str, Any] = dict(make_sample(p, conf, _Tracks(None), edit,
                                                   figure=edit is None))
-        seen = "train" if char_split == "train" else "heldout"
         sample["meta"] = {"character": f"{seen}-char{p.character}", "source": p.source}
         clips.append(sample_to_clip(sample, cfg))
     return clips
@@ -236,7 +237,7 @@ def counterfactual_split(data: Path, split: str, cfg: ModelConfig,
         metas.append(sample["meta"])
     twins = list(clips)
     if workers is None:
-        workers = _cores() if len(todo) >= TWINS_PER_WORKER else 1
+        workers = len(os.sched_getaffinity(0)) if len(todo) >= TWINS_PER_WORKER else 1
     for (i, _), twin in zip(todo, _render_twins([p for _, p in todo], conf, edit, workers),
                             strict=True):
         twins[i] = sample_to_clip({**twin, "meta": metas[i]}, cfg)
@@ -248,20 +249,12 @@ def counterfactual_split(data: Path, split: str, cfg: ModelConfig,
 TWINS_PER_WORKER = 64
 
 
-def _cores() -> int:
-    import os
-
-    return max(1, len(os.sched_getaffinity(0)))
-
-
 def _render_twins(plans: list[ClipPlan], conf: DatasetConfig, edit: MotionEdit,
                   workers: int) -> Iterator[dict[str, Any]]:
     """Each plan's sample with `edit` applied, in order, in `workers` processes. They
     are spawned, not forked: the trainer that asks has torch (and on a GPU, CUDA) up."""
-    from realtime.avatars.dataset import _Tracks, make_sample
-
     if workers <= 1 or len(plans) < 2:
-        yield from (make_sample(p, conf, _Tracks(None), edit) for p in plans)
+        yield from (_twin_sample(p, conf, edit) for p in plans)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
