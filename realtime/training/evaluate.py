@@ -90,7 +90,9 @@ autoencoders and teachers of a new latent grid, trained before any student exist
 With `--split heldout_motion` (or `heldout_character`) those clips and their held
 twins are new clips of the dataset's training characters driven by unseen performers
 (unseen characters driven by training performers): whether a recipe follows on the
-characters it trained on, before asking it of new ones.
+characters it trained on, before asking it of new ones. `teacher_response_by_character`
+splits the teacher's responses by character (each with its clip count), since the
+pooled one cannot say which characters follow.
 """
 
 from __future__ import annotations
@@ -470,13 +472,32 @@ def alone(model: Any, part: str, clips: list[Clip], held: dict[str, list[Clip]],
                 "ae_response": autoencoder_response(model, outs, clips, held)}
     outs = [run_teacher(model, c, teacher_steps, guidance, seed + i).frames
             for i, c in enumerate(clips)]
+    parts = _parts(held)
+    held_outs = {p: [run_teacher(model, c, teacher_steps, guidance, seed + i).frames
+                     for i, c in enumerate(held[p])] for p in parts}
     return {**_mean([frame_metrics(o, c) for o, c in zip(outs, clips, strict=True)]),
             "teacher_steps": teacher_steps, "guidance": guidance,
-            "teacher_response": {
-                p: response(outs, [run_teacher(model, c, teacher_steps, guidance,
-                                               seed + i).frames
-                                   for i, c in enumerate(held[p])], clips, held[p], chans)
-                for p, chans in _parts(held).items()}}
+            "teacher_response": {p: response(outs, held_outs[p], clips, held[p], chans)
+                                 for p, chans in parts.items()},
+            "teacher_response_by_character": {
+                p: by_character(outs, held_outs[p], clips, held[p], chans)
+                for p, chans in parts.items()}}
+
+
+def by_character(outs: list[np.ndarray], held_outs: list[np.ndarray], clips: list[Clip],
+                 held: list[Clip], channels: tuple[int, ...]) -> dict[str, dict[str, float]]:
+    """`response` over each character's clips alone, with how many clips it has: which
+    characters follow, where the pooled response mixes them (stop 44)."""
+    out: dict[str, dict[str, float]] = {}
+    for name in sorted({c.character for c in clips}):
+        idx = [i for i, c in enumerate(clips) if c.character == name]
+
+        def pick(xs: list[Any], idx: list[int] = idx) -> list[Any]:
+            return [xs[i] for i in idx]
+
+        out[name] = {"clips": len(idx),
+                     **response(pick(outs), pick(held_outs), pick(clips), pick(held), channels)}
+    return out
 
 
 def follow(model: Any, clips: list[Clip], rows: list[dict[str, float]], steps: int,

@@ -275,10 +275,42 @@ def test_eval_alone_scores_the_autoencoder_or_the_teacher_as_the_full_eval_does(
     assert own["split"] == "heldout_motion"
     assert set(own["teacher_response"]) == {"expression", "hand"}
     assert own["psnr"] != pytest.approx(teacher["psnr"])
+    # split by character (stop 44): every clip counted once, under its own character
+    split = own["teacher_response_by_character"]["expression"]
+    assert sum(v["clips"] for v in split.values()) == 2
+    assert all(name.startswith("train-char") for name in split)
     args = parser.parse_args([*common, "--checkpoint", str(tiny_ckpt), "--alone", "ae",
                               "--split", "train"])
     assert evaluate.run(args) == 2
     assert "--split one of heldout_both" in capsys.readouterr().err
+
+
+def test_responses_by_character_tell_a_following_character_from_one_that_ignores() -> None:
+    # the pooled response mixes the characters; split, it says which one follows
+    from realtime.training.data import Clip
+
+    rng = np.random.default_rng(0)
+    pose = np.zeros((3, 16, 8, 8), np.float32)
+    pose[:, FACE_CHANNELS[0], 2:5, 2:5] = 1.0
+
+    def clip(name: str) -> Clip:
+        frames = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+        return Clip(name, "m", frames[:1], frames, pose, np.zeros((3, 12), np.float32),
+                    np.ones((3, 4), np.float32))
+
+    clips = [clip("a"), clip("b"), clip("a")]
+    held = [clip(c.character) for c in clips]
+    frozen = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    # "a" renders exactly the truth, clip and held twin alike; "b" renders one frame
+    # whatever its face does
+    outs = [c.frames if c.character == "a" else frozen for c in clips]
+    held_outs = [h.frames if h.character == "a" else frozen for h in held]
+    split = evaluate.by_character(outs, held_outs, clips, held, FACE_CHANNELS)
+    pooled = evaluate.response(outs, held_outs, clips, held, FACE_CHANNELS)
+    assert {k: v["clips"] for k, v in split.items()} == {"a": 2, "b": 1}
+    assert split["a"]["gain"] == pytest.approx(1.0) and split["a"]["cos"] == pytest.approx(1.0)
+    assert split["b"]["gain"] == 0.0
+    assert 0.0 < pooled["gain"] < 1.0
 
 
 def test_fresh_clips_of_each_held_kind_draw_its_characters_and_performers(
