@@ -90,9 +90,9 @@ autoencoders and teachers of a new latent grid, trained before any student exist
 With `--split heldout_motion` (or `heldout_character`) those clips and their held
 twins are new clips of the dataset's training characters driven by unseen performers
 (unseen characters driven by training performers): whether a recipe follows on the
-characters it trained on, before asking it of new ones. `teacher_response_by_character`
-splits the teacher's responses by character (each with its clip count), since the
-pooled one cannot say which characters follow.
+characters it trained on, before asking it of new ones. `ae_response_by_character` and
+`teacher_response_by_character` split the responses by character (each with its clip
+count), since the pooled one cannot say which characters follow.
 """
 
 from __future__ import annotations
@@ -466,13 +466,18 @@ def alone(model: Any, part: str, clips: list[Clip], held: dict[str, list[Clip]],
           teacher_steps: int = 16, guidance: float = 2.0) -> dict[str, Any]:
     """`--alone`: the autoencoder's reconstructions (`ae`) or the model's guided
     many-step sampler (`teacher`) on the clips, their frame metrics and responses."""
+    parts = _parts(held)
     if part == "ae":
         outs = [reconstruct(model, c) for c in clips]
+        ae_held = {p: [reconstruct(model, c) for c in held[p]] for p in parts}
         return {**_mean([frame_metrics(o, c) for o, c in zip(outs, clips, strict=True)]),
-                "ae_response": autoencoder_response(model, outs, clips, held)}
+                "ae_response": {p: response(outs, ae_held[p], clips, held[p], chans)
+                                for p, chans in parts.items()},
+                "ae_response_by_character": {
+                    p: by_character(outs, ae_held[p], clips, held[p], chans)
+                    for p, chans in parts.items()}}
     outs = [run_teacher(model, c, teacher_steps, guidance, seed + i).frames
             for i, c in enumerate(clips)]
-    parts = _parts(held)
     held_outs = {p: [run_teacher(model, c, teacher_steps, guidance, seed + i).frames
                      for i, c in enumerate(held[p])] for p in parts}
     return {**_mean([frame_metrics(o, c) for o, c in zip(outs, clips, strict=True)]),

@@ -279,6 +279,8 @@ def test_eval_alone_scores_the_autoencoder_or_the_teacher_as_the_full_eval_does(
     split = own["teacher_response_by_character"]["expression"]
     assert sum(v["clips"] for v in split.values()) == 2
     assert all(name.startswith("train-char") for name in split)
+    ae_split = ae["ae_response_by_character"]["hand"]
+    assert sum(v["clips"] for v in ae_split.values()) == 2
     args = parser.parse_args([*common, "--checkpoint", str(tiny_ckpt), "--alone", "ae",
                               "--split", "train"])
     assert evaluate.run(args) == 2
