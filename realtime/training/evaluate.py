@@ -466,42 +466,38 @@ def alone(model: Any, part: str, clips: list[Clip], held: dict[str, list[Clip]],
           teacher_steps: int = 16, guidance: float = 2.0) -> dict[str, Any]:
     """`--alone`: the autoencoder's reconstructions (`ae`) or the model's guided
     many-step sampler (`teacher`) on the clips, their frame metrics and responses."""
-    parts = _parts(held)
     if part == "ae":
         outs = [reconstruct(model, c) for c in clips]
-        ae_held = {p: [reconstruct(model, c) for c in held[p]] for p in parts}
-        return {**_mean([frame_metrics(o, c) for o, c in zip(outs, clips, strict=True)]),
-                "ae_response": {p: response(outs, ae_held[p], clips, held[p], chans)
-                                for p, chans in parts.items()},
-                "ae_response_by_character": {
-                    p: by_character(outs, ae_held[p], clips, held[p], chans)
-                    for p, chans in parts.items()}}
-    outs = [run_teacher(model, c, teacher_steps, guidance, seed + i).frames
-            for i, c in enumerate(clips)]
-    held_outs = {p: [run_teacher(model, c, teacher_steps, guidance, seed + i).frames
-                     for i, c in enumerate(held[p])] for p in parts}
-    return {**_mean([frame_metrics(o, c) for o, c in zip(outs, clips, strict=True)]),
-            "teacher_steps": teacher_steps, "guidance": guidance,
-            "teacher_response": {p: response(outs, held_outs[p], clips, held[p], chans)
-                                 for p, chans in parts.items()},
-            "teacher_response_by_character": {
-                p: by_character(outs, held_outs[p], clips, held[p], chans)
-                for p, chans in parts.items()}}
+        held_outs = {p: [reconstruct(model, c) for c in held[p]] for p in held}
+    else:
+        outs = [run_teacher(model, c, teacher_steps, guidance, seed + i).frames
+                for i, c in enumerate(clips)]
+        held_outs = {p: [run_teacher(model, c, teacher_steps, guidance, seed + i).frames
+                         for i, c in enumerate(held[p])] for p in held}
+    parts = _parts(held)
+    pooled = {p: response(outs, held_outs[p], clips, held[p], chans)
+              for p, chans in parts.items()}
+    split = {p: by_character(outs, held_outs[p], clips, held[p], chans)
+             for p, chans in parts.items()}
+    metrics = _mean([frame_metrics(o, c) for o, c in zip(outs, clips, strict=True)])
+    if part == "ae":
+        return {**metrics, "ae_response": pooled, "ae_response_by_character": split}
+    return {**metrics, "teacher_steps": teacher_steps, "guidance": guidance,
+            "teacher_response": pooled, "teacher_response_by_character": split}
 
 
 def by_character(outs: list[np.ndarray], held_outs: list[np.ndarray], clips: list[Clip],
                  held: list[Clip], channels: tuple[int, ...]) -> dict[str, dict[str, float]]:
     """`response` over each character's clips alone, with how many clips it has: which
     characters follow, where the pooled response mixes them (stop 44)."""
+    groups: dict[str, list[tuple[np.ndarray, np.ndarray, Clip, Clip]]] = {}
+    for row in zip(outs, held_outs, clips, held, strict=True):
+        groups.setdefault(row[2].character, []).append(row)
     out: dict[str, dict[str, float]] = {}
-    for name in sorted({c.character for c in clips}):
-        idx = [i for i, c in enumerate(clips) if c.character == name]
-
-        def pick(xs: list[Any], idx: list[int] = idx) -> list[Any]:
-            return [xs[i] for i in idx]
-
-        out[name] = {"clips": len(idx),
-                     **response(pick(outs), pick(held_outs), pick(clips), pick(held), channels)}
+    for name, rows in sorted(groups.items()):
+        out[name] = {"clips": len(rows),
+                     **response([r[0] for r in rows], [r[1] for r in rows],
+                                [r[2] for r in rows], [r[3] for r in rows], channels)}
     return out
 
 
