@@ -92,7 +92,8 @@ twins are new clips of the dataset's training characters driven by unseen perfor
 (unseen characters driven by training performers): whether a recipe follows on the
 characters it trained on, before asking it of new ones. `ae_response_by_character` and
 `teacher_response_by_character` split the responses by character (each with its clip
-count), since the pooled one cannot say which characters follow.
+count), since the pooled one cannot say which characters follow; the full evaluation
+writes them too, with the student's (`response_by_character`).
 """
 
 from __future__ import annotations
@@ -454,12 +455,16 @@ def _parts(held: dict[str, list[Clip]]) -> dict[str, tuple[int, ...]]:
     return {part: HAND_CHANNELS if part == "hand" else FACE_CHANNELS for part in held}
 
 
-def autoencoder_response(model: Any, own: list[np.ndarray], clips: list[Clip],
-                         held: dict[str, list[Clip]]) -> dict[str, dict[str, float]]:
-    """`ae_response` of the module docstring; `own`: `reconstruct` of each clip."""
-    return {part: response(own, [reconstruct(model, c) for c in held[part]], clips,
-                           held[part], chans)
-            for part, chans in _parts(held).items()}
+def responses(outs: list[np.ndarray], held_outs: dict[str, list[np.ndarray]],
+              clips: list[Clip], held: dict[str, list[Clip]],
+              ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
+    """Each held part's `response` pooled over the clips, and split `by_character`."""
+    parts = _parts(held)
+    pooled = {p: response(outs, held_outs[p], clips, held[p], chans)
+              for p, chans in parts.items()}
+    split = {p: by_character(outs, held_outs[p], clips, held[p], chans)
+             for p, chans in parts.items()}
+    return pooled, split
 
 
 def alone(model: Any, part: str, clips: list[Clip], held: dict[str, list[Clip]], seed: int,
@@ -474,11 +479,7 @@ def alone(model: Any, part: str, clips: list[Clip], held: dict[str, list[Clip]],
                 for i, c in enumerate(clips)]
         held_outs = {p: [run_teacher(model, c, teacher_steps, guidance, seed + i).frames
                          for i, c in enumerate(held[p])] for p in held}
-    parts = _parts(held)
-    pooled = {p: response(outs, held_outs[p], clips, held[p], chans)
-              for p, chans in parts.items()}
-    split = {p: by_character(outs, held_outs[p], clips, held[p], chans)
-             for p, chans in parts.items()}
+    pooled, split = responses(outs, held_outs, clips, held)
     metrics = _mean([frame_metrics(o, c) for o, c in zip(outs, clips, strict=True)])
     if part == "ae":
         return {**metrics, "ae_response": pooled, "ae_response_by_character": split}
@@ -577,18 +578,17 @@ def evaluate(
     summary.update(follow(model, clips, rows, steps, seed))
     parts = _parts(held or {})
     if held is not None:
-        resp = {}
-        for part, chans in parts.items():
-            held_outs = [run_student(model, c, steps, seed + i).frames
-                         for i, c in enumerate(held[part])]
-            resp[part] = response(outs, held_outs, clips, held[part], chans)
-            summary[f"{part}_response"] = resp[part]["gain"]
+        resp, summary["response_by_character"] = responses(
+            outs, {p: [run_student(model, c, steps, seed + i).frames
+                       for i, c in enumerate(held[p])] for p in parts}, clips, held)
         summary["response"] = resp
+        summary.update({f"{p}_response": r["gain"] for p, r in resp.items()})
         if "expression" in held:
             summary["history"] = history_reliance(model, clips, held["expression"], steps,
                                                   seed)
         own = [reconstruct(model, c) for c in clips]
-        summary["ae_response"] = autoencoder_response(model, own, clips, held)
+        summary["ae_response"], summary["ae_response_by_character"] = responses(
+            own, {p: [reconstruct(model, c) for c in held[p]] for p in parts}, clips, held)
         summary["decoder_response"] = {
             part: response(own, [reconstruct(model, c, motion_of=h)
                                  for c, h in zip(clips, held[part], strict=True)],
@@ -634,12 +634,11 @@ def evaluate(
         summary["student_vs_teacher_db"] = {k: _mean(v)["psnr"] - t_psnr
                                             for k, v in by_steps.items()}
         if held is not None:
-            summary["teacher_response"] = {
-                part: response(t_outs, [run_teacher(teacher, c, teacher_steps, guidance,
-                                                    seed + i).frames
-                                        for i, c in enumerate(held[part])],
-                               clips, held[part], chans)
-                for part, chans in parts.items()}
+            summary["teacher_response"], summary["teacher_response_by_character"] = \
+                responses(t_outs, {p: [run_teacher(teacher, c, teacher_steps, guidance,
+                                                   seed + i).frames
+                                       for i, c in enumerate(held[p])] for p in parts},
+                          clips, held)
     else:
         summary["student_vs_teacher_db"] = None
     summary["ms_per_frame"] = float(np.median(ms))

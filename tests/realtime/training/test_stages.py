@@ -267,6 +267,19 @@ def test_eval_alone_scores_the_autoencoder_or_the_teacher_as_the_full_eval_does(
         assert teacher["teacher_response"][part] == pytest.approx(
             full["teacher_response"][part])
     assert teacher["psnr"] == pytest.approx(full["teacher_metrics"]["psnr"])
+    # the full evaluation splits by character too (its held-out characters): the same
+    # split as --alone's for the teacher and the autoencoder, and one for the student
+    def flat(split: dict) -> dict:
+        return {(p, c, k): v for p in ("expression", "hand")
+                for c, m in split[p].items() for k, v in m.items()}
+
+    assert flat(teacher["teacher_response_by_character"]) == pytest.approx(
+        flat(full["teacher_response_by_character"]))
+    assert flat(ae["ae_response_by_character"]) == pytest.approx(
+        flat(full["ae_response_by_character"]))
+    student = full["response_by_character"]["expression"]
+    assert sum(v["clips"] for v in student.values()) == full["clips"]
+    assert all(name.startswith("heldout-char") for name in student)
     assert math.isfinite(ae["psnr"]) and ae["psnr"] != pytest.approx(teacher["psnr"])
     # new clips of the training characters (stop 42: does a teacher follow on the
     # characters it trained on?) are other clips, with their own responses
