@@ -10,8 +10,9 @@ architecture; the weights file is complete; the weights' names and shapes match
 the config. A checkpoint from before `face_maps` or `decoder_motion` existed loads as
 it was saved, or, when a preset with them is asked for, upgraded by `add_face_maps`
 / `add_decoder_motion` (the new weights start at zero: same function). One that
-gained finer pose maps (`pose_scale` above its preset's, `add_fine_pose`) or the
-face sketch plane (`add_face_sketch`) loads under its preset with them.
+gained finer pose maps (`pose_scale` above its preset's, `add_fine_pose`), the
+face sketch plane (`add_face_sketch`) or more transformer blocks (`deepen`) loads
+under its preset with them.
 The shipped default lives in `realtime/checkpoints/default/`; until
 training has produced one, `load_model` falls back to a random-init of the default
 preset and logs a warning saying so.
@@ -180,6 +181,32 @@ def add_fine_pose(model: AnimationModel, scale: int) -> AnimationModel:
     return new.train(model.training)
 
 
+def deepen(model: AnimationModel, depth: int) -> AnimationModel:
+    """`model` with `depth` transformer blocks instead of its own: its blocks keep their
+    order, spread evenly (block i at i * depth // old depth), and each new block's adaLN
+    modulation starts at zero, so its gates are zero and it is the identity (DiT's
+    adaLN-Zero): the same function, with room to learn more. The new blocks' attention
+    and MLP weights are drawn from a fixed seed, so every deepening of the same
+    checkpoint is the same model (what an exact `--resume` needs)."""
+    old = model.cfg.depth
+    if depth == old:
+        return model
+    if depth < old:
+        raise CheckpointError(f"a model is deepened, not cut: it has {old} blocks, "
+                              f"asked for {depth}")
+    new = AnimationModel.random(model.cfg.with_(depth=depth), seed=0, zero_init=True)
+    new = new.to(model.device, model.dtype)
+    state = {k: v for k, v in new.state_dict().items() if k.startswith("dit.blocks.")}
+    for k, v in model.state_dict().items():
+        if k.startswith("dit.blocks."):
+            i, rest = k[len("dit.blocks."):].split(".", 1)
+            state[f"dit.blocks.{int(i) * depth // old}.{rest}"] = v
+        else:
+            state[k] = v
+    new.load_state_dict(state)
+    return new.train(model.training)
+
+
 def upgrade(model: AnimationModel, flags: list[str]) -> AnimationModel:
     """`model` with each of the UPGRADABLE `flags` added (same function)."""
     if "face_maps" in flags:
@@ -220,6 +247,8 @@ def load_checkpoint(
                                   if getattr(cfg, f) and not getattr(want, f)}
         if cfg.pose_scale > want.pose_scale:       # one that gained finer pose maps
             gained["pose_scale"] = cfg.pose_scale
+        if cfg.depth > want.depth:                  # one that was deepened
+            gained["depth"] = cfg.depth
         diff = arch_diff(cfg.with_(**{f: True for f in flags}), want.with_(**gained))
         if diff:
             raise CheckpointError(f"checkpoint {path} does not match preset {preset!r}: "

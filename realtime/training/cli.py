@@ -125,6 +125,10 @@ def _add_training(stage: str) -> Callable[[argparse.ArgumentParser], None]:
                                 "truth's change there (1 = ignores it, whatever the "
                                 "change's size) instead of a mean over every latent")
         if stage == "teacher":
+            p.add_argument("--depth", type=int, default=None, metavar="D",
+                           help="the --init checkpoint's transformer deepened to D blocks: "
+                                "its own keep their order, and each new one starts as the "
+                                "identity (adaLN-Zero: same function). Default: init's")
             p.add_argument("--window-noise", type=float, default=None, metavar="S",
                            help="the history frames are noised along the flow path to a "
                                 "level drawn from U(0, S) per sample, and told the level, "
@@ -196,7 +200,8 @@ def _run_training(stage: str) -> Callable[[argparse.Namespace], int]:
                       pair_relative=getattr(args, "pair_relative", False),
                       window_noise=getattr(args, "window_noise", None),
                       pose_scale=getattr(args, "pose_scale", None),
-                      face_sketch=getattr(args, "face_sketch", False), steps=args.steps,
+                      face_sketch=getattr(args, "face_sketch", False),
+                      depth=getattr(args, "depth", None), steps=args.steps,
                       lr=args.lr,
                       resume=args.resume,
                       json_log=args.json_log, device=args.device, seed=args.seed,

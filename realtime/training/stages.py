@@ -29,6 +29,7 @@ from realtime.model.checkpoint import (
     add_decoder_motion,
     add_face_sketch,
     add_fine_pose,
+    deepen,
     load_checkpoint,
     read_meta,
     save_checkpoint,
@@ -123,6 +124,7 @@ class StageArgs:
     pose_scale: int | None = None   # teacher, student: pose maps at this x the latent size
                                     # (init upgraded by `add_fine_pose`; default: init's)
     face_sketch: bool = False       # teacher, student: init gains the face sketch plane
+    depth: int | None = None        # teacher: init deepened to this many blocks (`deepen`)
     decoder_of: Path | None = None  # ae: fine-tune only this checkpoint's decoder
     on_student: bool = False        # ae: half of each batch from decoder_of's own streams
     temporal_weight: float = 0.0    # ae --on-student: weight of the frame-to-frame term
@@ -331,15 +333,18 @@ def _decoder_export(model: AnimationModel, source: Path, out: Path, preset: str,
 
 
 def _load_trainable(path: Path, preset: str, pose_scale: int | None = None,
-                    face_sketch: bool = False) -> AnimationModel:
+                    face_sketch: bool = False, depth: int | None = None) -> AnimationModel:
     """A checkpoint as a training model: fp32, DiT trainable, AE frozen; with
     `face_sketch`, reading the face sketch plane (`add_face_sketch`); with
-    `pose_scale`, reading pose maps that fine (`add_fine_pose`)."""
+    `pose_scale`, reading pose maps that fine (`add_fine_pose`); with `depth`, that
+    many transformer blocks (`deepen`)."""
     model = load_checkpoint(path, preset, "cpu").float()
     if face_sketch:
         model = add_face_sketch(model)
     if pose_scale is not None:
         model = add_fine_pose(model, pose_scale)
+    if depth is not None:
+        model = deepen(model, depth)
     model.dit.requires_grad_(True).train()
     return model
 
@@ -354,8 +359,8 @@ def run_teacher(a: StageArgs) -> dict[str, Any]:
     if a.init is None:
         raise ValueError("the teacher starts from an autoencoder checkpoint: pass --init")
     plan = _plan(a)
-    model = _load_trainable(a.init, a.preset, a.pose_scale, a.face_sketch)
-    cfg = model.cfg     # the preset's, or finer pose maps than it
+    model = _load_trainable(a.init, a.preset, a.pose_scale, a.face_sketch, a.depth)
+    cfg = model.cfg     # the preset's, or finer pose maps or more blocks than it
     pair_weight = _given(a.pair_weight, plan.pair_weight)
     data, twins = _training_latents(model, a.data, cfg, pair_weight)
     frames = min(plan.teacher_frames, data.n_frames - data.n_frames % cfg.chunk)
