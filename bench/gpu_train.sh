@@ -108,7 +108,13 @@ FRAMINGS=${FRAMINGS:-}
 # The twins render on every core before the teacher's first step, outside its
 # --budget and --time-limit (about 0.1 s each on one core of the 2-core CPU); with
 # END_S instead of the minutes keep a minute and a half back for them.)
+# DEPTH=D deepens the teacher's transformer to D blocks (`train teacher --depth`, new
+# blocks starting as the identity). Stop 47: on the CPU a cpu32 teacher deepened 4 -> 8
+# followed less than its control at equal time (+0.105 against +0.138), short of steps;
+# whether size lifts it needs the GPU's steps. The student keeps its own depth unless
+# STUDENT_INIT=teacher.
 TEACHER_LR=${TEACHER_LR:-2e-4} PAIR_WEIGHT=${PAIR_WEIGHT:-}
+DEPTH=${DEPTH:-}
 TEACHER_MIN=${TEACHER_MIN:-3.5} STUDENT_MIN=${STUDENT_MIN:-3}
 # END_S: instead, split what is left after the dataset, up to END_S seconds after the
 # start less a minute for the stages' start-up and the collection, 40:60 between them
@@ -231,7 +237,8 @@ arm() {
     mm "ps$s-teacher" train teacher --preset "$PRESET" --device "$DEVICE" --data "$work/studio" \
         --init "$TEACHER_INIT" --out "$a/teacher" --batch-scale "$TEACHER_SCALE" --pose-scale "$s" \
         --budget "$TEACHER_MIN" --time-limit "$(awk "BEGIN{print $TEACHER_MIN + 0.5}")" \
-        --lr "$TEACHER_LR" ${PAIR_WEIGHT:+--pair-weight "$PAIR_WEIGHT"} --no-progress || return 1
+        --lr "$TEACHER_LR" ${PAIR_WEIGHT:+--pair-weight "$PAIR_WEIGHT"} ${DEPTH:+--depth "$DEPTH"} \
+        --no-progress || return 1
     cp "$a/teacher/model.safetensors" "$out/ps$s/teacher.safetensors"
     step "ps$s student $STUDENT_MIN min"
     local si=$STUDENT_INIT; [ "$si" = teacher ] && si="$a/teacher"

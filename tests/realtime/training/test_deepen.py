@@ -59,7 +59,8 @@ def test_a_teacher_trained_deeper_learns_in_its_new_blocks_and_distils(
         tiny_data: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
     """`train teacher --depth D`: the new blocks' modulation leaves zero (they now change
     the output), the checkpoint loads under its preset with its depth, another preset
-    still refuses it, and a student starts from it and keeps the depth."""
+    still refuses it, and a student starts from it and keeps the depth, or learns from it
+at its own depth."""
     from realtime.cli import main
 
     common = ["--preset", "tiny", "--data", str(tiny_data), "--no-progress", "--steps", "3"]
@@ -74,3 +75,9 @@ def test_a_teacher_trained_deeper_learns_in_its_new_blocks_and_distils(
     student = tmp_path / "student"
     assert main(["train", "student", *common, "--init", str(deep), "--out", str(student)]) == 0
     assert load_checkpoint(student, preset="tiny").cfg.depth == 2 * CFG.depth
+    # or a student at its own depth learns from the deeper teacher
+    beside = tmp_path / "beside"
+    assert main(["train", "student", *common, "--init", str(tiny_ckpt), "--teacher", str(deep),
+                 "--out", str(beside)]) == 0
+    assert load_checkpoint(beside, preset="tiny").cfg.depth == CFG.depth
+    assert load_checkpoint(beside / "teacher", preset="tiny").cfg.depth == 2 * CFG.depth
