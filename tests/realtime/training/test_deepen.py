@@ -1,6 +1,6 @@
 """A transformer deepened (`deepen`, `train teacher --depth D`): it starts as the same
 function, its new blocks learn, the same checkpoint always deepens to the same model,
-and the result loads, streams and distils under its preset."""
+and the result loads under its preset and distils into a student."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_a_teacher_trained_deeper_learns_in_its_new_blocks_and_distils(
     """`train teacher --depth D`: the new blocks' modulation leaves zero (they now change
     the output), the checkpoint loads under its preset with its depth, another preset
     still refuses it, and a student starts from it and keeps the depth, or learns from it
-at its own depth."""
+    at its own depth."""
     from realtime.cli import main
 
     common = ["--preset", "tiny", "--data", str(tiny_data), "--no-progress", "--steps", "3"]
