@@ -32,7 +32,8 @@ class Clip:
     motion: str
     reference: np.ndarray           # (R, H, W, 3) uint8 RGB at the model's resolution
     frames: np.ndarray              # (F, H, W, 3) uint8 RGB ground truth
-    pose: np.ndarray                # (F, 16, P, P) float32 condition maps
+    # (F, 16, P, P) float32 condition maps; uint8 k (for k/255) where loaded `compact`
+    pose: np.ndarray
     face: np.ndarray                # (F, 12) float32
     presence: np.ndarray            # (F, 4) float32
     # (F, H, W) uint8 coverage of the character (255 = figure, 0 = scene), where known
@@ -120,7 +121,10 @@ class LatentClips:
 
 
 def maps_u8(maps: np.ndarray) -> torch.Tensor:
-    """Condition maps (float32 k/255, as `render_pose_maps` makes them) -> uint8 k."""
+    """Condition maps (float32 k/255, as `render_pose_maps` makes them) -> uint8 k.
+    Maps already uint8 (a `compact` clip's) are k already."""
+    if maps.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(maps))
     return torch.from_numpy(np.rint(maps * 255.0).astype(np.uint8))
 
 
@@ -215,9 +219,10 @@ def studio_pool(clips: list[Clip], every: int = 1) -> FramePool:
 
 
 def load_clips(data: Path, split: str, cfg: ModelConfig, limit: int | None = None,
-               ) -> list[Clip]:
+               compact: bool = False) -> list[Clip]:
     """Clips of `split` from a studio dataset directory, at the model's resolution,
-    with conditions rendered as inference renders them."""
+    with conditions rendered as inference renders them (`compact`: their maps kept as
+    uint8, a quarter of the memory, for clips that are only encoded)."""
     from realtime.training.studio import read_split
 
-    return read_split(data, split, cfg, limit)
+    return read_split(data, split, cfg, limit, compact)

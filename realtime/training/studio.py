@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from realtime.model.config import ModelConfig
 from realtime.motion.types import NormalizedMotion, Skeleton
-from realtime.training.data import Clip
+from realtime.training.data import Clip, maps_u8
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -93,8 +93,11 @@ def shot_references(sample: dict[str, Any]) -> np.ndarray:
     return np.concatenate([first[None], refs[1:]])
 
 
-def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig) -> Clip:
-    """One studio sample -> a Clip at the model's resolution and pose-map size."""
+def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig, compact: bool = False) -> Clip:
+    """One studio sample -> a Clip at the model's resolution and pose-map size.
+    `compact` keeps its condition maps as uint8 k (`data.maps_u8`, exact: the renderer
+    draws k/255), a quarter of float32's memory: 1 MB a 16-frame clip at 64 px maps
+    instead of 4, which is what a training set of a few thousand clips holds."""
     from realtime.avatars.dataset import unpack_motion
     from realtime.motion.condition import render_condition
     from realtime.motion.retarget import retarget
@@ -109,7 +112,8 @@ def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig) -> Clip:
         motion=str(meta.get("source", "?")),
         reference=_resize(shot_references(sample)[:cfg.ref_frames], cfg.resolution),
         frames=_resize(sample["frames"], cfg.resolution),
-        pose=np.stack([c.pose_maps for c in conds]),
+        pose=np.stack([maps_u8(c.pose_maps).numpy() if compact else c.pose_maps
+                       for c in conds]),
         face=np.stack([c.face for c in conds]).astype(np.float32),
         presence=np.stack([c.presence for c in conds]).astype(np.float32),
         figure=(_resize(np.repeat(sample["figure"][..., None], 3, -1), cfg.resolution)[..., 0]
@@ -118,14 +122,15 @@ def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig) -> Clip:
 
 
 def read_split(data: Path, split: str, cfg: ModelConfig, limit: int | None = None,
-               ) -> list[Clip]:
-    """The clips of one dataset split ('train', 'heldout_character', 'heldout_motion')."""
+               compact: bool = False) -> list[Clip]:
+    """The clips of one dataset split ('train', 'heldout_character', 'heldout_motion');
+    `compact` as `sample_to_clip`'s."""
     from realtime.avatars.dataset import iterate_dataset
 
     _require_dataset(data)
     out = []
     for sample in iterate_dataset(data, split):
-        out.append(sample_to_clip(sample, cfg))
+        out.append(sample_to_clip(sample, cfg, compact))
         if limit is not None and len(out) >= limit:
             break
     return out
@@ -211,7 +216,7 @@ def detail_backwards(motion: list[NormalizedMotion]) -> list[NormalizedMotion]:
 
 def counterfactual_split(data: Path, split: str, cfg: ModelConfig,
                          edit: MotionEdit = detail_backwards, workers: int | None = None,
-                         ) -> tuple[list[Clip], list[Clip]]:
+                         compact: bool = False) -> tuple[list[Clip], list[Clip]]:
     """(clips, twins): every clip of a dataset split as stored, and its twin rendered
     again from the same plan with `edit` applied to the clean motion (every random
     draw unchanged: same character, camera, background and augmentation noise), so a
@@ -220,7 +225,8 @@ def counterfactual_split(data: Path, split: str, cfg: ModelConfig,
 
     The twins render in `workers` processes (default: every core, once there are
     enough twins to pay for starting them); the twins are the same whatever the
-    number, as each clip draws from its own plan's seed."""
+    number, as each clip draws from its own plan's seed. `compact` as
+    `sample_to_clip`'s."""
     from realtime.avatars.dataset import iterate_dataset, plan
 
     conf = dataset_config(data)
@@ -233,14 +239,14 @@ def counterfactual_split(data: Path, split: str, cfg: ModelConfig,
         p = plans[index] if index < len(plans) else None
         if p is not None and p.source.startswith("performer:"):
             todo.append((len(clips), p))
-        clips.append(sample_to_clip(sample, cfg))
+        clips.append(sample_to_clip(sample, cfg, compact))
         metas.append(sample["meta"])
     twins = list(clips)
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if len(todo) >= TWINS_PER_WORKER else 1
     for (i, _), twin in zip(todo, _render_twins([p for _, p in todo], conf, edit, workers),
                             strict=True):
-        twins[i] = sample_to_clip({**twin, "meta": metas[i]}, cfg)
+        twins[i] = sample_to_clip({**twin, "meta": metas[i]}, cfg, compact)
     return clips, twins
 
 

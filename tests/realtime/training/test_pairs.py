@@ -66,6 +66,22 @@ def test_twins_rendered_in_worker_processes_are_the_twins_rendered_here(
         assert np.array_equal(a.pose, b.pose) and a.motion == b.motion
 
 
+
+def test_compact_clips_and_twins_encode_to_the_same_training_set_in_a_quarter_of_the_maps(
+        tiny_data: Path) -> None:
+    # a trainer keeps every clip and twin until it has encoded them: compact ones hold
+    # their maps as uint8, and what training reads from them must not change by a bit
+    cfg = get_preset("tiny")
+    model = AnimationModel.random(cfg, seed=0)
+    clips, twins = counterfactual_split(tiny_data, "train", cfg)
+    small, small_twins = counterfactual_split(tiny_data, "train", cfg, compact=True)
+    for full, compact in ((clips, small), (twins, small_twins)):
+        assert sum(c.pose.nbytes for c in compact) * 4 == sum(c.pose.nbytes for c in full)
+        a, b = encode_clips(model.ae, full), encode_clips(model.ae, compact)
+        for x, y in zip((a.ref, a.latents, a.pose, a.face, a.presence),
+                        (b.ref, b.latents, b.pose, b.face, b.presence), strict=True):
+            assert x.dtype == y.dtype and torch.equal(x, y)
+
 def test_detail_backwards_plays_expression_and_fingers_in_reverse() -> None:
     from realtime.avatars.motion import ProceduralMotion
 
