@@ -391,9 +391,9 @@ def _training_latents(model: AnimationModel, data: Path, cfg: ModelConfig,
                       pair_weight: float) -> tuple[LatentClips, LatentClips | None]:
     """The training split's latents and, when the pair term is on, its clips'
     counterfactual twins' (`studio.counterfactual_split`), frame for frame. The clips
-    are loaded `compact` (uint8 maps) until they are encoded: at 64 px maps, 1472 clips
-    and their twins hold 2.9 GiB of maps instead of 11.5, which two trainers on a 24 GiB
-    machine did not fit (stop 48)."""
+    are loaded `compact` (uint8 maps) until they are encoded: at 64 px maps, 1470 clips
+    and their twins hold 2.9 GiB of maps instead of 11.5: two such loads now fit at once
+    on a 23 GiB machine (each peaks at 9.5 GiB), where float maps had one killed."""
     if pair_weight <= 0:
         return encode_clips(model.ae, load_clips(data, "train", cfg, compact=True)), None
     clips, twins = counterfactual_split(data, "train", cfg, compact=True)
