@@ -221,8 +221,8 @@ def studio_pool(clips: list[Clip], every: int = 1) -> FramePool:
 def load_clips(data: Path, split: str, cfg: ModelConfig, limit: int | None = None,
                compact: bool = False) -> list[Clip]:
     """Clips of `split` from a studio dataset directory, at the model's resolution,
-    with conditions rendered as inference renders them (`compact`: their maps kept as
-    uint8, a quarter of the memory, for clips that are only encoded)."""
+    with conditions rendered as inference renders them (`compact` as
+    `studio.sample_to_clip`'s)."""
     from realtime.training.studio import read_split
 
     return read_split(data, split, cfg, limit, compact)

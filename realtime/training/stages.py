@@ -391,9 +391,8 @@ def _training_latents(model: AnimationModel, data: Path, cfg: ModelConfig,
                       pair_weight: float) -> tuple[LatentClips, LatentClips | None]:
     """The training split's latents and, when the pair term is on, its clips'
     counterfactual twins' (`studio.counterfactual_split`), frame for frame. The clips
-    are loaded `compact` (uint8 maps) until they are encoded: at 64 px maps, 1470 clips
-    and their twins hold 2.9 GiB of maps instead of 11.5: two such loads now fit at once
-    on a 23 GiB machine (each peaks at 9.5 GiB), where float maps had one killed."""
+    are loaded `compact` until they are encoded: 7 characters' 1470 clips and their
+    twins at 64 px maps hold 2.9 GiB of maps instead of 11.5 (experiment log, stop 48)."""
     if pair_weight <= 0:
         return encode_clips(model.ae, load_clips(data, "train", cfg, compact=True)), None
     clips, twins = counterfactual_split(data, "train", cfg, compact=True)

@@ -95,9 +95,8 @@ def shot_references(sample: dict[str, Any]) -> np.ndarray:
 
 def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig, compact: bool = False) -> Clip:
     """One studio sample -> a Clip at the model's resolution and pose-map size.
-    `compact` keeps its condition maps as uint8 k (`data.maps_u8`, exact: the renderer
-    draws k/255), a quarter of float32's memory: 1 MB a 16-frame clip at 64 px maps
-    instead of 4, which is what a training set of a few thousand clips holds."""
+    `compact` keeps its condition maps as uint8 k (`data.maps_u8`; exact, as the
+    renderer draws k/255), a quarter of float32's memory, for clips only encoded."""
     from realtime.avatars.dataset import unpack_motion
     from realtime.motion.condition import render_condition
     from realtime.motion.retarget import retarget

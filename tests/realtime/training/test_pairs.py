@@ -66,7 +66,6 @@ def test_twins_rendered_in_worker_processes_are_the_twins_rendered_here(
         assert np.array_equal(a.pose, b.pose) and a.motion == b.motion
 
 
-
 def test_compact_clips_and_twins_encode_to_the_same_training_set_in_a_quarter_of_the_maps(
         tiny_data: Path) -> None:
     # a trainer keeps every clip and twin until it has encoded them: compact ones hold
@@ -81,6 +80,7 @@ def test_compact_clips_and_twins_encode_to_the_same_training_set_in_a_quarter_of
         for x, y in zip((a.ref, a.latents, a.pose, a.face, a.presence),
                         (b.ref, b.latents, b.pose, b.face, b.presence), strict=True):
             assert x.dtype == y.dtype and torch.equal(x, y)
+
 
 def test_detail_backwards_plays_expression_and_fingers_in_reverse() -> None:
     from realtime.avatars.motion import ProceduralMotion
