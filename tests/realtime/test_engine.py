@@ -198,3 +198,46 @@ def test_bfloat16_inference_streams() -> None:
     assert out.shape == ref32.shape
     # lower precision, same model: ~1 level from fp32 on average (another noise seed: ~90)
     assert np.abs(out.astype(int) - ref32.astype(int)).mean() < 8
+
+
+def test_the_face_warp_draws_the_expression_on_the_face_alone() -> None:
+    """With a face warp in the model, frames whose conditions place a face change there
+    with the expression, and nowhere else; a neutral face, an engine told not to warp,
+    and conditions without face points give the frames as decoded."""
+    import dataclasses
+
+    from realtime.model.face_warp import LIMB_CHANNELS, FaceWarpConfig
+
+    model = AnimationModel.random(CFG, seed=0)
+    model.face_warp = FaceWarpConfig()
+    res = CFG.resolution
+    # eyes and mouth in the middle of the frame, the face about a third of it across
+    points = np.array([[0.36, 0.42], [0.42, 0.42], [0.48, 0.42], [0.52, 0.42],
+                       [0.58, 0.42], [0.64, 0.42], [0.44, 0.62], [0.56, 0.62]], np.float32)
+    base = _conditions(4, seed=3)
+    for c in base:                         # no arm or hand before the face
+        c.pose_maps[list(LIMB_CHANNELS)] = 0.0
+    neutral = [dataclasses.replace(c, face=np.zeros(FACE_DIM, np.float32), face_points=points)
+               for c in base]
+    shut = np.zeros(FACE_DIM, np.float32)
+    shut[3:5] = -1.0                       # both eyes closed
+    shut[9] = 1.5                          # mouth open
+    expressive = [dataclasses.replace(c, face=shut) for c in neutral]
+    bare = [dataclasses.replace(c, face_points=None) for c in expressive]
+
+    def frames(conds: list[MotionCondition], warp: bool = True) -> np.ndarray:
+        e = StreamingEngine(model, seed=0, face_warp=warp)
+        e.set_reference([_reference(0)])
+        return _run(e, conds)
+
+    plain = frames(expressive, warp=False)
+    assert np.array_equal(frames(bare), plain)
+    warped = frames(expressive)
+    changed = np.abs(warped.astype(int) - plain.astype(int)).max(axis=-1) > 0   # (N, H, W)
+    assert changed.any(axis=0)[int(0.35 * res):int(0.75 * res), int(0.3 * res):int(0.7 * res)].any()
+    # the top of the frame and its sides stay as decoded
+    outside = changed.any(axis=0).copy()
+    outside[int(0.1 * res):, int(0.04 * res):int(0.96 * res)] = False
+    assert not outside.any()
+    # neutral: the warp moves nothing (the DiT sees the same conditions either way)
+    assert np.array_equal(frames(neutral), frames(neutral, warp=False))
