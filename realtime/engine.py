@@ -30,7 +30,7 @@ from realtime.model.bundle import AnimationModel
 from realtime.model.cache import KVCache
 from realtime.model.config import CACHE_WRITES
 from realtime.model.sampler import PendingWrite, denoise_chunk, write_pending
-from realtime.motion.types import N_FACE_POINTS, MotionCondition
+from realtime.motion.types import MotionCondition
 
 
 def configure_torch_threads(threads: int | None = None) -> int:
@@ -100,11 +100,8 @@ class StreamingEngine:
         seed: int = 0,
         steps: int | None = None,
         cache_write: str | None = None,
-        face_warp: bool = True,
     ) -> None:
         self.model = model
-        # draw the expression with the checkpoint's face warp, where it has one
-        self.face_warp = face_warp and model.face_warp is not None
         self.cfg = cfg = model.cfg
         self.device, self.dtype = model.device, model.dtype
         self.seed = seed
@@ -188,7 +185,7 @@ class StreamingEngine:
 
     def _conditions_to_tensors(
         self, conds: list[MotionCondition]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cfg = self.cfg
         P = cfg.pose_size
         pose = torch.from_numpy(np.stack([c.pose_maps for c in conds]).astype(np.float32))
@@ -200,14 +197,8 @@ class StreamingEngine:
         face = torch.from_numpy(np.stack([c.face for c in conds]).astype(np.float32))
         pres = torch.from_numpy(np.stack([c.presence for c in conds]).astype(np.float32))
         dev, dt = self.device, self.dtype
-        # where each face is, for the face warp: none when no condition says
-        points = None
-        if self.face_warp and any(c.face_points is not None for c in conds):
-            points = torch.from_numpy(np.stack([
-                np.full((N_FACE_POINTS, 2), np.nan, np.float32) if c.face_points is None
-                else np.asarray(c.face_points, np.float32) for c in conds])).to(dev)
         return (pose[None].to(device=dev, dtype=dt), face[None].to(device=dev, dtype=dt),
-                pres[None].to(device=dev, dtype=dt), points)
+                pres[None].to(device=dev, dtype=dt))
 
     def _run_chunk(self, conds: list[MotionCondition]) -> list[GeneratedFrame]:
         cfg = self.cfg
@@ -220,7 +211,7 @@ class StreamingEngine:
             cpu["cache_write"] = (time.thread_time() - c0) * 1e3
         t0, c0 = time.monotonic(), time.thread_time()
         with torch.inference_mode():
-            pose, face, presence, points = self._conditions_to_tensors(conds)
+            pose, face, presence = self._conditions_to_tensors(conds)
             ls = cfg.latent_size
             noise = torch.randn((1, cfg.chunk, cfg.latent_channels, ls, ls),
                                 generator=self._generator, device=self.device,
@@ -232,8 +223,8 @@ class StreamingEngine:
                 torch.cuda.synchronize(self.device)
             t1, c1 = time.monotonic(), time.thread_time()
             self.last_latents = res.latents[0]
-            images = tensor_to_images(self.model.render(res.latents[0], pose[0], face[0],
-                                                        presence[0], points))
+            images = tensor_to_images(self.model.ae.decode_driven(res.latents[0], pose[0],
+                                                                  face[0], presence[0]))
         t2, c2 = time.monotonic(), time.thread_time()
         self.frames_out += len(conds)
         # this thread's CPU time: the chunk's whole CPU cost when torch has one intra-op

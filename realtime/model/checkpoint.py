@@ -1,7 +1,6 @@
 """Checkpoint I/O: a directory with safetensors weights and a JSON config.
 
-    DIR/config.json        {"format_version": 1, "config": {ModelConfig fields}, "meta": {...},
-                            "face_warp": {FaceWarpConfig fields}  (where it has one)}
+    DIR/config.json        {"format_version": 1, "config": {ModelConfig fields}, "meta": {...}}
     DIR/model.safetensors  the AnimationModel's state dict ("dit.*", "ae.*")
 
 Loading checks, in order, and fails with a `CheckpointError` that says what to do:
@@ -31,7 +30,6 @@ import torch
 
 from realtime.model.bundle import AnimationModel
 from realtime.model.config import ModelConfig, default_preset, get_preset
-from realtime.model.face_warp import FaceWarpConfig
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +62,9 @@ def save_checkpoint(model: AnimationModel, out: str | Path,
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / WEIGHTS_FILE))
     # a meta carried over from another checkpoint keeps everything but its save time
-    info: dict[str, Any] = {
-        "format_version": FORMAT_VERSION, "config": model.cfg.to_dict(),
-        "meta": {**(meta or {}), "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
-    if model.face_warp is not None:
-        info["face_warp"] = model.face_warp.to_dict()
+    info = {"format_version": FORMAT_VERSION, "config": model.cfg.to_dict(),
+            "meta": {**(meta or {}),
+                     "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
     (out / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return out
 
@@ -92,28 +88,6 @@ def read_config(path: str | Path) -> ModelConfig:
         return ModelConfig.from_dict(info["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{cfg_path}: config does not match this code: {e}") from e
-
-
-def read_face_warp(path: str | Path) -> FaceWarpConfig | None:
-    """The face warp settings of checkpoint directory `path` (None if it has none)."""
-    cfg_path = Path(path) / CONFIG_FILE
-    try:
-        warp = json.loads(cfg_path.read_text()).get("face_warp")
-        return None if warp is None else FaceWarpConfig.from_dict(warp)
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{cfg_path}: face_warp does not match this code: {e}") from e
-
-
-def write_face_warp(path: str | Path, warp: FaceWarpConfig | None) -> None:
-    """Set (or, with None, remove) the face warp of checkpoint directory `path`,
-    leaving its weights, config and meta as they are."""
-    cfg_path = Path(path) / CONFIG_FILE
-    read_config(path)                               # a checkpoint this code reads
-    info = json.loads(cfg_path.read_text())
-    info.pop("face_warp", None)
-    if warp is not None:
-        info["face_warp"] = warp.to_dict()
-    cfg_path.write_text(json.dumps(info, indent=2) + "\n")
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -299,9 +273,7 @@ def load_checkpoint(
                                            else "")
         raise CheckpointError(f"{weights} does not match its config.json: {shown}")
     model.load_state_dict(state)
-    model = upgrade(model, flags)
-    model.face_warp = read_face_warp(path)
-    return prepare(model, device)
+    return prepare(upgrade(model, flags), device)
 
 
 def prepare(model: AnimationModel, device: torch.device | str = "cpu",

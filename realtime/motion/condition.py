@@ -34,7 +34,6 @@ import numpy as np
 from realtime.motion.types import (
     BODY_BONES,
     FACE_FEATURES,
-    FACE_POINTS,
     FINGERS,
     L_ANKLE,
     L_ELBOW,
@@ -237,23 +236,11 @@ def render_face_sketch(pose: Pose, size: int | tuple[int, int],
     return plane.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
-def face_points(pose: Pose, min_visibility: float = 0.5) -> np.ndarray:
-    """(N_FACE_POINTS, 2) float32 canvas coordinates of the pose's eyes and mouth
-    (`FACE_POINTS`), all NaN when the face is absent or any of them is hidden: the
-    face warp then leaves the frame as drawn."""
-    pts = np.asarray(pose.body, dtype=np.float32)[list(FACE_POINTS), :2].copy()
-    hidden = pose.presence[1] <= 0 or not np.isfinite(pts).all()
-    if pose.body_visibility is not None:
-        hidden = hidden or bool((pose.body_visibility[list(FACE_POINTS)] < min_visibility).any())
-    return np.full_like(pts, np.nan) if hidden else pts
-
-
 def render_condition(pose: Pose, size: int | tuple[int, int], frame_id: int = 0,
                      t_capture: float = 0.0, sketch: bool = False) -> MotionCondition:
     """Pose -> MotionCondition: pose maps at `size` (S or (W, H)), with `sketch` the
-    face sketch after them (`render_face_sketch`), face vector, presence flags, and the
-    face's points that place the face warp (`face_points`). Face features of an absent
-    face are zeroed here too."""
+    face sketch after them (`render_face_sketch`), face vector, presence flags. Face
+    features of an absent face are zeroed here too."""
     presence = np.clip(np.nan_to_num(np.asarray(pose.presence, dtype=np.float32)), 0, 1)
     face = np.asarray(pose.face, dtype=np.float32) * np.float32(presence[1] > 0)
     return MotionCondition(
@@ -262,5 +249,4 @@ def render_condition(pose: Pose, size: int | tuple[int, int], frame_id: int = 0,
         pose_maps=render_pose_maps(pose, size, sketch=sketch),
         face=face,
         presence=presence,
-        face_points=face_points(pose),
     )

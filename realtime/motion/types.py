@@ -97,12 +97,6 @@ FACE_FEATURES: tuple[str, ...] = (
 )
 FACE_DIM = len(FACE_FEATURES)
 
-# body landmarks (MediaPipe Pose numbering) that place the expression on a drawn face:
-# each eye's inner corner, centre and outer corner (the performer's left eye first),
-# then the mouth's left and right corners
-FACE_POINTS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 9, 10)
-N_FACE_POINTS = len(FACE_POINTS)
-
 # --- condition maps -----------------------------------------------------------------
 
 # One channel per group, so the model can tell a hand from an arm and each finger
@@ -207,6 +201,3 @@ class MotionCondition:
     face: np.ndarray                        # (FACE_DIM,) float32
     presence: np.ndarray                    # (N_PARTS,) float32
     stamps: Stamps = field(default_factory=dict)
-    # (N_FACE_POINTS, 2) canvas coordinates of the eyes and mouth (`FACE_POINTS`), NaN
-    # where hidden; None where unknown. They place the face warp (realtime.model.face_warp)
-    face_points: np.ndarray | None = None

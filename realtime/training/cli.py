@@ -1,4 +1,4 @@
-"""`marionette train init | all | ae | teacher | student | soup | graft | warp`.
+"""`marionette train init | all | ae | teacher | student | soup | graft`.
 
 `init` writes a random-init checkpoint of a preset (what tests and benchmarks use
 before trained weights exist). `all` runs every stage in order within a wall-time
@@ -35,11 +35,6 @@ and `graft` puts a trained transformer on another autoencoder's latent grid
 (`realtime.training.graft`):
 
     marionette train graft AE_CKPT --dit-from CKPT --out DIR
-
-and `warp` fits the face warp's gains on the dataset's ground truth and writes them
-into a checkpoint (`realtime.training.warp_fit`):
-
-    marionette train warp --data DS --checkpoint CKPT [--clips N] [--json OUT]
 """
 
 from __future__ import annotations
@@ -321,18 +316,6 @@ def _run_graft(args: argparse.Namespace) -> int:
     return graft.run(args)
 
 
-def _add_warp(p: argparse.ArgumentParser) -> None:
-    from realtime.training import warp_fit
-
-    warp_fit.add_arguments(p)
-
-
-def _run_warp(args: argparse.Namespace) -> int:
-    from realtime.training import warp_fit
-
-    return warp_fit.run(args)
-
-
 STAGES: dict[str, Stage] = {
     "init": ("write a random-init checkpoint of a preset", _add_init, _run_init),
     "all": ("dataset, autoencoder, teacher, student and decoder within --hours",
@@ -347,8 +330,6 @@ STAGES: dict[str, Stage] = {
              _add_soup, _run_soup),
     "graft": ("a trained transformer on another autoencoder's latents (a teacher's start)",
               _add_graft, _run_graft),
-    "warp": ("fit the face warp that draws the expression, into a checkpoint",
-             _add_warp, _run_warp),
 }
 
 

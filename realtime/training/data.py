@@ -22,7 +22,6 @@ import torch
 
 from realtime.model.autoencoder import TinyAutoencoder
 from realtime.model.config import ModelConfig
-from realtime.motion.types import MotionCondition
 
 
 @dataclass
@@ -39,23 +38,12 @@ class Clip:
     presence: np.ndarray            # (F, 4) float32
     # (F, H, W) uint8 coverage of the character (255 = figure, 0 = scene), where known
     figure: np.ndarray | None = None
-    # (F, N_FACE_POINTS, 2) float32 canvas coordinates of the eyes and mouth that place
-    # the face warp (NaN where hidden), where known
-    face_points: np.ndarray | None = None
 
     def frame_range(self, s: slice) -> Clip:
         """The same clip (same reference) over frames `s` only."""
         return replace(self, frames=self.frames[s], pose=self.pose[s], face=self.face[s],
                        presence=self.presence[s],
-                       figure=None if self.figure is None else self.figure[s],
-                       face_points=None if self.face_points is None else self.face_points[s])
-
-    def condition(self, j: int, frame_id: int | None = None) -> MotionCondition:
-        """Frame j's condition, as the live pipeline gives it to the engine."""
-        return MotionCondition(j if frame_id is None else frame_id, 0.0, self.pose[j],
-                               self.face[j], self.presence[j],
-                               face_points=None if self.face_points is None
-                               else self.face_points[j])
+                       figure=None if self.figure is None else self.figure[s])
 
 
 @dataclass

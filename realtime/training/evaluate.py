@@ -149,11 +149,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "teacher comparison (default: the checkpoint's, as a session "
                         "runs)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--face-warp", default=None, metavar="off|CHECKPOINT",
-                   help="the face warp the student and the teacher draw the expression "
-                        "with (realtime/model/face_warp.py): default CHECKPOINT's own "
-                        "(none if it has none); `off` scores what the DiT draws alone; a "
-                        "checkpoint directory lends its warp (`train warp` fits one)")
     p.add_argument("--uploads", type=int, default=None, metavar="N",
                    help="instead: what finding an uploaded picture's figure is worth, on "
                         "N drawn characters per framing whose figure MediaPipe finds "
@@ -192,6 +187,7 @@ def run_student(model: Any, clip: Clip, steps: int, seed: int, frames: int | Non
                 ) -> Stream:
     """Stream a clip's conditions through a `StreamingEngine`, as a session would."""
     from realtime.engine import StreamingEngine
+    from realtime.motion.types import MotionCondition
 
     engine = StreamingEngine(model, seed=seed, steps=steps)
     engine.set_reference([r for r in clip.reference])
@@ -199,7 +195,8 @@ def run_student(model: Any, clip: Clip, steps: int, seed: int, frames: int | Non
     out: list[np.ndarray] = []
     ms: list[float] = []
     for i in range(0, n, model.cfg.chunk):
-        conds = [clip.condition(j) for j in range(i, i + model.cfg.chunk)]
+        conds = [MotionCondition(j, 0.0, clip.pose[j], clip.face[j], clip.presence[j])
+                 for j in range(i, i + model.cfg.chunk)]
         t0 = time.perf_counter()
         got = engine.push(conds)
         ms.append((time.perf_counter() - t0) * 1000 / len(conds))
@@ -236,10 +233,8 @@ def run_teacher(model: Any, clip: Clip, steps: int, guidance: float, seed: int,
                             device=dev).to(dt)
         res = teacher_sample_chunk(model.dit, cache, noise, pose, face, pres, steps, guidance,
                                    cfg.time_shift, cfg.cache_write)
-        points = None if clip.face_points is None \
-            else torch.from_numpy(clip.face_points[s]).to(dev)
-        out.extend(tensor_to_images(model.render(res.latents[0], pose[0], face[0], pres[0],
-                                                 points)))
+        out.extend(tensor_to_images(model.ae.decode_driven(res.latents[0], pose[0], face[0],
+                                                           pres[0])))
         ms.append((time.perf_counter() - t0) * 1000 / cfg.chunk)
     return Stream(np.stack(out), ms)
 
@@ -251,8 +246,7 @@ def on_true_history(model: Any, clip: Clip, steps: int, seed: int,
     sampler from a fresh cache holding the reference and, with `history`, the ground
     truth's previous W frames (their clean latents through the cache-write pass at
     t = 0, as the `clean` cache-write mode writes a chunk), with the chunk's own
-    conditions, the face vector taken from `face_of` if given. uint8 (F - W, H, W, 3).
-    Decoded without the face warp: this asks what the DiT draws."""
+    conditions, the face vector taken from `face_of` if given. uint8 (F - W, H, W, 3)."""
     from realtime.engine import images_to_tensor, tensor_to_images
     from realtime.model.sampler import sample_chunk
     from realtime.training.student import new_cache, set_reference
@@ -543,15 +537,14 @@ def drift_clip(clips: list[Clip], frames: int, window: int) -> Clip:
     body = frames - window
     fields = {}
     names = ["frames", "pose", "face", "presence"]
-    names += [n for n in ("figure", "face_points")
-              if all(getattr(c, n) is not None for c in clips)]
+    if all(c.figure is not None for c in clips):
+        names.append("figure")
     for name in names:
         seq = cat(name, body)
         fields[name] = np.concatenate((seq, cat(name, window)))
     c0 = clips[0]
     return Clip(c0.character, "drift", c0.reference, fields["frames"], fields["pose"],
-                fields["face"], fields["presence"], fields.get("figure"),
-                fields.get("face_points"))
+                fields["face"], fields["presence"], fields.get("figure"))
 
 
 def drift_window(frames: int, chunk: int) -> tuple[int, int]:
@@ -655,11 +648,6 @@ def evaluate(
     return summary
 
 
-def _warp_info(model: Any) -> dict[str, float] | None:
-    """The face warp the frames were drawn with (None: as decoded)."""
-    return None if model.face_warp is None else model.face_warp.to_dict()
-
-
 def _finite_or_null(x: Any) -> Any:
     """NaN/inf (e.g. hand_psnr over frames without hands) -> null: strict JSON."""
     if isinstance(x, float) and not np.isfinite(x):
@@ -679,13 +667,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from realtime.engine import configure_torch_threads
-    from realtime.model.checkpoint import (
-        DEFAULT_CHECKPOINT,
-        load_checkpoint,
-        load_model,
-        read_face_warp,
-        read_meta,
-    )
+    from realtime.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_model, read_meta
     from realtime.training.studio import HELD_KINDS, heldout_clips, read_split
 
     if args.compare:
@@ -707,10 +689,6 @@ def _run(args: argparse.Namespace) -> int:
     if (teacher_dir / "config.json").is_file():
         teacher = load_checkpoint(teacher_dir, device=model.device)
         info = read_meta(teacher_dir)
-    if args.face_warp is not None:
-        model.face_warp = None if args.face_warp == "off" else read_face_warp(args.face_warp)
-    if teacher is not None:             # compared as the student is drawn
-        teacher.face_warp = model.face_warp
     cfg = model.cfg
     # the clips both models run on are drawn at the finer of their pose sizes: a model
     # averages finer maps down to its own (dit.PoseEncoder) and refuses coarser ones
@@ -746,7 +724,6 @@ def _run(args: argparse.Namespace) -> int:
         meta = read_meta(ckpt)
         result = {"checkpoint": str(ckpt), "data": str(args.data), "alone": args.alone,
                   "split": args.split, "clips": len(clips), "frames_per_clip": clip_frames,
-                  "face_warp": _warp_info(model),
                   **alone(model, args.alone, clips,
                           {p: held[p] for p in ("expression", "hand")}, args.seed,
                           int(meta.get("teacher_steps", 16)), float(meta.get("guidance", 2.0)))}
@@ -761,7 +738,6 @@ def _run(args: argparse.Namespace) -> int:
                "data": str(args.data),
                "split": args.split,
                "pose_maps_px": shared.pose_size,       # the student's own on the drift stream
-               "face_warp": _warp_info(model),
                "heldout": {"heldout_both": "characters and performers held out of training",
                            "heldout_character": "unseen characters, training motion sources",
                            "heldout_motion": "training characters, unseen motion sources",
