@@ -209,6 +209,9 @@ def _draw_figure(p: Painter, pose: Pose, to_px: Callable[[np.ndarray], np.ndarra
             partial(p.limb, b[[knee, ankle], :2], leg_w * 0.85, lower_leg))
         add(float(b[[ankle, toe], 2].mean()),
             partial(p.limb, b[[heel, toe], :2], leg_w * 0.8, c.shoes))
+    head_z = float((b[7, 2] + b[8, 2]) / 2) - 0.01
+    # the neck behind both the torso and the head, whichever is nearer
+    add(max(torso_z, head_z) + 1e-3, partial(_neck, p, b, u))
     add(torso_z, partial(_torso, p, b, u))
     upper_rgb = c.top
     fore_rgb = c.top if c.long_sleeves else c.skin
@@ -228,26 +231,45 @@ def _draw_figure(p: Painter, pose: Pose, to_px: Callable[[np.ndarray], np.ndarra
             add(float(b[wr, 2]) - 0.005, partial(_mitten, p, b, wr, u))
     face = pose.face if pose.presence[PARTS.index("face")] > 0.05 else np.zeros(FACE_DIM)
     head = _head_geometry(p, b, face, s)
-    head_z = float((b[7, 2] + b[8, 2]) / 2) - 0.01
     add(head_z, partial(draw_head, p, head))
     add(torso_z + 0.05, partial(draw_back_hair, p, head))   # long hair falls behind
     for _, _, fn in sorted(items, key=lambda t: (-t[0], t[1])):
         fn()
 
 
-def _torso(p: Painter, b: np.ndarray, u: float) -> None:
-    c = p.c
+def _torso_corners(p: Painter, b: np.ndarray, u: float,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Left and right shoulder, left and right hip, in pixels: a body turned side-on
+    still has depth, so the torso is kept at least ~half as wide as it is seen from
+    the front."""
     ls, rs, lh, rh = b[L_SHOULDER, :2], b[R_SHOULDER, :2], b[L_HIP, :2], b[R_HIP, :2]
-    # a body turned side-on still has depth: keep the torso at least ~half as wide
-    # as it is seen from the front
-    rest = c.rest_body
+    rest = p.c.rest_body
     spine = (lh + rh) / 2 - (ls + rs) / 2
     ls, rs = _min_width(ls, rs, spine, 0.5 * abs(rest[L_SHOULDER, 0] - rest[R_SHOULDER, 0]) * u)
     lh, rh = _min_width(lh, rh, spine, 0.6 * abs(rest[L_HIP, 0] - rest[R_HIP, 0]) * u)
+    return ls, rs, lh, rh
+
+
+def _neck_width(c: Character, u: float) -> float:
+    return c.head_w * u * (0.35 if c.build != "chibi" else 0.3)
+
+
+def _neck(p: Painter, b: np.ndarray, u: float) -> None:
+    """From the shoulders' middle 60 % of the way to the head's centre. Drawn before the
+    torso and the head whatever their depths (`_draw_figure`): a neck drawn with the
+    torso, when the torso was nearer the camera than the head, covered the mouth."""
+    ls, rs, _, _ = _torso_corners(p, b, u)
     neck_base = (ls + rs) / 2
     head = (b[7, :2] + b[8, :2]) / 2
-    neck_w = c.head_w * u * (0.35 if c.build != "chibi" else 0.3)
-    p.limb(np.stack([neck_base, neck_base + (head - neck_base) * 0.6]), neck_w, c.skin)
+    p.limb(np.stack([neck_base, neck_base + (head - neck_base) * 0.6]), _neck_width(p.c, u),
+           p.c.skin)
+
+
+def _torso(p: Painter, b: np.ndarray, u: float) -> None:
+    c = p.c
+    ls, rs, lh, rh = _torso_corners(p, b, u)
+    neck_base = (ls + rs) / 2
+    neck_w = _neck_width(c, u)
     # widen the hips a little and pad the shoulders so the torso reads as a body
     across = ls - rs
     pad = across * 0.08

@@ -211,3 +211,32 @@ def test_limb_depth_decides_what_is_in_front() -> None:
         crossed[z] = tuple(int(v) for v in img[y, x, :3])
     assert crossed[-0.1] == c.skin          # the forearm passes in front of the torso
     assert crossed[0.1] == c.top            # ... or is hidden behind it
+
+
+def test_the_neck_never_covers_the_face() -> None:
+    """A torso nearer the camera than the head (a performer leaning in) still shows the
+    whole face: the neck is drawn behind the head whatever the torso's depth. Before
+    stop 49 it was drawn with the torso, over the mouth, in a tenth of the studio's
+    frames."""
+    from realtime.motion.types import L_HIP, L_SHOULDER, R_HIP, R_SHOULDER
+
+    c = make_character(3, accessories=())
+    size = 160
+    body = rest_pose(c).body
+    head_z = (body[7, 2] + body[8, 2]) / 2 - 0.01       # as the renderer sorts them
+    torso_z = body[[L_SHOULDER, R_SHOULDER, L_HIP, R_HIP], 2].mean() + 0.02 * c.height
+    nearer = head_z - torso_z - 0.02                    # the torso just nearer than the head
+    faces = {}
+    for dz in (0.0, nearer):
+        pose = rest_pose(c)
+        pose.face = np.zeros(len(FACE_FEATURES))
+        pose.face[FACE_FEATURES.index("mouth_open")] = 1.0
+        for j in (L_SHOULDER, R_SHOULDER, L_HIP, R_HIP):
+            pose.body[j, 2] += dz
+        img = render(c, pose, size, "plain")
+        ears = (pose.body[7] + pose.body[8]) / 2
+        half = int(0.5 * c.head_w * size)
+        x, y = int(ears[0] * size), int(ears[1] * size)
+        faces[dz] = img[y - half:y + half, x - half:x + half]
+    assert nearer < 0
+    assert np.array_equal(faces[0.0], faces[nearer])
