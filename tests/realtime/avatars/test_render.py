@@ -216,8 +216,8 @@ def test_limb_depth_decides_what_is_in_front() -> None:
 def test_the_neck_never_covers_the_face() -> None:
     """A torso nearer the camera than the head (a performer leaning in) still shows the
     whole face: the neck is drawn behind the head whatever the torso's depth. Before
-    stop 49 it was drawn with the torso, over the mouth, in a tenth of the studio's
-    frames."""
+    stop 49 it was drawn with the torso, over the mouth, in one frame in twenty of
+    stop 26's dataset."""
     from realtime.motion.types import L_HIP, L_SHOULDER, R_HIP, R_SHOULDER
 
     c = make_character(3, accessories=())
