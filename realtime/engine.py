@@ -29,6 +29,7 @@ from realtime.frames import GeneratedFrame
 from realtime.model.bundle import AnimationModel
 from realtime.model.cache import KVCache
 from realtime.model.config import CACHE_WRITES
+from realtime.model.face_paste import HeadShape, paste_faces
 from realtime.model.sampler import PendingWrite, denoise_chunk, write_pending
 from realtime.motion.types import MotionCondition
 
@@ -100,8 +101,14 @@ class StreamingEngine:
         seed: int = 0,
         steps: int | None = None,
         cache_write: str | None = None,
+        face_paste: bool | None = None,
     ) -> None:
         self.model = model
+        # paste a built-in character's own face from its reference (set_reference's
+        # `head`); off, the frames are as decoded. Default: the model's setting
+        self.face_paste = model.face_paste if face_paste is None else face_paste
+        self._head: HeadShape | None = None
+        self._reference: torch.Tensor | None = None     # (3, S, S) in [-1, 1]
         self.cfg = cfg = model.cfg
         self.device, self.dtype = model.device, model.dtype
         self.seed = seed
@@ -135,12 +142,15 @@ class StreamingEngine:
 
     # --- controls ---------------------------------------------------------------------
 
-    def set_reference(self, images: list[np.ndarray]) -> None:
+    def set_reference(self, images: list[np.ndarray], head: HeadShape | None = None) -> None:
         """Encode 1..ref_frames RGB images into the identity sink. Works mid-stream:
-        the window is kept, only the sink changes. ValueError for unusable images."""
+        the window is kept, only the sink changes. ValueError for unusable images.
+        `head`: where a built-in character's head is in the first image, for the face
+        paste (`realtime.model.face_paste`); None (an uploaded picture): no paste."""
         if not 1 <= len(images) <= self.cfg.ref_frames:
             raise ValueError(f"need 1..{self.cfg.ref_frames} reference images, got {len(images)}")
         x = images_to_tensor(images, self.cfg.resolution, self.device, self.dtype)
+        self._head, self._reference = head, x[0]
         self.settle()                      # the last chunk attended to the old sink
         with torch.inference_mode():
             latents = self.model.ae.encode(x)[None]            # (1, R, c, h, w)
@@ -223,8 +233,13 @@ class StreamingEngine:
                 torch.cuda.synchronize(self.device)
             t1, c1 = time.monotonic(), time.thread_time()
             self.last_latents = res.latents[0]
-            images = tensor_to_images(self.model.ae.decode_driven(res.latents[0], pose[0],
-                                                                  face[0], presence[0]))
+            frames = self.model.ae.decode_driven(res.latents[0], pose[0], face[0], presence[0])
+            heads = [c.head for c in conds if c.head is not None]
+            if self.face_paste and self._head is not None and self._reference is not None \
+                    and len(heads) == len(conds):
+                frames = paste_faces(frames, self._reference, self._head, face[0],
+                                     torch.from_numpy(np.stack(heads)), pose[0])
+            images = tensor_to_images(frames)
         t2, c2 = time.monotonic(), time.thread_time()
         self.frames_out += len(conds)
         # this thread's CPU time: the chunk's whole CPU cost when torch has one intra-op

@@ -168,9 +168,12 @@ class AnimationPipeline:
         if framing not in FRAMINGS:
             raise ValueError(f"framing {framing!r}; expected one of {', '.join(FRAMINGS)}")
         character = gallery.get(name)
+        from realtime.model.face_paste import HeadShape
+
         cam = framing_for(character, framing)
         self.engine.set_reference([render_reference(character, self.engine.cfg.resolution,
-                                                    framing=cam)])
+                                                    framing=cam)],
+                                  head=HeadShape.of(character, cam))
         self.skeleton = character.skeleton.through(cam.center, cam.zoom)
         self.character = name
         self.framing = framing

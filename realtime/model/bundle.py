@@ -20,6 +20,9 @@ class AnimationModel(nn.Module):
         self.cfg = cfg
         self.dit = StudentDiT(cfg)
         self.ae = TinyAutoencoder(cfg)
+        # a built-in character's face pasted from its reference onto each frame
+        # (realtime.model.face_paste); False: the frames as decoded
+        self.face_paste = True
 
     @classmethod
     def random(cls, cfg: ModelConfig, seed: int = 0, zero_init: bool = False) -> AnimationModel:

@@ -236,11 +236,26 @@ def render_face_sketch(pose: Pose, size: int | tuple[int, int],
     return plane.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
+def head_place(pose: Pose, min_visibility: float = 0.5) -> np.ndarray:
+    """(3,) float32: the pose's ears' middle (x, y) and its torso length (shoulders'
+    middle to hips' middle), canvas units; NaN when the face is absent or an ear is
+    hidden."""
+    b = np.asarray(pose.body, dtype=np.float64)[:, :2]
+    ears = (b[7] + b[8]) / 2
+    torso = float(np.linalg.norm((b[L_SHOULDER] + b[R_SHOULDER]) / 2 - (b[L_HIP] + b[R_HIP]) / 2))
+    out = np.array([ears[0], ears[1], torso], np.float32)
+    hidden = pose.presence[1] <= 0 or not np.isfinite(out).all()
+    if pose.body_visibility is not None:
+        hidden = hidden or bool((pose.body_visibility[[7, 8]] < min_visibility).any())
+    return np.full(3, np.nan, np.float32) if hidden else out
+
+
 def render_condition(pose: Pose, size: int | tuple[int, int], frame_id: int = 0,
                      t_capture: float = 0.0, sketch: bool = False) -> MotionCondition:
     """Pose -> MotionCondition: pose maps at `size` (S or (W, H)), with `sketch` the
-    face sketch after them (`render_face_sketch`), face vector, presence flags. Face
-    features of an absent face are zeroed here too."""
+    face sketch after them (`render_face_sketch`), face vector, presence flags, and
+    where the head is (`head_place`). Face features of an absent face are zeroed here
+    too."""
     presence = np.clip(np.nan_to_num(np.asarray(pose.presence, dtype=np.float32)), 0, 1)
     face = np.asarray(pose.face, dtype=np.float32) * np.float32(presence[1] > 0)
     return MotionCondition(
@@ -249,4 +264,5 @@ def render_condition(pose: Pose, size: int | tuple[int, int], frame_id: int = 0,
         pose_maps=render_pose_maps(pose, size, sketch=sketch),
         face=face,
         presence=presence,
+        head=head_place(pose),
     )

@@ -201,3 +201,7 @@ class MotionCondition:
     face: np.ndarray                        # (FACE_DIM,) float32
     presence: np.ndarray                    # (N_PARTS,) float32
     stamps: Stamps = field(default_factory=dict)
+    # (3,) the pose's ears' middle (x, y) and torso length, canvas units, NaN where not
+    # seen; None where unknown. They place a built-in character's face paste
+    # (realtime.model.face_paste)
+    head: np.ndarray | None = None

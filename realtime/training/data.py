@@ -22,6 +22,8 @@ import torch
 
 from realtime.model.autoencoder import TinyAutoencoder
 from realtime.model.config import ModelConfig
+from realtime.model.face_paste import HeadShape
+from realtime.motion.types import MotionCondition
 
 
 @dataclass
@@ -38,12 +40,23 @@ class Clip:
     presence: np.ndarray            # (F, 4) float32
     # (F, H, W) uint8 coverage of the character (255 = figure, 0 = scene), where known
     figure: np.ndarray | None = None
+    # (F, 3) where the head is in each frame (`condition.head_place`), and the built-in
+    # character's head in the reference (`face_paste.HeadShape`), where known: they
+    # place the face paste
+    head: np.ndarray | None = None
+    head_shape: HeadShape | None = None
 
     def frame_range(self, s: slice) -> Clip:
         """The same clip (same reference) over frames `s` only."""
         return replace(self, frames=self.frames[s], pose=self.pose[s], face=self.face[s],
                        presence=self.presence[s],
-                       figure=None if self.figure is None else self.figure[s])
+                       figure=None if self.figure is None else self.figure[s],
+                       head=None if self.head is None else self.head[s])
+
+    def condition(self, j: int) -> MotionCondition:
+        """Frame j's condition, as the live pipeline gives it to the engine."""
+        return MotionCondition(j, 0.0, self.pose[j], self.face[j], self.presence[j],
+                               head=None if self.head is None else self.head[j])
 
 
 @dataclass

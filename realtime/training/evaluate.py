@@ -149,6 +149,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "teacher comparison (default: the checkpoint's, as a session "
                         "runs)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-face-paste", action="store_true",
+                   help="frames as decoded: no face pasted from the reference "
+                        "(realtime/model/face_paste.py)")
     p.add_argument("--uploads", type=int, default=None, metavar="N",
                    help="instead: what finding an uploaded picture's figure is worth, on "
                         "N drawn characters per framing whose figure MediaPipe finds "
@@ -187,16 +190,14 @@ def run_student(model: Any, clip: Clip, steps: int, seed: int, frames: int | Non
                 ) -> Stream:
     """Stream a clip's conditions through a `StreamingEngine`, as a session would."""
     from realtime.engine import StreamingEngine
-    from realtime.motion.types import MotionCondition
 
     engine = StreamingEngine(model, seed=seed, steps=steps)
-    engine.set_reference([r for r in clip.reference])
+    engine.set_reference([r for r in clip.reference], head=clip.head_shape)
     n = _usable(clip, model.cfg.chunk, frames)
     out: list[np.ndarray] = []
     ms: list[float] = []
     for i in range(0, n, model.cfg.chunk):
-        conds = [MotionCondition(j, 0.0, clip.pose[j], clip.face[j], clip.presence[j])
-                 for j in range(i, i + model.cfg.chunk)]
+        conds = [clip.condition(j) for j in range(i, i + model.cfg.chunk)]
         t0 = time.perf_counter()
         got = engine.push(conds)
         ms.append((time.perf_counter() - t0) * 1000 / len(conds))
@@ -210,6 +211,7 @@ def run_teacher(model: Any, clip: Clip, steps: int, guidance: float, seed: int,
     """The teacher's guided many-step sampler over the same stream, cache written in
     the checkpoint's mode."""
     from realtime.engine import images_to_tensor, tensor_to_images
+    from realtime.model.face_paste import paste_faces
     from realtime.training.student import new_cache, set_reference
     from realtime.training.teacher import teacher_sample_chunk
 
@@ -233,8 +235,11 @@ def run_teacher(model: Any, clip: Clip, steps: int, guidance: float, seed: int,
                             device=dev).to(dt)
         res = teacher_sample_chunk(model.dit, cache, noise, pose, face, pres, steps, guidance,
                                    cfg.time_shift, cfg.cache_write)
-        out.extend(tensor_to_images(model.ae.decode_driven(res.latents[0], pose[0], face[0],
-                                                           pres[0])))
+        decoded = model.ae.decode_driven(res.latents[0], pose[0], face[0], pres[0])
+        if model.face_paste and clip.head_shape is not None and clip.head is not None:
+            decoded = paste_faces(decoded, ref[0], clip.head_shape, face[0],
+                                  torch.from_numpy(clip.head[s]), pose[0])
+        out.extend(tensor_to_images(decoded))
         ms.append((time.perf_counter() - t0) * 1000 / cfg.chunk)
     return Stream(np.stack(out), ms)
 
@@ -537,14 +542,14 @@ def drift_clip(clips: list[Clip], frames: int, window: int) -> Clip:
     body = frames - window
     fields = {}
     names = ["frames", "pose", "face", "presence"]
-    if all(c.figure is not None for c in clips):
-        names.append("figure")
+    names += [n for n in ("figure", "head") if all(getattr(c, n) is not None for c in clips)]
     for name in names:
         seq = cat(name, body)
         fields[name] = np.concatenate((seq, cat(name, window)))
     c0 = clips[0]
     return Clip(c0.character, "drift", c0.reference, fields["frames"], fields["pose"],
-                fields["face"], fields["presence"], fields.get("figure"))
+                fields["face"], fields["presence"], fields.get("figure"), fields.get("head"),
+                c0.head_shape)
 
 
 def drift_window(frames: int, chunk: int) -> tuple[int, int]:
@@ -681,6 +686,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_torch_threads(args.threads)
     ckpt = args.checkpoint or DEFAULT_CHECKPOINT
     model = load_model(args.checkpoint, device=args.device)
+    model.face_paste = not args.no_face_paste
     if args.steps is not None:
         model.cfg.with_(steps=args.steps)          # ValueError outside what it runs at
     teacher_dir = args.teacher or (ckpt / "teacher")
@@ -688,6 +694,7 @@ def _run(args: argparse.Namespace) -> int:
     info: dict[str, Any] = {}
     if (teacher_dir / "config.json").is_file():
         teacher = load_checkpoint(teacher_dir, device=model.device)
+        teacher.face_paste = model.face_paste       # compared as the student is drawn
         info = read_meta(teacher_dir)
     cfg = model.cfg
     # the clips both models run on are drawn at the finer of their pose sizes: a model
@@ -738,6 +745,7 @@ def _run(args: argparse.Namespace) -> int:
                "data": str(args.data),
                "split": args.split,
                "pose_maps_px": shared.pose_size,       # the student's own on the drift stream
+               "face_paste": model.face_paste,
                "heldout": {"heldout_both": "characters and performers held out of training",
                            "heldout_character": "unseen characters, training motion sources",
                            "heldout_motion": "training characters, unseen motion sources",

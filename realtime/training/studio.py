@@ -98,13 +98,14 @@ def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig, compact: bool = Fal
     `compact` keeps its condition maps as uint8 k (`data.maps_u8`; exact, as the
     renderer draws k/255), a quarter of float32's memory, for clips only encoded."""
     from realtime.avatars.dataset import unpack_motion
-    from realtime.motion.condition import render_condition
+    from realtime.motion.condition import head_place, render_condition
     from realtime.motion.retarget import retarget
 
     skel = framed_skeleton(sample["skeleton_body"], sample["skeleton_hand"],
                            sample["rest_root"], sample["framing"])
-    conds = [render_condition(retarget(m, skel), cfg.pose_size, i, sketch=cfg.face_sketch)
-             for i, m in enumerate(unpack_motion(sample, "motion"))]
+    poses = [retarget(m, skel) for m in unpack_motion(sample, "motion")]
+    conds = [render_condition(p, cfg.pose_size, i, sketch=cfg.face_sketch)
+             for i, p in enumerate(poses)]
     meta = sample["meta"]
     return Clip(
         character=str(meta.get("character", "?")),
@@ -117,6 +118,7 @@ def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig, compact: bool = Fal
         presence=np.stack([c.presence for c in conds]).astype(np.float32),
         figure=(_resize(np.repeat(sample["figure"][..., None], 3, -1), cfg.resolution)[..., 0]
                 if "figure" in sample else None),
+        head=np.stack([head_place(p) for p in poses]),
     )
 
 
@@ -149,7 +151,9 @@ def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int,
     rule as its build): held-out characters driven by held-out procedural performers,
     or one of `HELD_KINDS`. `edit` (see `make_sample`) gives the same clips with their
     motion changed."""
-    from realtime.avatars.dataset import ClipPlan, _Tracks, make_sample, plan
+    from realtime.avatars.dataset import ClipPlan, _Tracks, character, make_sample, plan
+    from realtime.avatars.render import Framing
+    from realtime.model.face_paste import HeadShape
 
     if kind not in HELD_KINDS:
         raise ValueError(f"no fresh clips of kind {kind!r}: one of {sorted(HELD_KINDS)}")
@@ -173,7 +177,10 @@ def heldout_clips(data: Path, cfg: ModelConfig, n: int, frames: int,
         sample: dict[str, Any] = dict(make_sample(p, conf, _Tracks(None), edit,
                                                   figure=edit is None))
         sample["meta"] = {"character": f"{seen}-char{p.character}", "source": p.source}
-        clips.append(sample_to_clip(sample, cfg))
+        cx, cy, zoom = (float(v) for v in sample["framing"])
+        clips.append(dataclasses.replace(
+            sample_to_clip(sample, cfg),
+            head_shape=HeadShape.of(character(conf, p.character), Framing((cx, cy), zoom))))
     return clips
 
 
