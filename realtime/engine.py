@@ -137,6 +137,12 @@ class StreamingEngine:
         return list(self._pending)
 
     @property
+    def pastes_faces(self) -> bool:
+        """Whether frames get the reference's face pasted (a built-in character's
+        reference, given with its head; `realtime.model.face_paste`)."""
+        return self.face_paste and self._head is not None
+
+    @property
     def has_reference(self) -> bool:
         return bool(self.cache.sink_len.any())
 

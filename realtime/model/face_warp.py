@@ -1,28 +1,23 @@
-"""The face warp: the expression drawn onto a decoded frame by moving its pixels.
+"""The face warp: an expression drawn onto a face by moving its pixels.
 
-Forty-eight training stops (the default checkpoint's `history/EXPERIMENTS.md`)
-taught the DiT to follow an expression only on characters it trained on; on an
-unseen one it draws the reference's face, whatever the face vector says. This stage
-makes the expression independent of the character: after the decoder, each frame's
-face is warped the way a 2D rig moves a drawn face. Each eye is opened or closed
-about its centre and its iris moved with the gaze, each brow lifted, the mouth
-widened and stretched open below its line (the line, stretched, becomes the open
-mouth's dark band), the chin carried down with it. The warp is placed by the
-retargeted pose's own eye and mouth points (`realtime.motion.types.FACE_POINTS`,
-canvas coordinates), the points the condition maps are drawn from, so it needs
-nothing of the character but where its face is, and it turns with the head. Arms and
-hands that the condition maps put before the face stay where they are. Warping a
-portrait by its face landmarks' motion is how portraits were animated before learned
-renderers (Averbuch-Elor et al., "Bringing Portraits to Life", SIGGRAPH Asia 2017).
+The way a 2D rig moves a drawn face: each eye opened or closed about its centre and
+its iris moved with the gaze, each brow lifted, the mouth widened and stretched open
+below its line (the line, stretched, becomes the open mouth's dark band), the chin
+carried down with it. It is placed by eight points (each eye's inner corner, centre
+and outer corner, the mouth's corners; `realtime.motion.types`' order of the pose's
+face landmarks) and driven by the face vector, so it needs nothing of the character
+but where its face is, and it turns with the head. Arms and hands that the condition
+maps put before the face stay where they are. Warping a portrait by its face
+landmarks is how portraits were animated before learned renderers (Averbuch-Elor et
+al., "Bringing Portraits to Life", SIGGRAPH Asia 2017).
 
-It moves the face from one expression to another: `src` is the expression the frame
-shows, `dst` the one it should. A stream's frames show the reference's (the DiT's
-expression response is near zero), so the engine warps from the neutral face (zeros)
-to the performer's. `FaceWarpConfig` holds the few gains and window sizes, fitted on
-training characters' ground truth (`realtime.training.warp_fit`).
-
-The warp runs after the cache is written, so what the DiT sees of its own past is
-unwarped: no error can compound through it.
+It moves the face from one expression (`src`) to another (`dst`). Stop 49 (the
+default checkpoint's `history/EXPERIMENTS.md`) measured it on decoded frames: on the
+ground truth of unseen characters it carries the expression (gain 0.17, cos 0.40),
+on the models' frames nothing, their faces of unseen characters being a blur. So it
+moves a face that is drawn sharply: the reference's, in the face paste
+(`realtime.model.face_paste`), with the settings stop 49 fitted
+(`face_paste.FITTED_WARP`). Only the box round the faces is computed.
 """
 
 from __future__ import annotations

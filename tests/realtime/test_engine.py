@@ -198,3 +198,36 @@ def test_bfloat16_inference_streams() -> None:
     assert out.shape == ref32.shape
     # lower precision, same model: ~1 level from fp32 on average (another noise seed: ~90)
     assert np.abs(out.astype(int) - ref32.astype(int)).mean() < 8
+
+
+def test_a_built_in_characters_face_is_pasted_on_its_head_alone() -> None:
+    """Given the reference's head, the engine pastes the reference's face where each
+    condition's head is, and leaves the rest of the frame as decoded; without a head in
+    the conditions, or told not to, it pastes nothing."""
+    import dataclasses
+
+    from realtime.avatars.character import make_character
+    from realtime.avatars.render import framing_for
+    from realtime.model.face_paste import HeadShape
+
+    char = make_character(5, accessories=())
+    shape = HeadShape.of(char, framing_for(char, "face"))
+    head = np.array([*shape.ears, shape.torso], np.float32)
+    conds = [dataclasses.replace(c, head=head, face=np.zeros(FACE_DIM, np.float32))
+             for c in _conditions(3, seed=4)]                   # the head unturned
+    bare = [dataclasses.replace(c, head=None) for c in conds]
+
+    def frames(cs: list[MotionCondition], paste: bool = True) -> np.ndarray:
+        e = StreamingEngine(MODEL, seed=0, face_paste=paste)
+        e.set_reference([_reference(0)], head=shape)
+        return _run(e, cs)
+
+    plain = frames(conds, paste=False)
+    assert np.array_equal(frames(bare), plain)
+    pasted = frames(conds)
+    changed = np.abs(pasted.astype(int) - plain.astype(int)).max(axis=-1).max(axis=0) > 0
+    res = CFG.resolution
+    pts = shape.points() * res
+    assert changed[int(pts[0, 1]), int(pts[0, 0])]              # over the eyes
+    # the frame's corners stay as decoded
+    assert not changed[:2].any() and not changed[-2:, :2].any() and not changed[-2:, -2:].any()

@@ -1,0 +1,123 @@
+"""The face paste: a built-in character's face taken from its reference, placed where
+the frame's head is, moved to the expression."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from realtime.avatars.character import make_character
+from realtime.avatars.render import framing_for, render, render_reference, rest_pose
+from realtime.model.face_paste import HeadShape, paste_faces
+from realtime.motion.types import FACE_DIM, FACE_FEATURES
+
+S = 128
+CHAR = make_character(5, accessories=())
+CAM = framing_for(CHAR, "face")
+SHAPE = HeadShape.of(CHAR, CAM)
+REF = render_reference(CHAR, S, framing=CAM)                  # (S, S, 3) uint8
+
+
+def tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1).float() / 127.5 - 1
+
+
+def image(x: torch.Tensor) -> np.ndarray:
+    return ((x + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+
+
+def luma(img: np.ndarray, p: np.ndarray) -> float:
+    x, y = (np.asarray(p) * S).astype(int)
+    return float(img[y - 1:y + 2, x - 1:x + 2].astype(float).mean())
+
+
+def rest_head() -> np.ndarray:
+    return np.array([*SHAPE.ears, SHAPE.torso], np.float32)
+
+
+def paste(frame: np.ndarray, head: np.ndarray, face: np.ndarray | None = None) -> np.ndarray:
+    f = np.zeros(FACE_DIM, np.float32) if face is None else face
+    out = paste_faces(tensor(frame)[None], tensor(REF), SHAPE, torch.from_numpy(f)[None],
+                      torch.from_numpy(head)[None])
+    return image(out[0])
+
+
+def test_the_head_shape_finds_the_drawn_eyes() -> None:
+    """The eyes it places on the reference are where the studio drew them: darker
+    (iris and pupil) than the skin at the nose and between the eyes."""
+    pts = SHAPE.points()
+    between = (pts[0] + pts[1]) / 2
+    for eye in pts[:2]:
+        assert luma(REF, eye) < luma(REF, between) - 40
+        assert luma(REF, eye) < luma(REF, pts[2]) - 40
+
+
+def test_a_frame_with_the_head_at_rest_gets_the_reference_face() -> None:
+    blank = np.full((S, S, 3), 128, np.uint8)
+    out = paste(blank, rest_head())
+    pts = SHAPE.points()
+    centre = ((pts[:2].mean(0) + pts[3]) / 2 * S).astype(int)
+    x, y = centre
+    assert np.abs(out[y - 4:y + 4, x - 4:x + 4].astype(int)
+                  - REF[y - 4:y + 4, x - 4:x + 4].astype(int)).max() <= 3
+    # outside the face the frame is untouched
+    assert np.array_equal(out[:8], blank[:8])
+    assert np.array_equal(out[:, :8], blank[:, :8])
+
+
+def test_the_face_follows_the_head() -> None:
+    """Ears 12 pixels to the right and 6 down: the eyes are drawn there."""
+    blank = np.full((S, S, 3), 200, np.uint8)
+    shift = np.array([12, 6]) / S
+    head = rest_head()
+    head[:2] += shift
+    out = paste(blank, head)
+    for eye in SHAPE.points()[:2]:
+        assert luma(out, eye + shift) < 150
+        assert luma(out, eye) > luma(out, eye + shift) + 30
+
+
+def test_the_face_turns_with_the_head() -> None:
+    """A head turned by roll: the pasted eyes lie on the turned line between them."""
+    face = np.zeros(FACE_DIM, np.float32)
+    face[FACE_FEATURES.index("roll")] = 0.4
+    out = paste(np.full((S, S, 3), 200, np.uint8), rest_head(), face)
+    turned = SHAPE.points(face)
+    for eye in turned[:2]:
+        assert luma(out, eye) < 150
+
+
+def test_the_pasted_face_opens_its_mouth() -> None:
+    blank = np.full((S, S, 3), 128, np.uint8)
+    face = np.zeros(FACE_DIM, np.float32)
+    face[FACE_FEATURES.index("mouth_open")] = 1.5
+    closed, opened = paste(blank, rest_head()), paste(blank, rest_head(), face)
+    x, y = (SHAPE.points()[3] * S).astype(int)
+    box = np.s_[y - 4:y + 12, x - 10:x + 10]           # the mouth and below it
+    # the dark line stretched into an opening: the box darkens
+    assert opened[box].mean() < closed[box].mean() - 8
+
+
+def test_no_head_no_paste() -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (S, S, 3), dtype=np.uint8)
+    assert np.array_equal(paste(frame, np.full(3, np.nan, np.float32)), frame)
+
+
+@pytest.mark.parametrize("framing", ["full", "upper"])
+def test_a_rendered_frame_of_the_character_gets_its_own_face_back(framing: str) -> None:
+    """The studio's frame of the character at rest with the eyes shut, pasted with
+    the reference's face at the rest expression: the eyes come back open, where the
+    studio draws them."""
+    cam = framing_for(CHAR, framing)
+    shape = HeadShape.of(CHAR, cam)
+    ref = render_reference(CHAR, S, framing=cam)
+    pose = rest_pose(CHAR)
+    pose.face[FACE_FEATURES.index("eye_open_l")] = -1.0
+    pose.face[FACE_FEATURES.index("eye_open_r")] = -1.0
+    shut = render(CHAR, pose, S, "plain", cam)[..., :3]
+    out = paste_faces(tensor(shut)[None], tensor(ref), shape, torch.zeros(1, FACE_DIM),
+                      torch.tensor([[*shape.ears, shape.torso]], dtype=torch.float32))
+    got = image(out[0])
+    for eye in shape.points()[:2]:
+        assert abs(luma(got, eye) - luma(ref, eye)) < abs(luma(shut, eye) - luma(ref, eye))
