@@ -86,3 +86,35 @@ def test_ae_decode_chunk(benchmark: Any, setup: dict[str, Any]) -> None:
 
     benchmark.extra_info.update(preset=PRESET, frames=cfg.chunk)
     benchmark.pedantic(decode, rounds=20, iterations=1, warmup_rounds=2)
+
+
+@pytest.mark.parametrize("framing", ["full", "face"])
+def test_face_paste_chunk(benchmark: Any, setup: dict[str, Any], framing: str) -> None:
+    """The face paste of a chunk (a built-in character's face from its reference,
+    warped to an open mouth), at the preset's resolution: the smallest and the
+    largest face the shots give."""
+    from realtime.avatars.character import make_character
+    from realtime.avatars.render import framing_for, render_reference
+    from realtime.engine import images_to_tensor
+    from realtime.model.face_paste import HeadShape, paste_faces
+
+    m, cfg = setup["model"], setup["cfg"]
+    char = make_character(5)
+    cam = framing_for(char, framing)
+    shape = HeadShape.of(char, cam)
+    ref = images_to_tensor([render_reference(char, cfg.resolution, framing=cam)],
+                           cfg.resolution, m.device, m.dtype)[0]
+    frames = torch.zeros(cfg.chunk, 3, cfg.resolution, cfg.resolution, device=m.device,
+                         dtype=m.dtype)
+    face = torch.zeros(cfg.chunk, 12, device=m.device)
+    face[:, 9] = 0.8                                         # mouth open
+    head = torch.tensor([[*shape.ears, shape.torso]] * cfg.chunk)
+    pose = setup["cond"][0][0]
+
+    def paste() -> None:
+        with torch.inference_mode():
+            paste_faces(frames, ref, shape, face, head, pose)
+        _sync()
+
+    benchmark.extra_info.update(preset=PRESET, frames=cfg.chunk, framing=framing)
+    benchmark.pedantic(paste, rounds=30, iterations=1, warmup_rounds=3)
