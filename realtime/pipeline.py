@@ -164,12 +164,11 @@ class AnimationPipeline:
         (reference and stream share a camera, as the model was trained)."""
         from realtime.avatars import gallery
         from realtime.avatars.render import FRAMINGS, framing_for, render_reference
+        from realtime.model.face_paste import HeadShape
 
         if framing not in FRAMINGS:
             raise ValueError(f"framing {framing!r}; expected one of {', '.join(FRAMINGS)}")
         character = gallery.get(name)
-        from realtime.model.face_paste import HeadShape
-
         cam = framing_for(character, framing)
         self.engine.set_reference([render_reference(character, self.engine.cfg.resolution,
                                                     framing=cam)],
