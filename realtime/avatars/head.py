@@ -38,6 +38,25 @@ def head_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return rz @ rx @ ry
 
 
+def eye_drop(build: str) -> float:
+    """How far down the eyes sit, in head half-heights (chibi builds lower them)."""
+    return 0.12 if build == "chibi" else 0.0
+
+
+def eye_direction(side: float, eye_v: float) -> tuple[float, float, float]:
+    """Where an eye sits on the head (side +1: the image's right), for `surface`."""
+    return (0.42 * side, eye_v, -0.9)
+
+
+def nose_direction(eye_v: float) -> tuple[float, float, float]:
+    return (0.0, 0.3 + eye_v * 0.6, -1.0)
+
+
+def mouth_direction(eye_v: float, jaw: float = 0.0) -> tuple[float, float, float]:
+    """Where the mouth sits; the jaw drops it."""
+    return (0.0, 0.56 + eye_v * 0.5 + 0.08 * max(jaw, 0.0), -0.85)
+
+
 @dataclass
 class HeadGeometry:
     center: np.ndarray      # (2,) pixels
@@ -146,12 +165,12 @@ def draw_head(p: Painter, g: HeadGeometry) -> None:
 
 def _brows(p: Painter, g: HeadGeometry) -> None:
     c, canvas, f = p.c, p.canvas, g.face
-    eye_v = 0.12 if c.build == "chibi" else 0.0
+    eye_v = eye_drop(c.build)
     big = {"big": 1.45, "round": 1.0, "almond": 1.0}[c.eye_style]
     tall = {"big": 1.2, "round": 1.0, "almond": 0.6}[c.eye_style]
     w = 0.2 * big
     for sgn, side in ((1.0, "l"), (-1.0, "r")):
-        xy, a, facing = g.surface((0.42 * sgn, eye_v, -0.9))
+        xy, a, facing = g.surface(eye_direction(sgn, eye_v))
         if facing < 0.05:
             continue
         canvas.save()
@@ -169,13 +188,13 @@ def _brows(p: Painter, g: HeadGeometry) -> None:
 def _features(p: Painter, g: HeadGeometry) -> None:
     c, canvas, f = p.c, p.canvas, g.face
     line = c.outline_color
-    eye_v = 0.12 if c.build == "chibi" else 0.0
+    eye_v = eye_drop(c.build)
     big = {"big": 1.45, "round": 1.0, "almond": 1.0}[c.eye_style]
     tall = {"big": 1.2, "round": 1.0, "almond": 0.6}[c.eye_style]
     jaw = float(f[F["jaw"]])
     # eyes and brows; "_l" is the performer's left, on the image's right (+x)
     for sgn, side in ((1.0, "l"), (-1.0, "r")):
-        xy, a, facing = g.surface((0.42 * sgn, eye_v, -0.9))
+        xy, a, facing = g.surface(eye_direction(sgn, eye_v))
         if facing < 0.05:
             continue
         canvas.save()
@@ -216,7 +235,7 @@ def _features(p: Painter, g: HeadGeometry) -> None:
             canvas.drawLine(float(l_xy[0]), float(l_xy[1]), float(r_xy[0]), float(r_xy[1]),
                             stroke((35, 35, 45), 0.05 * g.rx))
     # nose
-    xy, a, facing = g.surface((0.0, 0.3 + eye_v * 0.6, -1.0))
+    xy, a, facing = g.surface(nose_direction(eye_v))
     if facing > 0.05:
         canvas.save()
         _local(canvas, xy, a)
@@ -231,7 +250,7 @@ def _features(p: Painter, g: HeadGeometry) -> None:
                             fill((255, 120, 120), int(60 * c.shading)))
         canvas.restore()
     # mouth: width/smile from mouth_width, opening from mouth_open and the jaw
-    xy, a, facing = g.surface((0.0, 0.56 + eye_v * 0.5 + 0.08 * max(jaw, 0.0), -0.85))
+    xy, a, facing = g.surface(mouth_direction(eye_v, jaw))
     if facing > 0.05:
         canvas.save()
         _local(canvas, xy, a)

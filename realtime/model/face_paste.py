@@ -3,16 +3,17 @@
 The DiT draws a character's figure where the pose is, but on characters it did not
 train on it draws the face as a blur: no eyes, no mouth (the default checkpoint's
 `history/EXPERIMENTS.md`, stop 49). The reference holds that face, sharp. This stage
-takes it from there, places it where the frame's head is and turns it as the head
-turns, moves it to the performer's expression with the face warp
-(`realtime.model.face_warp`), and blends it over the decoded frame inside a feathered
-ellipse round the eyes and mouth. The cache is written before it, so what the DiT
-sees of its own past is unchanged and nothing can compound through it.
+takes it from there: moves the reference's face to the performer's expression with the
+face warp (`realtime.model.face_warp`), places it where the frame's head is, turned as
+the head turns, and blends it over the decoded frame inside a feathered ellipse round
+the eyes and mouth, except where the condition maps put an arm or a hand. The cache is
+written before it, so what the DiT sees of its own past is unchanged and nothing can
+compound through it.
 
 Where the face goes comes from the built-in character's head, an ellipsoid as the
-avatar studio draws it (`realtime.avatars.head`): its centre below the ears, its
-size the character's, turned by the face vector's yaw, pitch and roll, the features
-at the studio's places on it. `HeadShape` holds it for the reference's shot; each
+avatar studio draws it (`realtime.avatars.head`): its centre by the ears, its size
+the character's, turned by the face vector's yaw, pitch and roll, the eyes, nose and
+mouth at the studio's places on it. `HeadShape` holds it for the reference's shot; each
 frame gives the pose's ears and torso length (`MotionCondition.head`), from which the
 same features are placed, and the similarity between the two sets of points moves the
 reference's face onto the frame. An uploaded picture has no such head, so it gets no
@@ -21,7 +22,9 @@ paste.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from realtime.model.face_warp import FaceWarpConfig, warp_faces
+from realtime.motion.types import POSE_CHANNELS
 
 # the face warp's settings fitted by stop 49 on the ground truth of stop 26's dataset's
 # training characters (`marionette train warp`, commit ba4b500): on its 19 unseen
@@ -36,15 +40,14 @@ from realtime.model.face_warp import FaceWarpConfig, warp_faces
 FITTED_WARP = FaceWarpConfig(eye=0.374, eye_across=0.941, eye_along=0.931, gaze=0.249,
                              brow=0.0, brow_at=0.45, mouth=0.5, mouth_across=0.796,
                              chin=0.442, width=0.0)
-
-
-def _features(eye_v: float) -> np.ndarray:
-    """(6, 3) unit directions on the studio's head of the left and right eye, the nose,
-    the mouth and the brows (`realtime.avatars.head._features` draws them there)."""
-    d = np.array([(0.42, eye_v, -0.9), (-0.42, eye_v, -0.9), (0.0, 0.3 + 0.6 * eye_v, -1.0),
-                  (0.0, 0.56 + 0.5 * eye_v, -0.85), (0.3, eye_v - 0.35, -0.9),
-                  (-0.3, eye_v - 0.35, -0.9)])
-    return d / np.linalg.norm(d, axis=1, keepdims=True)
+# the condition maps' arms and fingers: what can be in front of the face
+LIMB_CHANNELS = tuple(i for i, name in enumerate(POSE_CHANNELS)
+                      if name.startswith("arm_") or name.split("_")[0] in
+                      ("thumb", "index", "middle", "ring", "pinky"))
+# the blend: a feathered ellipse round the eyes and mouth
+ACROSS = 0.9                # half width, eye distances
+ALONG = 1.2                 # half height, eyes-to-mouth spans
+FEATHER = 0.3               # share of the ellipse over which it fades out
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class HeadShape:
 
     rx: float                   # half width
     ry: float                   # half height
-    eye_v: float                # how far down the eyes sit (chibi builds)
+    eye_v: float                # how far down the eyes sit (`head.eye_drop`)
     ears: tuple[float, float]   # the ears' middle
     torso: float                # shoulders' middle to hips' middle
 
@@ -62,36 +65,62 @@ class HeadShape:
     def of(cls, character: Any, framing: Any) -> HeadShape:
         """The head of `character` (`realtime.avatars.Character`) at rest through
         `framing` (`realtime.avatars.render.Framing`), as `render_reference` draws it."""
+        from realtime.avatars.head import eye_drop
         from realtime.avatars.render import rest_pose
 
         body = rest_pose(character).body[:, :2]
-        cx, cy = framing.center
         z = float(framing.zoom)
 
         def shot(p: np.ndarray) -> np.ndarray:
-            return (p - np.array([cx, cy])) * z + 0.5
+            return (p - np.asarray(framing.center)) * z + 0.5
 
         ears = shot((body[7] + body[8]) / 2)
         torso = float(np.linalg.norm((body[11] + body[12]) / 2 - (body[23] + body[24]) / 2)) * z
         return cls(rx=float(character.head_w) / 2 * z, ry=float(character.head_h) / 2 * z,
-                   eye_v=0.12 if character.build == "chibi" else 0.0,
-                   ears=(float(ears[0]), float(ears[1])), torso=torso)
+                   eye_v=eye_drop(character.build), ears=(float(ears[0]), float(ears[1])),
+                   torso=torso)
 
     def points(self, face: np.ndarray | None = None, ears: np.ndarray | None = None,
                torso: float | None = None) -> np.ndarray:
-        """(6, 2) canvas coordinates of the eyes, nose, mouth and brows: at rest (no
-        arguments), or with the head turned by `face` (FACE_DIM,) at the pose's
-        `ears` (2,), scaled by the pose's torso length against the rest one."""
-        from realtime.avatars.head import head_rotation
+        """(4, 2) canvas coordinates of the left eye, right eye, nose and mouth (the
+        performer's left eye on the image's right): at rest (no arguments), or with the
+        head turned by `face` (FACE_DIM,) at the pose's `ears` (2,), scaled by the
+        pose's torso length against the rest one."""
+        from realtime.avatars.head import (
+            HeadGeometry,
+            eye_direction,
+            head_rotation,
+            mouth_direction,
+            nose_direction,
+        )
 
         f = np.zeros(3) if face is None else np.nan_to_num(np.asarray(face, np.float64)[:3])
         rot = head_rotation(float(f[0]), float(f[1]), float(f[2]))
         s = 1.0 if torso is None else float(torso) / max(self.torso, 1e-6)
         at = np.asarray(self.ears if ears is None else ears, np.float64)
-        # the studio puts the head's centre 0.05 head heights above the ears' middle
+        # as `render._head_geometry`: the centre 0.05 head heights above the ears
         centre = at - (rot @ np.array([0.0, 0.1 * self.ry * s, 0.0]))[:2]
-        radii = np.array([self.rx, self.ry, self.rx]) * s
-        return centre + (_features(self.eye_v) * radii @ rot.T)[:, :2]
+        g = HeadGeometry(centre, self.rx * s, self.ry * s, rot, np.zeros(3))
+        return np.stack([g.surface(d)[0] for d in (
+            eye_direction(1.0, self.eye_v), eye_direction(-1.0, self.eye_v),
+            nose_direction(self.eye_v), mouth_direction(self.eye_v))])
+
+    @cached_property
+    def rest(self) -> np.ndarray:
+        """`points()` at rest, where the reference shows them."""
+        return self.points()
+
+    @cached_property
+    def warp_points(self) -> np.ndarray:
+        """(8, 2) float32: the face warp's points on the reference (each eye's inner
+        corner, centre, outer corner, the mouth's corners; `FACE_POINTS`' order),
+        from the placed centres and the studio's eye and mouth widths."""
+        left, right, _, mouth = self.rest
+        a = (left - right) / max(float(np.linalg.norm(left - right)), 1e-9)
+        return np.stack([left - 0.2 * self.rx * a, left, left + 0.2 * self.rx * a,
+                         right + 0.2 * self.rx * a, right, right - 0.2 * self.rx * a,
+                         mouth + 0.24 * self.rx * a,
+                         mouth - 0.24 * self.rx * a]).astype(np.float32)
 
 
 def _similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -106,72 +135,69 @@ def _similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([scale * r, (mb - scale * r @ ma)[:, None]], 1)
 
 
-@dataclass
-class FacePasteConfig:
-    across: float = 0.9         # ellipse half width, eye distances
-    along: float = 1.2          # ellipse half height, eyes-to-mouth spans
-    feather: float = 0.3        # share of the ellipse over which it fades out
-    warp: FaceWarpConfig | None = None   # None: FITTED_WARP
+def _limbs(pose: torch.Tensor, span: float) -> torch.Tensor:
+    """(1, 1, P, P) in [0, 1]: where the arms and fingers of one frame's condition
+    maps (1, >=16, P, P) lie, grown by a third of the face's eye-to-mouth `span`
+    (canvas units; the maps draw bones, the frame draws limbs round them)."""
+    mask = (pose[:, list(LIMB_CHANNELS)].float().amax(1, keepdim=True) > 0.05).float()
+    grow = math.ceil(span * pose.shape[-1] / 3) + 1     # one more: the softening takes it
+    mask = F.max_pool2d(mask, 2 * grow + 1, stride=1, padding=grow)
+    return F.avg_pool2d(mask, 3, stride=1, padding=1, count_include_pad=False)
 
 
 def paste_faces(frames: torch.Tensor, reference: torch.Tensor, shape: HeadShape,
                 face: torch.Tensor, head: torch.Tensor, pose: torch.Tensor | None = None,
-                cfg: FacePasteConfig | None = None) -> torch.Tensor:
+                warp: FaceWarpConfig = FITTED_WARP) -> torch.Tensor:
     """frames (N, 3, S, S) with the reference's (3, S, S) face pasted where each frame's
     head is: `head` (N, 3) the pose's ears' middle (x, y) and torso length, canvas
     units (a frame with a non-finite one is left as it is), `face` (N, FACE_DIM) the
-    expression and head turn, `pose` the condition maps (hands before the face are
-    not warped)."""
-    cfg = cfg or FacePasteConfig()
+    expression and head turn, `pose` the condition maps (N, >=16, P, P), whose arms
+    and hands stay in front of the pasted face. Only the ellipse's box is computed."""
     n, _, size, _ = frames.shape
-    rest = shape.points()
     out = frames.clone()
     heads = head.detach().float().cpu().numpy()
     faces = face.detach().float().cpu().numpy()
-    pixel = (torch.arange(size, device=frames.device, dtype=torch.float32) + 0.5) / size
-    gy, gx = torch.meshgrid(pixel, pixel, indexing="ij")
+    dt = frames.dtype
+    # the reference's face moved to each frame's expression, in the reference's frame
+    posed = warp_faces(reference[None].expand(n, -1, -1, -1).to(dt),
+                       torch.from_numpy(shape.warp_points)[None].expand(n, -1, -1),
+                       torch.zeros_like(face, dtype=torch.float32), face.float(), warp)
     for i in range(n):
         if not np.isfinite(heads[i]).all() or heads[i, 2] <= 0:
             continue
-        at = shape.points(faces[i], heads[i, :2], float(heads[i, 2]))       # (6, 2)
-        # the frame's canvas point p reads the reference at inverse(M) p
-        m = np.vstack([_similarity(rest, at), [0.0, 0.0, 1.0]])
-        inv = np.linalg.inv(m)[:2]
-        # affine_grid works in [-1, 1] units: u = 2 p - 1 both ways
-        theta = inv.copy()
-        theta[:, 2] = 2 * inv[:, 2] + inv[:, :2].sum(1) - 1
-        grid = F.affine_grid(torch.tensor(theta, dtype=frames.dtype)[None],
-                             [1, 3, size, size], align_corners=False).to(frames.device)
-        moved = F.grid_sample(reference[None].to(frames.dtype), grid, mode="bilinear",
-                              padding_mode="border", align_corners=False)
-        moved = warp_faces(moved, torch.from_numpy(_warp_points(at, shape, heads[i, 2]))[None],
-                           torch.zeros_like(face[i:i + 1]).float(), face[i:i + 1].float(),
-                           cfg.warp or FITTED_WARP,
-                           None if pose is None else pose[i:i + 1])
+        at = shape.points(faces[i], heads[i, :2], float(heads[i, 2]))      # (4, 2)
         eyes, mouth = at[:2].mean(0), at[3]
-        span = float(np.linalg.norm(mouth - eyes))
-        spread = float(np.linalg.norm(at[0] - at[1]))
+        span, spread = float(np.linalg.norm(mouth - eyes)), float(np.linalg.norm(at[0] - at[1]))
         if span < 1e-4 or spread < 1e-4:
             continue
+        # the ellipse and its box, in pixels of the frame
         down = (mouth - eyes) / span
         across = np.array([down[1], -down[0]])
         c = eyes + 0.35 * span * down
-        qa = ((gx - c[0]) * across[0] + (gy - c[1]) * across[1]) / (cfg.across * spread)
-        qd = ((gx - c[0]) * down[0] + (gy - c[1]) * down[1]) / (cfg.along * span)
-        mask = ((1 - torch.sqrt(qa ** 2 + qd ** 2)) / cfg.feather).clamp(0, 1)
-        mask = mask.to(frames.dtype)[None]
-        out[i] = mask * moved[0] + (1 - mask) * frames[i]
+        reach = max(ACROSS * spread, ALONG * span)
+        x0, y0 = (int(max(0, math.floor((v - reach) * size))) for v in c)
+        x1, y1 = (int(min(size, math.ceil((v + reach) * size))) for v in c)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        gy, gx = torch.meshgrid(
+            (torch.arange(y0, y1, device=frames.device, dtype=torch.float32) + 0.5) / size,
+            (torch.arange(x0, x1, device=frames.device, dtype=torch.float32) + 0.5) / size,
+            indexing="ij")
+        # a frame's canvas point p reads the reference at inverse(M) p, M the
+        # similarity from the reference's features to the frame's
+        inv = np.linalg.inv(np.vstack([_similarity(shape.rest, at), [0.0, 0.0, 1.0]]))
+        src = torch.stack((inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2],
+                           inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]), -1)  # (h, w, 2)
+        moved = F.grid_sample(posed[i:i + 1], (src * 2 - 1)[None].to(dt), mode="bilinear",
+                              padding_mode="border", align_corners=False)[0]
+        qa = ((gx - c[0]) * across[0] + (gy - c[1]) * across[1]) / (ACROSS * spread)
+        qd = ((gx - c[0]) * down[0] + (gy - c[1]) * down[1]) / (ALONG * span)
+        mask = ((1 - torch.sqrt(qa ** 2 + qd ** 2)) / FEATHER).clamp(0, 1)
+        if pose is not None:
+            limbs = F.grid_sample(_limbs(pose[i:i + 1], span),
+                                  (torch.stack((gx, gy), -1) * 2 - 1)[None],
+                                  mode="bilinear", padding_mode="border", align_corners=False)
+            mask = mask * (1 - limbs[0, 0])
+        mask = mask.to(dt)[None]
+        out[i, :, y0:y1, x0:x1] = mask * moved + (1 - mask) * frames[i, :, y0:y1, x0:x1]
     return out
-
-
-def _warp_points(at: np.ndarray, shape: HeadShape, torso: float) -> np.ndarray:
-    """(8, 2) float32: the face warp's points (each eye's inner corner, centre, outer
-    corner, the mouth's corners; `realtime.motion.types.FACE_POINTS`' order) where the
-    paste puts the features, from their placed centres."""
-    rx = shape.rx * torso / max(shape.torso, 1e-6)
-    a = at[0] - at[1]
-    a = a / max(float(np.linalg.norm(a)), 1e-9)
-    left, right, mouth = at[0], at[1], at[3]
-    return np.stack([left - 0.2 * rx * a, left, left + 0.2 * rx * a,
-                     right + 0.2 * rx * a, right, right - 0.2 * rx * a,
-                     mouth + 0.24 * rx * a, mouth - 0.24 * rx * a]).astype(np.float32)

@@ -6,8 +6,7 @@ below its line (the line, stretched, becomes the open mouth's dark band), the ch
 carried down with it. It is placed by eight points (each eye's inner corner, centre
 and outer corner, the mouth's corners; `realtime.motion.types`' order of the pose's
 face landmarks) and driven by the face vector, so it needs nothing of the character
-but where its face is, and it turns with the head. Arms and hands that the condition
-maps put before the face stay where they are. Warping a portrait by its face
+but where its face is, and it turns with the head. Warping a portrait by its face
 landmarks is how portraits were animated before learned renderers (Averbuch-Elor et
 al., "Bringing Portraits to Life", SIGGRAPH Asia 2017).
 
@@ -22,20 +21,14 @@ moves a face that is drawn sharply: the reference's, in the face paste
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from realtime.motion.types import FACE_FEATURES, POSE_CHANNELS
+from realtime.motion.types import FACE_FEATURES
 
 _F = {name: i for i, name in enumerate(FACE_FEATURES)}
-# the condition maps' arms and fingers: what can hide the face
-LIMB_CHANNELS = tuple(i for i, name in enumerate(POSE_CHANNELS)
-                      if name.startswith("arm_") or name.split("_")[0] in
-                      ("thumb", "index", "middle", "ring", "pinky"))
 
 
 @dataclass
@@ -54,16 +47,6 @@ class FaceWarpConfig:
     chin: float = 0.5           # how far below the opening the face still moves, spans
     width: float = 0.35         # mouth width scale per unit mouth_width
 
-    def to_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FaceWarpConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown face warp settings: {sorted(unknown)}")
-        return cls(**{k: float(v) for k, v in d.items()})
 
 
 # windows end at 2.5 radii (where a Gaussian is 0.2 % of its peak): beyond, no pixel
@@ -79,20 +62,6 @@ def _window(q: torch.Tensor) -> torch.Tensor:
 def _gauss(a: torch.Tensor, b: torch.Tensor, ra: torch.Tensor, rb: torch.Tensor
            ) -> torch.Tensor:
     return _window((a / ra) ** 2 + (b / rb) ** 2)
-
-
-def in_front(pose: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
-    """(N, 1, P, P) in [0, 1]: where the arms and fingers of the condition maps `pose`
-    (N, >=16, P, P) lie, grown by a third of the face's eye-to-mouth `span` (N,
-    canvas units; the maps draw bones, the frame draws limbs round them). A hand held
-    before the face stays where it is: the warp moves the face round it. Made at the
-    maps' size, where growing it is cheap, and read at the frame's."""
-    limbs = pose[:, list(LIMB_CHANNELS)].float().amax(1, keepdim=True)     # (N, 1, P, P)
-    mask = (limbs > 0.05).float()
-    # one map pixel more, which the softened edge takes back
-    grow = math.ceil(float(span.max()) * pose.shape[-1] / 3) + 1
-    mask = F.max_pool2d(mask, 2 * grow + 1, stride=1, padding=grow)
-    return F.avg_pool2d(mask, 3, stride=1, padding=1, count_include_pad=False)
 
 
 @dataclass
@@ -145,13 +114,12 @@ def _box(face: _Face, cfg: FaceWarpConfig, size: int) -> tuple[int, int, int, in
 
 
 def warp_field(points: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, size: int,
-               cfg: FaceWarpConfig, pose: torch.Tensor | None = None,
-               box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+               cfg: FaceWarpConfig, box: tuple[int, int, int, int] | None = None,
+               ) -> torch.Tensor:
     """(N, h, w, 2) grid_sample grid (x, y in [-1, 1] of the whole size x size frame)
     for the pixels of `box` (y0, y1, x0, x1; default the whole frame) that moves each
     frame's face from expression `src` (N, FACE_DIM) to `dst`. points (N, 8, 2) canvas
-    coordinates; a frame with a non-finite point is left as it is. With the condition
-    maps `pose`, the arms and hands in them are not moved (`in_front`)."""
+    coordinates; a frame with a non-finite point is left as it is."""
     n, dev, dt = points.shape[0], points.device, torch.float32
     face = _face(points)
     y0, y1, x0, x1 = box or (0, size, 0, size)
@@ -212,21 +180,14 @@ def warp_field(points: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, size:
     move_a = move_a + ma * (ws[:, None, None].clamp_min(0.2).pow(-wgt) - 1)
 
     keep = face.ok[:, None, None].to(dt)
-    if pose is not None:
-        # the mask read at these pixels (the grid is the identity here)
-        mask = F.grid_sample(in_front(pose, face.span * face.ok), grid * 2 - 1,
-                             mode="bilinear", padding_mode="border", align_corners=False)
-        keep = keep * (1 - mask[:, 0])
     move = move_a[..., None] * across + move_d[..., None] * down
     return (grid + move * keep[..., None]) * 2 - 1
 
 
 def warp_faces(images: torch.Tensor, points: torch.Tensor, src: torch.Tensor,
-               dst: torch.Tensor, cfg: FaceWarpConfig, pose: torch.Tensor | None = None,
-               ) -> torch.Tensor:
+               dst: torch.Tensor, cfg: FaceWarpConfig) -> torch.Tensor:
     """images (N, 3, S, S) moved from expression `src` to `dst` (N, FACE_DIM) by the
-    face points (N, 8, 2), the arms and hands of the condition maps `pose` (N, >=16,
-    P, P; optional) left in place; frames without a whole face come back unchanged.
+    face points (N, 8, 2); frames without a whole face come back unchanged.
     Only the box round the faces is computed (`_box`): a face a tenth of the frame
     across costs a tenth of a portrait's."""
     size = images.shape[-1]
@@ -236,7 +197,7 @@ def warp_faces(images: torch.Tensor, points: torch.Tensor, src: torch.Tensor,
     if box is None:
         return images
     y0, y1, x0, x1 = box
-    grid = warp_field(points, src, dst, size, cfg, pose, box).to(images.dtype)
+    grid = warp_field(points, src, dst, size, cfg, box).to(images.dtype)
     out = images.clone()
     out[..., y0:y1, x0:x1] = F.grid_sample(images, grid, mode="bilinear",
                                            padding_mode="border", align_corners=False)

@@ -98,14 +98,13 @@ def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig, compact: bool = Fal
     `compact` keeps its condition maps as uint8 k (`data.maps_u8`; exact, as the
     renderer draws k/255), a quarter of float32's memory, for clips only encoded."""
     from realtime.avatars.dataset import unpack_motion
-    from realtime.motion.condition import head_place, render_condition
+    from realtime.motion.condition import render_condition
     from realtime.motion.retarget import retarget
 
     skel = framed_skeleton(sample["skeleton_body"], sample["skeleton_hand"],
                            sample["rest_root"], sample["framing"])
-    poses = [retarget(m, skel) for m in unpack_motion(sample, "motion")]
-    conds = [render_condition(p, cfg.pose_size, i, sketch=cfg.face_sketch)
-             for i, p in enumerate(poses)]
+    conds = [render_condition(retarget(m, skel), cfg.pose_size, i, sketch=cfg.face_sketch)
+             for i, m in enumerate(unpack_motion(sample, "motion"))]
     meta = sample["meta"]
     return Clip(
         character=str(meta.get("character", "?")),
@@ -118,7 +117,7 @@ def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig, compact: bool = Fal
         presence=np.stack([c.presence for c in conds]).astype(np.float32),
         figure=(_resize(np.repeat(sample["figure"][..., None], 3, -1), cfg.resolution)[..., 0]
                 if "figure" in sample else None),
-        head=np.stack([head_place(p) for p in poses]),
+        head=np.stack([c.head for c in conds if c.head is not None]),  # render_condition's
     )
 
 

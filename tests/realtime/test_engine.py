@@ -208,13 +208,15 @@ def test_a_built_in_characters_face_is_pasted_on_its_head_alone() -> None:
 
     from realtime.avatars.character import make_character
     from realtime.avatars.render import framing_for
-    from realtime.model.face_paste import HeadShape
+    from realtime.model.face_paste import LIMB_CHANNELS, HeadShape
 
     char = make_character(5, accessories=())
     shape = HeadShape.of(char, framing_for(char, "face"))
     head = np.array([*shape.ears, shape.torso], np.float32)
     conds = [dataclasses.replace(c, head=head, face=np.zeros(FACE_DIM, np.float32))
              for c in _conditions(3, seed=4)]                   # the head unturned
+    for c in conds:                                             # no arm before the face
+        c.pose_maps[list(LIMB_CHANNELS)] = 0.0
     bare = [dataclasses.replace(c, head=None) for c in conds]
 
     def frames(cs: list[MotionCondition], paste: bool = True) -> np.ndarray:

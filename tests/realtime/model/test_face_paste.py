@@ -121,3 +121,26 @@ def test_a_rendered_frame_of_the_character_gets_its_own_face_back(framing: str) 
     got = image(out[0])
     for eye in shape.points()[:2]:
         assert abs(luma(got, eye) - luma(ref, eye)) < abs(luma(shut, eye) - luma(ref, eye))
+
+
+def test_a_hand_before_the_face_stays_in_front_of_the_pasted_face() -> None:
+    """The condition maps put a hand over the mouth: the frame's hand is kept there,
+    while the eyes above it are pasted."""
+    import cv2
+
+    from realtime.model.face_paste import LIMB_CHANNELS
+
+    frame = np.full((S, S, 3), 128, np.uint8)
+    x, y = (SHAPE.points()[3] * S).astype(int)
+    cv2.rectangle(frame, (x - 6, y - 4), (x + 6, S - 1), (90, 60, 200), -1)   # a glove
+    maps = np.zeros((16, 32, 32), np.float32)
+    cv2.line(maps[LIMB_CHANNELS[-1]], (x // 4, y // 4), (x // 4, 31), (1.0,), 1)  # its bones
+    out = paste_faces(tensor(frame)[None], tensor(REF), SHAPE, torch.zeros(1, FACE_DIM),
+                      torch.from_numpy(rest_head())[None], torch.from_numpy(maps)[None])
+    got = image(out[0])
+    hand = np.s_[y - 2:y + 8, x - 4:x + 4]
+    assert np.abs(got[hand].astype(int) - frame[hand].astype(int)).max() <= 2
+    without = paste(frame, rest_head())                     # no maps: pasted over it
+    assert np.abs(without[hand].astype(int) - frame[hand].astype(int)).max() > 30
+    for eye in SHAPE.points()[:2]:
+        assert luma(got, eye) < 150

@@ -111,26 +111,6 @@ def test_only_the_face_moves() -> None:
     assert not far.any()
 
 
-def test_a_hand_before_the_mouth_stays_where_it_is() -> None:
-    """The condition maps put a hand over the mouth: the mouth opening does not drag
-    it down, while the eyes still close."""
-    from realtime.model.face_warp import LIMB_CHANNELS
-
-    img = drawn_face()
-    cv2.rectangle(img, (56, 84), (72, 120), (90, 60, 200), -1)        # a gloved hand
-    maps = np.zeros((16, 32, 32), np.float32)
-    cv2.line(maps[LIMB_CHANNELS[-1]], (16, 22), (16, 31), (1.0,), 1)   # its bones
-    e = expression(mouth_open=1.5, eye_open_l=-1.0, eye_open_r=-1.0)
-    out = warp_faces(to_tensor(img), torch.from_numpy(POINTS)[None], torch.zeros(1, FACE_DIM),
-                     torch.from_numpy(e)[None], FaceWarpConfig(), torch.from_numpy(maps)[None])
-    out_img = ((out[0] + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
-    box = np.s_[84:128, 56:73]                          # the hand and the skin below it
-    assert np.abs(out_img[box].astype(int) - img[box].astype(int)).max() <= 2
-    unmasked = warp(img, e)                                             # maps not given
-    assert np.abs(unmasked[box].astype(int) - img[box].astype(int)).max() > 30
-    assert eye_white(out_img) < 0.35 * eye_white(img)
-
-
 def test_the_warp_turns_with_the_head() -> None:
     """A face drawn turned 90 degrees, with its points turned alike, opens its mouth
     along its own down: the result is the upright result turned."""
