@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -114,6 +115,38 @@ def test_face_paste_chunk(benchmark: Any, setup: dict[str, Any], framing: str) -
     def paste() -> None:
         with torch.inference_mode():
             paste_faces(frames, ref, shape, face, head, pose)
+        _sync()
+
+    benchmark.extra_info.update(preset=PRESET, frames=cfg.chunk, framing=framing)
+    benchmark.pedantic(paste, rounds=30, iterations=1, warmup_rounds=3)
+
+
+@pytest.mark.parametrize("framing", ["full", "upper"])
+def test_hand_paste_chunk(benchmark: Any, setup: dict[str, Any], framing: str) -> None:
+    """The hand paste of a chunk (both hands of a built-in character drawn in its
+    skin), at the preset's resolution: a full-body shot's small hands and an upper-body
+    shot's large ones, raised before the chest."""
+    from realtime.avatars.character import make_character
+    from realtime.avatars.render import framing_for, rest_pose
+    from realtime.model.hand_paste import paste_hands
+
+    m, cfg = setup["model"], setup["cfg"]
+    char = make_character(5)
+    cam = framing_for(char, framing)
+    pose = rest_pose(char)
+    chest = (pose.body[11] + pose.body[12]) / 2 * 0.5 + (pose.body[23] + pose.body[24]) / 4
+    hands = np.stack([h - h[9] + chest + np.array([dx, 0.0, 0.0]) for h, dx in
+                      ((char.rest_hand("left"), 0.1), (char.rest_hand("right"), -0.1))])
+    hands[..., :2] = (hands[..., :2] - np.asarray(cam.center)) * cam.zoom + 0.5
+    hands_t = torch.from_numpy(hands.astype(np.float32))[None].expand(cfg.chunk, -1, -1, -1)
+    frames = torch.zeros(cfg.chunk, 3, cfg.resolution, cfg.resolution, device=m.device,
+                         dtype=m.dtype)
+    skin = torch.tensor([0.7, 0.4, 0.2], device=m.device)
+    presence = torch.ones(cfg.chunk, 4)
+
+    def paste() -> None:
+        with torch.inference_mode():
+            paste_hands(frames, skin, hands_t, presence)
         _sync()
 
     benchmark.extra_info.update(preset=PRESET, frames=cfg.chunk, framing=framing)

@@ -30,6 +30,7 @@ from realtime.model.bundle import AnimationModel
 from realtime.model.cache import KVCache
 from realtime.model.config import CACHE_WRITES
 from realtime.model.face_paste import HeadShape, paste_faces
+from realtime.model.hand_paste import paste_hands, skin_colour
 from realtime.model.sampler import PendingWrite, denoise_chunk, write_pending
 from realtime.motion.types import MotionCondition
 
@@ -102,12 +103,17 @@ class StreamingEngine:
         steps: int | None = None,
         cache_write: str | None = None,
         face_paste: bool | None = None,
+        hand_paste: bool | None = None,
     ) -> None:
         self.model = model
         # paste a built-in character's own face from its reference (set_reference's
         # `head`); off, the frames are as decoded. Default: the model's setting
         self.face_paste = model.face_paste if face_paste is None else face_paste
+        # draw a built-in character's hands where the pose's fingers are, in its skin
+        # (`realtime.model.hand_paste`); default: the model's setting
+        self.hand_paste = model.hand_paste if hand_paste is None else hand_paste
         self._head: HeadShape | None = None
+        self._skin: torch.Tensor | None = None          # (3,) the reference's skin
         self._reference: torch.Tensor | None = None     # (3, S, S) in [-1, 1]
         self.cfg = cfg = model.cfg
         self.device, self.dtype = model.device, model.dtype
@@ -143,6 +149,12 @@ class StreamingEngine:
         return self.face_paste and self._head is not None
 
     @property
+    def pastes_hands(self) -> bool:
+        """Whether frames get the pose's hands drawn in the reference's skin (a built-in
+        character's reference, given with its head; `realtime.model.hand_paste`)."""
+        return self.hand_paste and self._skin is not None
+
+    @property
     def has_reference(self) -> bool:
         return bool(self.cache.sink_len.any())
 
@@ -152,11 +164,13 @@ class StreamingEngine:
         """Encode 1..ref_frames RGB images into the identity sink. Works mid-stream:
         the window is kept, only the sink changes. ValueError for unusable images.
         `head`: where a built-in character's head is in the first image, for the face
-        paste (`realtime.model.face_paste`); None (an uploaded picture): no paste."""
+        paste and the hand paste (`realtime.model.face_paste`, `.hand_paste`); None (an
+        uploaded picture): neither."""
         if not 1 <= len(images) <= self.cfg.ref_frames:
             raise ValueError(f"need 1..{self.cfg.ref_frames} reference images, got {len(images)}")
         x = images_to_tensor(images, self.cfg.resolution, self.device, self.dtype)
         self._head, self._reference = head, x[0]
+        self._skin = None if head is None else skin_colour(x[0], head)
         self.settle()                      # the last chunk attended to the old sink
         with torch.inference_mode():
             latents = self.model.ae.encode(x)[None]            # (1, R, c, h, w)
@@ -245,6 +259,10 @@ class StreamingEngine:
                     and len(heads) == len(conds):
                 frames = paste_faces(frames, self._reference, self._head, face[0],
                                      torch.from_numpy(np.stack(heads)), pose[0])
+            hands = [c.hands for c in conds if c.hands is not None]
+            if self.hand_paste and self._skin is not None and len(hands) == len(conds):
+                frames = paste_hands(frames, self._skin, torch.from_numpy(np.stack(hands)),
+                                     presence[0])
             images = tensor_to_images(frames)
         t2, c2 = time.monotonic(), time.thread_time()
         self.frames_out += len(conds)

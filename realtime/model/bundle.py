@@ -23,6 +23,8 @@ class AnimationModel(nn.Module):
         # a built-in character's face pasted from its reference onto each frame
         # (realtime.model.face_paste); False: the frames as decoded
         self.face_paste = True
+        # and its hands drawn where the pose's fingers are (realtime.model.hand_paste)
+        self.hand_paste = True
 
     @classmethod
     def random(cls, cfg: ModelConfig, seed: int = 0, zero_init: bool = False) -> AnimationModel:

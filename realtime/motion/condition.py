@@ -250,12 +250,24 @@ def head_place(pose: Pose, min_visibility: float = 0.5) -> np.ndarray:
     return np.full(3, np.nan, np.float32) if hidden else out
 
 
+def hand_place(pose: Pose, min_presence: float = 0.05) -> np.ndarray:
+    """(2, 21, 3) float32: the performer's left then right hand's 21 points (x, y and
+    depth), canvas units; NaN for a hand that is absent (presence at most
+    `min_presence`, as the avatar studio draws a mitten there) or not fully seen."""
+    out = np.full((2, 21, 3), np.nan, np.float32)
+    for k, hand in enumerate((pose.left_hand, pose.right_hand)):
+        p = float(np.nan_to_num(pose.presence[2 + k]))
+        if hand is not None and p > min_presence and np.isfinite(hand).all():
+            out[k] = hand
+    return out
+
+
 def render_condition(pose: Pose, size: int | tuple[int, int], frame_id: int = 0,
                      t_capture: float = 0.0, sketch: bool = False) -> MotionCondition:
     """Pose -> MotionCondition: pose maps at `size` (S or (W, H)), with `sketch` the
     face sketch after them (`render_face_sketch`), face vector, presence flags, and
-    where the head is (`head_place`). Face features of an absent face are zeroed here
-    too."""
+    where the head and the hands are (`head_place`, `hand_place`). Face features of an
+    absent face are zeroed here too."""
     presence = np.clip(np.nan_to_num(np.asarray(pose.presence, dtype=np.float32)), 0, 1)
     face = np.asarray(pose.face, dtype=np.float32) * np.float32(presence[1] > 0)
     return MotionCondition(
@@ -265,4 +277,5 @@ def render_condition(pose: Pose, size: int | tuple[int, int], frame_id: int = 0,
         face=face,
         presence=presence,
         head=head_place(pose),
+        hands=hand_place(pose),
     )

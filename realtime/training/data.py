@@ -45,18 +45,23 @@ class Clip:
     # place the face paste
     head: np.ndarray | None = None
     head_shape: HeadShape | None = None
+    # (F, 2, 21, 3) the hands' points in each frame (`condition.hand_place`), where
+    # known: they place the hand paste (`realtime.model.hand_paste`)
+    hands: np.ndarray | None = None
 
     def frame_range(self, s: slice) -> Clip:
         """The same clip (same reference) over frames `s` only."""
         return replace(self, frames=self.frames[s], pose=self.pose[s], face=self.face[s],
                        presence=self.presence[s],
                        figure=None if self.figure is None else self.figure[s],
-                       head=None if self.head is None else self.head[s])
+                       head=None if self.head is None else self.head[s],
+                       hands=None if self.hands is None else self.hands[s])
 
     def condition(self, j: int) -> MotionCondition:
         """Frame j's condition, as the live pipeline gives it to the engine."""
         return MotionCondition(j, 0.0, self.pose[j], self.face[j], self.presence[j],
-                               head=None if self.head is None else self.head[j])
+                               head=None if self.head is None else self.head[j],
+                               hands=None if self.hands is None else self.hands[j])
 
 
 @dataclass

@@ -150,8 +150,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-face-paste", action="store_true",
-                   help="frames as decoded: no face pasted from the reference "
-                        "(realtime/model/face_paste.py)")
+                   help="no face pasted from the reference (realtime/model/face_paste.py)")
+    p.add_argument("--no-hand-paste", action="store_true",
+                   help="no hands drawn where the pose's fingers are "
+                        "(realtime/model/hand_paste.py)")
     p.add_argument("--uploads", type=int, default=None, metavar="N",
                    help="instead: what finding an uploaded picture's figure is worth, on "
                         "N drawn characters per framing whose figure MediaPipe finds "
@@ -212,6 +214,7 @@ def run_teacher(model: Any, clip: Clip, steps: int, guidance: float, seed: int,
     the checkpoint's mode."""
     from realtime.engine import images_to_tensor, tensor_to_images
     from realtime.model.face_paste import paste_faces
+    from realtime.model.hand_paste import paste_hands, skin_colour
     from realtime.training.student import new_cache, set_reference
     from realtime.training.teacher import teacher_sample_chunk
 
@@ -221,6 +224,7 @@ def run_teacher(model: Any, clip: Clip, steps: int, guidance: float, seed: int,
     ref = images_to_tensor([r for r in clip.reference], cfg.resolution, dev, dt)
     set_reference(model.dit, cache, model.ae.encode(ref)[None])
     gen = torch.Generator(dev).manual_seed(seed)
+    skin = None if clip.head_shape is None else skin_colour(ref[0], clip.head_shape)
     n = _usable(clip, cfg.chunk, frames)
     out: list[np.ndarray] = []
     ms: list[float] = []
@@ -239,6 +243,8 @@ def run_teacher(model: Any, clip: Clip, steps: int, guidance: float, seed: int,
         if model.face_paste and clip.head_shape is not None and clip.head is not None:
             decoded = paste_faces(decoded, ref[0], clip.head_shape, face[0],
                                   torch.from_numpy(clip.head[s]), pose[0])
+        if model.hand_paste and skin is not None and clip.hands is not None:
+            decoded = paste_hands(decoded, skin, torch.from_numpy(clip.hands[s]), pres[0])
         out.extend(tensor_to_images(decoded))
         ms.append((time.perf_counter() - t0) * 1000 / cfg.chunk)
     return Stream(np.stack(out), ms)
@@ -542,14 +548,15 @@ def drift_clip(clips: list[Clip], frames: int, window: int) -> Clip:
     body = frames - window
     fields = {}
     names = ["frames", "pose", "face", "presence"]
-    names += [n for n in ("figure", "head") if all(getattr(c, n) is not None for c in clips)]
+    names += [n for n in ("figure", "head", "hands")
+              if all(getattr(c, n) is not None for c in clips)]
     for name in names:
         seq = cat(name, body)
         fields[name] = np.concatenate((seq, cat(name, window)))
     c0 = clips[0]
     return Clip(c0.character, "drift", c0.reference, fields["frames"], fields["pose"],
                 fields["face"], fields["presence"], fields.get("figure"), fields.get("head"),
-                c0.head_shape)
+                c0.head_shape, fields.get("hands"))
 
 
 def drift_window(frames: int, chunk: int) -> tuple[int, int]:
@@ -687,6 +694,7 @@ def _run(args: argparse.Namespace) -> int:
     ckpt = args.checkpoint or DEFAULT_CHECKPOINT
     model = load_model(args.checkpoint, device=args.device)
     model.face_paste = not args.no_face_paste
+    model.hand_paste = not args.no_hand_paste
     if args.steps is not None:
         model.cfg.with_(steps=args.steps)          # ValueError outside what it runs at
     teacher_dir = args.teacher or (ckpt / "teacher")
@@ -695,6 +703,7 @@ def _run(args: argparse.Namespace) -> int:
     if (teacher_dir / "config.json").is_file():
         teacher = load_checkpoint(teacher_dir, device=model.device)
         teacher.face_paste = model.face_paste       # compared as the student is drawn
+        teacher.hand_paste = model.hand_paste
         info = read_meta(teacher_dir)
     cfg = model.cfg
     # the clips both models run on are drawn at the finer of their pose sizes: a model
@@ -746,6 +755,7 @@ def _run(args: argparse.Namespace) -> int:
                "split": args.split,
                "pose_maps_px": shared.pose_size,       # the student's own on the drift stream
                "face_paste": model.face_paste,
+               "hand_paste": model.hand_paste,
                "heldout": {"heldout_both": "characters and performers held out of training",
                            "heldout_character": "unseen characters, training motion sources",
                            "heldout_motion": "training characters, unseen motion sources",

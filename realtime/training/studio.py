@@ -118,6 +118,7 @@ def sample_to_clip(sample: dict[str, Any], cfg: ModelConfig, compact: bool = Fal
         figure=(_resize(np.repeat(sample["figure"][..., None], 3, -1), cfg.resolution)[..., 0]
                 if "figure" in sample else None),
         head=np.stack([c.head for c in conds if c.head is not None]),  # render_condition's
+        hands=np.stack([c.hands for c in conds if c.hands is not None]),
     )
 
 

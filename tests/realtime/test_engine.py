@@ -233,3 +233,46 @@ def test_a_built_in_characters_face_is_pasted_on_its_head_alone() -> None:
     assert changed[int(pts[0, 1]), int(pts[0, 0])]              # over the eyes
     # the frame's corners stay as decoded
     assert not changed[:2].any() and not changed[-2:, :2].any() and not changed[-2:, -2:].any()
+
+
+def test_a_built_in_characters_hands_are_drawn_where_the_fingers_are() -> None:
+    """Given the reference's head (a built-in character), the engine draws each
+    condition's present hand over the decoded frame, and nothing outside the hand's
+    box; without hands in the conditions, for an upload (no head) or told not to, it
+    draws none."""
+    import dataclasses
+
+    from realtime.avatars.character import make_character
+    from realtime.avatars.render import framing_for
+    from realtime.model.face_paste import HeadShape
+
+    char = make_character(5, accessories=())
+    shape = HeadShape.of(char, framing_for(char, "face"))
+    hand = char.rest_hand("left") * 2.5                      # a close-up's hand size
+    hand = hand - hand[9] + np.array([0.5, 0.6, 0.0])
+    hands = np.full((2, 21, 3), np.nan, np.float32)
+    hands[0] = hand                                          # the left hand, present
+    conds = [dataclasses.replace(c, hands=hands) for c in _conditions(3, seed=4)]
+    bare = [dataclasses.replace(c, hands=None) for c in conds]
+
+    def frames(cs: list[MotionCondition], paste: bool = True, head: bool = True,
+               ) -> np.ndarray:
+        e = StreamingEngine(MODEL, seed=0, face_paste=False, hand_paste=paste)
+        e.set_reference([_reference(0)], head=shape if head else None)
+        assert e.pastes_hands == (paste and head)
+        return _run(e, cs)
+
+    plain = frames(conds, paste=False)
+    assert np.array_equal(frames(bare), plain)
+    assert np.array_equal(frames(conds, head=False), plain)
+    drawn = frames(conds)
+    changed = np.abs(drawn.astype(int) - plain.astype(int)).max(axis=-1).max(axis=0) > 0
+    res = CFG.resolution
+    for j in (4, 8, 12, 16, 20):                             # every fingertip
+        x, y = (hand[j, :2] * res).astype(int)
+        assert changed[y, x]
+    x0, y0 = (hand[:, :2].min(0) * res).astype(int) - 3
+    x1, y1 = (hand[:, :2].max(0) * res).astype(int) + 4
+    outside = changed.copy()
+    outside[max(0, y0):y1, max(0, x0):x1] = False
+    assert not outside.any()

@@ -83,6 +83,7 @@ def test_character_and_reference_switch_mid_session(factory: Factory) -> None:
     q.set_character(names[1])
     assert q.character == names[1]
     assert q.engine.pastes_faces            # a built-in character's face, from its reference
+    assert q.engine.pastes_hands            # and its hands, in its reference's skin
     assert not np.array_equal(_run(p, motions[2:4]), _run(q, motions[2:4]))
     with pytest.raises(KeyError):
         q.set_character("no-such-character")
@@ -91,6 +92,7 @@ def test_character_and_reference_switch_mid_session(factory: Factory) -> None:
     q.set_reference_image(np.full((64, 48, 3), 200, np.uint8))
     assert q.character is None
     assert not q.engine.pastes_faces        # an upload has no head to place it by
+    assert not q.engine.pastes_hands        # nor cheeks to take a skin from
     assert _run(q, motions[4:]).shape[0] == 2           # the session goes on
 
 

@@ -94,3 +94,17 @@ def test_invisible_joints_are_not_drawn() -> None:
     cond = render_condition(pose, 128)
     assert channel(cond, "leg_l").max() == 0 and channel(cond, "leg_r").max() == 0
     assert channel(cond, "torso").max() > 0
+
+
+@pytest.mark.parametrize("left", [1.0, 0.3, 0.0])
+def test_the_condition_carries_where_each_present_hand_is(left: float) -> None:
+    """`hands` holds each hand's 21 points as the pose has them, for the hand paste;
+    a hand the tracker lost (presence 0) is NaN, one it is unsure of is kept."""
+    pose = rest_pose((1.0, 1.0, left, 1.0))
+    cond = render_condition(pose, 32)
+    assert cond.hands is not None and cond.hands.shape == (2, 21, 3)
+    assert pose.right_hand is not None and np.allclose(cond.hands[1], pose.right_hand)
+    if left > 0:
+        assert pose.left_hand is not None and np.allclose(cond.hands[0], pose.left_hand)
+    else:
+        assert np.isnan(cond.hands[0]).all()
