@@ -15,8 +15,9 @@ What one call includes:
 - motion: `MotionProcessor.process` + `retarget` of one frame (filters, face
   features, bone directions, joint placement).
 - condition: `render_condition` of one retargeted pose at 64x64 and 256x256.
-- measure_reference: an uploaded picture's figure found and measured (a new
-  MediaPipe graph per picture: Holistic, then Face Mesh where it finds no body).
+- measure_upload: an uploaded picture's figure found and measured, and a head fitted
+  to its face (a new MediaPipe graph per picture: Holistic, then Face Mesh, which
+  places the figure where Holistic finds no body and the pastes' head always).
 Warm-up rounds are on (the first Holistic calls detect rather than track). The
 conversion step writes the committed JSON (device, commit, date, load average,
 median / p95 per call) and prints it as one JSON line.
@@ -132,15 +133,23 @@ def test_condition(benchmark, tracks, size: int) -> None:
 
 
 @pytest.mark.parametrize("picture", ["photo-body", "drawn-face"])
-def test_measure_reference(benchmark, picture: str) -> None:
+def test_measure_upload(benchmark, picture: str) -> None:
     """What an upload costs before it is swapped in (`prepare_reference`, off the
-    session's threads): the figure found in a still, a new MediaPipe graph each
-    time. photo-body: a full-length photograph (Holistic finds the body); drawn-face:
-    a built-in character's face close-up (Holistic finds nothing, then Face Mesh)."""
+    session's threads): the figure found in a still and the head fitted to its face,
+    a new MediaPipe graph each time. photo-body: a full-length photograph (Holistic
+    finds the body, Face Mesh the face); drawn-face: a built-in character's face
+    close-up (Holistic finds nothing, Face Mesh places the figure and the head)."""
     from PIL import Image
 
     from realtime.engine import pad_square
-    from realtime.motion.reference import measure_reference
+    from realtime.model.face_paste import HeadShape
+    from realtime.motion.reference import measure_upload
+
+    def measure() -> tuple[object, object]:
+        skeleton, features = measure_upload(square)
+        head = None if skeleton is None or features is None else HeadShape.of_upload(
+            features, skeleton)
+        return skeleton, head
 
     if picture == "photo-body":
         path = MEDIA.parent / "source" / "Moore-AnimateAnyone__anyone-3.png"
@@ -153,9 +162,8 @@ def test_measure_reference(benchmark, picture: str) -> None:
 
         juniper = gallery.get("juniper")
         square = render_reference(juniper, 512, framing=framing_for(juniper, "face"))
-    out = benchmark.pedantic(lambda: measure_reference(square), rounds=20, iterations=1,
-                             warmup_rounds=2)
-    assert out is not None
+    skeleton, _ = benchmark.pedantic(measure, rounds=20, iterations=1, warmup_rounds=2)
+    assert skeleton is not None
     benchmark.extra_info["size"] = list(square.shape[:2])
 
 

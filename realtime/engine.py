@@ -113,6 +113,7 @@ class StreamingEngine:
         # (`realtime.model.hand_paste`); default: the model's setting
         self.hand_paste = model.hand_paste if hand_paste is None else hand_paste
         self._head: HeadShape | None = None
+        self._paste_face = True                         # the head places the face too
         self._skin: torch.Tensor | None = None          # (3,) the reference's skin
         self._reference: torch.Tensor | None = None     # (3, S, S) in [-1, 1]
         self.cfg = cfg = model.cfg
@@ -145,13 +146,14 @@ class StreamingEngine:
     @property
     def pastes_faces(self) -> bool:
         """Whether frames get the reference's face pasted (a built-in character's
-        reference, given with its head; `realtime.model.face_paste`)."""
-        return self.face_paste and self._head is not None
+        reference, given with its head, not an upload's; `realtime.model.face_paste`)."""
+        return self.face_paste and self._head is not None and self._paste_face
 
     @property
     def pastes_hands(self) -> bool:
-        """Whether frames get the pose's hands drawn in the reference's skin (a built-in
-        character's reference, given with its head; `realtime.model.hand_paste`)."""
+        """Whether frames get the pose's hands drawn in the reference's skin (a reference
+        given with its head: a built-in character's, or an upload's fitted to its face;
+        `realtime.model.hand_paste`)."""
         return self.hand_paste and self._skin is not None
 
     @property
@@ -160,16 +162,18 @@ class StreamingEngine:
 
     # --- controls ---------------------------------------------------------------------
 
-    def set_reference(self, images: list[np.ndarray], head: HeadShape | None = None) -> None:
+    def set_reference(self, images: list[np.ndarray], head: HeadShape | None = None,
+                      paste_face: bool = True) -> None:
         """Encode 1..ref_frames RGB images into the identity sink. Works mid-stream:
         the window is kept, only the sink changes. ValueError for unusable images.
         `head`: where a built-in character's head is in the first image, for the face
-        paste and the hand paste (`realtime.model.face_paste`, `.hand_paste`); None (an
-        uploaded picture): neither."""
+        paste and the hand paste (`realtime.model.face_paste`, `.hand_paste`); None:
+        neither. `paste_face` False: the head only finds the skin for the hand paste
+        (an upload's, whose fitted head places its face worse than the DiT's blur)."""
         if not 1 <= len(images) <= self.cfg.ref_frames:
             raise ValueError(f"need 1..{self.cfg.ref_frames} reference images, got {len(images)}")
         x = images_to_tensor(images, self.cfg.resolution, self.device, self.dtype)
-        self._head, self._reference = head, x[0]
+        self._head, self._reference, self._paste_face = head, x[0], paste_face
         self._skin = None if head is None else skin_colour(x[0], head)
         self.settle()                      # the last chunk attended to the old sink
         with torch.inference_mode():
@@ -255,7 +259,7 @@ class StreamingEngine:
             self.last_latents = res.latents[0]
             frames = self.model.ae.decode_driven(res.latents[0], pose[0], face[0], presence[0])
             heads = [c.head for c in conds if c.head is not None]
-            if self.face_paste and self._head is not None and self._reference is not None \
+            if self.pastes_faces and self._head is not None and self._reference is not None \
                     and len(heads) == len(conds):
                 frames = paste_faces(frames, self._reference, self._head, face[0],
                                      torch.from_numpy(np.stack(heads)), pose[0])

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import numpy as np
 
 from realtime.motion.types import NormalizedMotion, Skeleton, Stamps
+
+if TYPE_CHECKING:
+    from realtime.model.face_paste import HeadShape
 
 
 @dataclass
@@ -46,6 +49,9 @@ class Reference:
 
     image: np.ndarray                       # (H, W, 3) uint8 RGB, as uploaded
     skeleton: Skeleton | None = None        # its figure's, where one was found
+    # its head, fitted to the face found in it, where one fits: places the face and
+    # hand pastes (`realtime.model.face_paste.HeadShape.of_upload`)
+    head: HeadShape | None = None
 
 
 Prepared: TypeAlias = Any

@@ -185,20 +185,26 @@ class AnimationPipeline:
         built-in character's shot does. None where no figure is found (then the
         default adult, standing full-body). Any thread; ValueError if unusable."""
         from realtime.engine import check_reference_image, pad_square
-        from realtime.motion.reference import measure_reference
+        from realtime.model.face_paste import HeadShape
+        from realtime.motion.reference import measure_upload
 
         check_reference_image(image)
         try:
-            return Reference(image, measure_reference(pad_square(image)))
+            skeleton, features = measure_upload(pad_square(image))
         except ImportError:                         # no MediaPipe (the GPU image)
             return Reference(image)
+        head = (HeadShape.of_upload(features, skeleton)
+                if skeleton is not None and features is not None else None)
+        return Reference(image, skeleton, head)
 
     def set_reference_image(self, reference: Reference | np.ndarray) -> None:
         """An uploaded picture as the identity; retargets onto its figure's skeleton
         (the default adult where none was found). ValueError if unusable."""
         if not isinstance(reference, Reference):
             reference = self.prepare_reference(reference)
-        self.engine.set_reference([reference.image])
+        # the head fitted to its face finds the skin for the hand paste; the face paste
+        # it would misplace (the model card's "Uploaded pictures")
+        self.engine.set_reference([reference.image], head=reference.head, paste_face=False)
         self.skeleton = (reference.skeleton if reference.skeleton is not None
                          else _default_skeleton())
         self.character = None

@@ -16,8 +16,15 @@ the character's, turned by the face vector's yaw, pitch and roll, the eyes, nose
 mouth at the studio's places on it. `HeadShape` holds it for the reference's shot; each
 frame gives the pose's ears and torso length (`MotionCondition.head`), from which the
 same features are placed, and the similarity between the two sets of points moves the
-reference's face onto the frame. An uploaded picture has no such head, so it gets no
-paste.
+reference's face onto the frame.
+
+An uploaded picture has no studio head. `HeadShape.of_upload` fits one to the eyes,
+nose and mouth Face Mesh finds in it, on the figure measured there
+(`realtime.motion.reference`). It finds the skin for the hand paste; the face paste it
+would place is not drawn on uploads (`StreamingEngine.set_reference(paste_face=False)`):
+on studio characters shot as uploads it cost 0.20 to 0.30 dB in the face boxes, the
+measured figure's head moving elsewhere than the true one's (the default checkpoint's
+`history/EXPERIMENTS.md`, stop 50).
 """
 
 from __future__ import annotations
@@ -48,6 +55,9 @@ LIMB_CHANNELS = tuple(i for i, name in enumerate(POSE_CHANNELS)
 ACROSS = 0.9                # half width, eye distances
 ALONG = 1.2                 # half height, eyes-to-mouth spans
 FEATHER = 0.3               # share of the ellipse over which it fades out
+# an upload's head (`HeadShape.fit`) is refused where it misses one of the picture's
+# eyes, nose or mouth by more than this share of the eye span
+MAX_MISS = 0.2
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,9 @@ class HeadShape:
     eye_v: float                # how far down the eyes sit (`head.eye_drop`)
     ears: tuple[float, float]   # the ears' middle
     torso: float                # shoulders' middle to hips' middle
+    # the face's centre from where the studio puts it by the ears, in the head's own
+    # axes: zero for a built-in character, fitted for an upload (`fit`)
+    offset: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
     def of(cls, character: Any, framing: Any) -> HeadShape:
@@ -99,11 +112,72 @@ class HeadShape:
         s = 1.0 if torso is None else float(torso) / max(self.torso, 1e-6)
         at = np.asarray(self.ears if ears is None else ears, np.float64)
         # as `render._head_geometry`: the centre 0.05 head heights above the ears
-        centre = at - (rot @ np.array([0.0, 0.1 * self.ry * s, 0.0]))[:2]
+        centre = at + (rot @ np.array([self.offset[0] * s,
+                                       (self.offset[1] - 0.1 * self.ry) * s, 0.0]))[:2]
         g = HeadGeometry(centre, self.rx * s, self.ry * s, rot, np.zeros(3))
         return np.stack([g.surface(d)[0] for d in (
             eye_direction(1.0, self.eye_v), eye_direction(-1.0, self.eye_v),
             nose_direction(self.eye_v), mouth_direction(self.eye_v))])
+
+    @classmethod
+    def fit(cls, features: np.ndarray, ears: np.ndarray, torso: float,
+            miss: float = MAX_MISS) -> HeadShape | None:
+        """The head whose eyes, nose and mouth at rest best match `features` (4, 2)
+        (canvas units, `points()`' order) measured in a picture, for a figure whose
+        ears' middle and torso length at rest are `ears` and `torso`: least squares
+        over the half width, the half height and the offset (at rest every point is
+        linear in them), for the eye drop of a big head and of any other, whichever
+        fits better. None where the best misses a point by more than `miss` of the eye
+        span, or the head comes out inside out or flatter than twice as wide as high."""
+        from realtime.avatars.head import (
+            eye_direction,
+            mouth_direction,
+            nose_direction,
+        )
+
+        f = np.asarray(features, np.float64)
+        span = float(np.linalg.norm(f[0] - f[1]))
+        if not np.isfinite(f).all() or span <= 0 or torso <= 0:
+            return None
+        best: tuple[float, HeadShape] | None = None
+        for eye_v in (0.0, 0.12):
+            dirs = [np.asarray(d) / np.linalg.norm(d) for d in (
+                eye_direction(1.0, eye_v), eye_direction(-1.0, eye_v),
+                nose_direction(eye_v), mouth_direction(eye_v))]
+            # unknowns (rx, ry, ox, oy): x = ears_x + ox + nx rx, y = ears_y + oy + (ny - 0.1) ry
+            a = np.zeros((8, 4))
+            b = (f - np.asarray(ears, np.float64)).reshape(-1)
+            for i, n in enumerate(dirs):
+                a[2 * i] = (n[0], 0.0, 1.0, 0.0)
+                a[2 * i + 1] = (0.0, n[1] - 0.1, 0.0, 1.0)
+            (rx, ry, ox, oy), *_ = np.linalg.lstsq(a, b, rcond=None)
+            worst = float(np.abs(a @ (rx, ry, ox, oy) - b).reshape(4, 2).max()) / span
+            if rx <= 0 or not 0.5 <= ry / rx <= 2.5 or worst > miss:
+                continue
+            if best is None or worst < best[0]:
+                best = (worst, cls(rx=float(rx), ry=float(ry), eye_v=eye_v,
+                                   ears=(float(ears[0]), float(ears[1])), torso=float(torso),
+                                   offset=(float(ox), float(oy))))
+        return None if best is None else best[1]
+
+    @classmethod
+    def of_upload(cls, features: np.ndarray, skeleton: Any) -> HeadShape | None:
+        """An uploaded picture's head: `fit` to the face's `features` (4, 2) measured
+        in it (`motion.reference.face_features`), for the figure `skeleton`
+        (`motion.types.Skeleton`) measured there too, at rest as a session retargets
+        onto it. None where it does not fit."""
+        from realtime.motion.condition import head_place
+        from realtime.motion.retarget import rest_body_dirs, retarget
+        from realtime.motion.types import FACE_DIM, N_PARTS, NormalizedMotion
+
+        rest = NormalizedMotion(frame_id=0, t_capture=0.0, root=np.zeros(3), scale=1.0,
+                                body_dirs=rest_body_dirs(), left_hand_dirs=None,
+                                right_hand_dirs=None, face=np.zeros(FACE_DIM, np.float32),
+                                presence=np.ones(N_PARTS, np.float32))
+        place = head_place(retarget(rest, skeleton))
+        if not np.isfinite(place).all():
+            return None
+        return cls.fit(features, place[:2], float(place[2]))
 
     @cached_property
     def rest(self) -> np.ndarray:

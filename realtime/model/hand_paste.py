@@ -10,10 +10,11 @@ a palm through the wrist and the knuckles, and five jointed fingers through thei
 joints, each as wide as the studio's (0.14 of the hand's length, so 0.297 of the
 wrist-to-middle-knuckle distance, measured in 3D so a turned hand keeps its width),
 round-capped and antialiased, at half opacity over the decoded hand (`OPACITY`). Its
-colour is the skin the reference shows on the character's cheeks, found through the
-built-in character's head (`face_paste.HeadShape`), so an uploaded picture, which has
-no such head, gets no paste. The cache is written before it, as for the face paste:
-nothing drawn here reaches the DiT.
+colour is the skin the reference shows on the character's cheeks, found through its
+head (`face_paste.HeadShape`): a built-in character's own, or for an uploaded picture
+one fitted to the face found in it (`HeadShape.of_upload`); a picture with no face
+found gets no paste. The cache is written before it, as for the face paste: nothing
+drawn here reaches the DiT.
 """
 
 from __future__ import annotations

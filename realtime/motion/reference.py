@@ -80,6 +80,20 @@ def measure_reference(square: np.ndarray, config: ReferenceConfig | None = None,
     return None if points is None else from_face(points)
 
 
+def measure_upload(square: np.ndarray, config: ReferenceConfig | None = None,
+                   ) -> tuple[Skeleton | None, np.ndarray | None]:
+    """`measure_reference`'s skeleton, and the face's features (`face_features`)
+    where Face Mesh finds one: what places the face and hand pastes on an upload
+    (`face_paste.HeadShape.of_upload`). One Face Mesh pass serves both."""
+    config = config or ReferenceConfig()
+    image = _canvas(square, config.long_side)
+    found = _body(image, config)
+    points = face_points(image, config.min_detection_confidence)
+    if found is None and config.face and points is not None:
+        found = from_face(points)
+    return found, None if points is None else face_features(points)
+
+
 def _canvas(square: np.ndarray, long_side: int) -> np.ndarray:
     import cv2
 
@@ -141,6 +155,19 @@ FOREHEAD, CHIN = 10, 152
 # the faces in the photographs and paintings of ../shared/media/source 0.50-0.62),
 # whose body is a third the size of the others'
 BIG_HEAD = 0.70
+
+
+# Face Mesh points round each eye (the subject's left eye, on the image's right, first)
+# and the lips' inner middles
+EYE_RINGS = ((362, 385, 387, 263, 373, 380), (33, 160, 158, 133, 153, 144))
+LIPS = (13, 14)
+
+
+def face_features(points: np.ndarray) -> np.ndarray:
+    """(4, 2) the face's left eye (on the image's right), right eye, nose tip and
+    mouth, from Face Mesh's points: `face_paste.HeadShape.points()`' order."""
+    return np.stack([points[list(EYE_RINGS[0])].mean(0), points[list(EYE_RINGS[1])].mean(0),
+                     points[NOSE_TIP], points[list(LIPS)].mean(0)])
 
 
 def face_size(points: np.ndarray) -> tuple[float, np.ndarray]:

@@ -18,6 +18,10 @@ streamed three times with the same reference and noise, retargeted onto
                the same as measured where it came from the face)
     true       the character's own skeleton through that camera (what a built-in
                character gets: the bound)
+    pasted     measured, with the face and hand pastes placed by a head fitted to the
+               picture's eyes, nose and mouth (`face_paste.HeadShape.of_upload`; as
+               measured where Face Mesh finds no face or the head does not fit)
+    hands      the same with the hand paste alone (what a session does since stop 50)
 
 and scored against the truth as `marionette eval` scores (whole frame, the figure's
 own pixels, the face boxes of the true pose). Only pictures where a figure is found
@@ -37,7 +41,7 @@ import numpy as np
 CHARACTER_SEED = 7              # a studio seed no shipped checkpoint trained on
 UPLOAD_SIZE = 256
 FRAMINGS = ("full", "upper", "face")
-VARIANTS = ("default", "measured", "seen", "true")
+VARIANTS = ("default", "measured", "seen", "true", "pasted", "hands")
 
 
 def upload_alignment(model: Any, data: Path, n: int, frames: int, seed: int = 0,
@@ -46,7 +50,8 @@ def upload_alignment(model: Any, data: Path, n: int, frames: int, seed: int = 0,
     the three skeletons (module docstring) and the per-clip rows."""
     from realtime.avatars.dataset import ClipPlan, _Tracks, character, make_sample, plan
     from realtime.avatars.render import framing_for, render_reference
-    from realtime.motion.reference import ReferenceConfig, measure_reference
+    from realtime.model.face_paste import HeadShape
+    from realtime.motion.reference import ReferenceConfig, measure_reference, measure_upload
     from realtime.motion.retarget import default_skeleton
     from realtime.training.evaluate import frame_metrics, run_student
     from realtime.training.studio import dataset_config, sample_to_clip
@@ -74,22 +79,30 @@ def upload_alignment(model: Any, data: Path, n: int, frames: int, seed: int = 0,
             p = ClipPlan(30_000_000 + k, "uploads", k, sources[k % len(sources)])
             sample: dict[str, Any] = dict(make_sample(p, conf, _Tracks(None), figure=True))
             sample["meta"] = {"character": f"upload-char{k}", "source": p.source}
-            measured = measure_reference(np.asarray(sample["reference_shot"][0]))
+            measured, features = measure_upload(np.asarray(sample["reference_shot"][0]))
             if measured is None:
                 continue
+            head = None if features is None else HeadShape.of_upload(features, measured)
             truth = sample_to_clip(sample, cfg)
             picture = np.asarray(sample["reference_shot"][0])
             seen = measure_reference(picture, ReferenceConfig(as_drawn=False))
             by_body = measure_reference(picture, ReferenceConfig(face=False)) is not None
             row: dict[str, Any] = {"character": k, "build": char.build,
-                                   "found_by": "body" if by_body else "face"}
+                                   "found_by": "body" if by_body else "face",
+                                   "head": head is not None}
             for name, skeleton in (("default", default_skeleton()), ("measured", measured),
-                                   ("seen", seen), ("true", None)):
+                                   ("seen", seen), ("true", None), ("pasted", measured),
+                                   ("hands", measured)):
                 clip = truth if skeleton is None else sample_to_clip(
                     _on_skeleton(sample, skeleton), cfg)
+                if name in ("pasted", "hands"):
+                    clip = dataclasses.replace(clip, head_shape=head)
+                face_paste, model.face_paste = model.face_paste, name != "hands"
                 stream = run_student(model, clip, cfg.steps, seed).frames
+                model.face_paste = face_paste
                 m = frame_metrics(stream, truth)
-                row[name] = {key: m[key] for key in ("psnr", "figure_psnr", "face_psnr")}
+                row[name] = {key: m[key] for key in ("psnr", "figure_psnr", "face_psnr",
+                                                     "hand_psnr")}
             rows.append(row)
         out[framing] = {"tried": tried, "found": len(rows), **_means(rows), "clips": rows}
     return out
@@ -105,11 +118,16 @@ def _on_skeleton(sample: dict[str, Any], skeleton: Any) -> dict[str, Any]:
 def _means(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if not rows:
         return {}
-    means = {name: {key: float(np.mean([r[name][key] for r in rows]))
+    means = {name: {key: float(np.nanmean([r[name][key] for r in rows]))
                     for key in rows[0][name]} for name in VARIANTS}
     by = {how: sum(r["found_by"] == how for r in rows) for how in ("body", "face")}
-    return {**means, "found_by": by, "measured_minus_default_db": {
-        key: means["measured"][key] - means["default"][key] for key in means["default"]}}
+    return {**means, "found_by": by, "heads": sum(r["head"] for r in rows),
+            "measured_minus_default_db": {
+                key: means["measured"][key] - means["default"][key] for key in means["default"]},
+            "pasted_minus_measured_db": {
+                key: means["pasted"][key] - means["measured"][key] for key in means["measured"]},
+            "hands_minus_measured_db": {
+                key: means["hands"][key] - means["measured"][key] for key in means["measured"]}}
 
 
 def fit_ratios(seed: int = 3, characters: int = 150) -> dict[str, Any]:

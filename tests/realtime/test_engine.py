@@ -236,35 +236,43 @@ def test_a_built_in_characters_face_is_pasted_on_its_head_alone() -> None:
 
 
 def test_a_built_in_characters_hands_are_drawn_where_the_fingers_are() -> None:
-    """Given the reference's head (a built-in character), the engine draws each
-    condition's present hand over the decoded frame, and nothing outside the hand's
-    box; without hands in the conditions, for an upload (no head) or told not to, it
-    draws none."""
+    """Given the reference's head, the engine draws each condition's present hand over
+    the decoded frame, and, the face paste left out (an upload's head), nothing
+    outside the hand's box; without hands in the conditions, without a head or told
+    not to, it draws none."""
     import dataclasses
 
     from realtime.avatars.character import make_character
     from realtime.avatars.render import framing_for
-    from realtime.model.face_paste import HeadShape
+    from realtime.model.face_paste import LIMB_CHANNELS, HeadShape
 
     char = make_character(5, accessories=())
     shape = HeadShape.of(char, framing_for(char, "face"))
     hand = char.rest_hand("left") * 2.5                      # a close-up's hand size
-    hand = hand - hand[9] + np.array([0.5, 0.6, 0.0])
+    hand = hand - hand[9] + np.array([0.5, 0.75, 0.0])       # below the eyes
     hands = np.full((2, 21, 3), np.nan, np.float32)
     hands[0] = hand                                          # the left hand, present
-    conds = [dataclasses.replace(c, hands=hands) for c in _conditions(3, seed=4)]
+    head = np.array([*shape.ears, shape.torso], np.float32)  # the head at rest
+    conds = [dataclasses.replace(c, hands=hands, head=head, face=np.zeros(FACE_DIM, np.float32))
+             for c in _conditions(3, seed=4)]
+    for c in conds:                                          # no arm before the face
+        c.pose_maps[list(LIMB_CHANNELS)] = 0.0
     bare = [dataclasses.replace(c, hands=None) for c in conds]
 
     def frames(cs: list[MotionCondition], paste: bool = True, head: bool = True,
-               ) -> np.ndarray:
-        e = StreamingEngine(MODEL, seed=0, face_paste=False, hand_paste=paste)
-        e.set_reference([_reference(0)], head=shape if head else None)
-        assert e.pastes_hands == (paste and head)
+               face: bool = False) -> np.ndarray:
+        e = StreamingEngine(MODEL, seed=0, face_paste=True, hand_paste=paste)
+        # an upload's head (paste_face False) gives the hands their skin, no face
+        e.set_reference([_reference(0)], head=shape if head else None, paste_face=face)
+        assert e.pastes_hands == (paste and head) and e.pastes_faces == (face and head)
         return _run(e, cs)
 
     plain = frames(conds, paste=False)
     assert np.array_equal(frames(bare), plain)
     assert np.array_equal(frames(conds, head=False), plain)
+    face = np.abs(frames(bare, face=True).astype(int) - plain.astype(int)).max(-1).max(0) > 0
+    eye = (shape.points()[0] * CFG.resolution).astype(int)
+    assert face[eye[1], eye[0]]                              # with paste_face, the face too
     drawn = frames(conds)
     changed = np.abs(drawn.astype(int) - plain.astype(int)).max(axis=-1).max(axis=0) > 0
     res = CFG.resolution

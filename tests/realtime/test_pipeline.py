@@ -91,8 +91,8 @@ def test_character_and_reference_switch_mid_session(factory: Factory) -> None:
         q.set_reference_image(np.zeros((3, 3, 3), np.uint8))
     q.set_reference_image(np.full((64, 48, 3), 200, np.uint8))
     assert q.character is None
-    assert not q.engine.pastes_faces        # an upload has no head to place it by
-    assert not q.engine.pastes_hands        # nor cheeks to take a skin from
+    assert not q.engine.pastes_faces        # no face in this upload to fit a head to
+    assert not q.engine.pastes_hands
     assert _run(q, motions[4:]).shape[0] == 2           # the session goes on
 
 
@@ -109,15 +109,18 @@ def test_an_uploaded_picture_is_drawn_where_its_figure_stands(factory: Factory) 
     truth = ada.skeleton.through(cam.center, cam.zoom)
     p = factory()
     prepared = p.prepare_reference(render_reference(ada, 256, framing=cam))
-    assert prepared.skeleton is not None
+    assert prepared.skeleton is not None and prepared.head is not None
     p.set_reference_image(prepared)
     assert (p.character, p.framing, p.reference_figure) == (None, None, True)
+    # the head fitted to its face gives the hands its skin; its face is not pasted
+    assert p.engine.pastes_hands and not p.engine.pastes_faces
     assert abs(p.skeleton.rest_root[1] - truth.rest_root[1]) < 0.25 * truth.torso
     assert p.skeleton.torso > 1.5 * default_skeleton().torso
     assert _run(p, _motions(2)).shape[0] == 2
     p.set_reference_image(np.full((64, 48, 3), 200, np.uint8))     # no one in it
     assert np.array_equal(p.skeleton.body, default_skeleton().body)
     assert p.reference_figure is False
+    assert not p.engine.pastes_faces and not p.engine.pastes_hands
     with pytest.raises(ValueError):
         p.prepare_reference(np.zeros((3, 3, 3), np.uint8))
 

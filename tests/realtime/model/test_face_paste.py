@@ -144,3 +144,40 @@ def test_a_hand_before_the_face_stays_in_front_of_the_pasted_face() -> None:
     assert np.abs(without[hand].astype(int) - frame[hand].astype(int)).max() > 30
     for eye in SHAPE.points()[:2]:
         assert luma(got, eye) < 150
+
+
+@pytest.mark.parametrize("seed", [5, 11])
+def test_a_head_is_fitted_back_from_its_own_features(seed: int) -> None:
+    """`fit`, given a built-in head's own eyes, nose and mouth and its figure's ears
+    and torso, finds that head again: its size, its eye drop, no offset."""
+    char = make_character(seed)
+    shape = HeadShape.of(char, framing_for(char, "upper"))
+    got = HeadShape.fit(shape.rest, np.asarray(shape.ears), shape.torso)
+    assert got is not None
+    assert got.rx == pytest.approx(shape.rx) and got.ry == pytest.approx(shape.ry)
+    assert got.eye_v == shape.eye_v
+    assert np.allclose(got.offset, 0.0, atol=1e-9)
+
+
+def test_a_face_away_from_the_ears_is_followed_by_its_offset() -> None:
+    """An upload's face need not sit where the studio puts one by the ears: the fitted
+    offset puts it back, and it turns with the head."""
+    moved = SHAPE.rest + np.array([0.03, -0.02])
+    got = HeadShape.fit(moved, np.asarray(SHAPE.ears), SHAPE.torso)
+    assert got is not None
+    assert np.abs(got.rest - moved).max() < 1e-9
+    roll = np.zeros(FACE_DIM)
+    roll[FACE_FEATURES.index("roll")] = 0.5
+    turned, plain = got.points(roll), SHAPE.points(roll)
+    # the offset turned with the head: not the rest offset added to the plain head's
+    assert np.abs((turned - plain).mean(0) - np.array([0.03, -0.02])).max() > 0.002
+
+
+def test_features_no_head_fits_are_refused() -> None:
+    """A mouth above the eyes, or eyes on one spot, fit no head: no paste."""
+    upside_down = SHAPE.rest.copy()
+    upside_down[3, 1] = SHAPE.rest[:2, 1].mean() - 0.1
+    assert HeadShape.fit(upside_down, np.asarray(SHAPE.ears), SHAPE.torso) is None
+    one_eye = SHAPE.rest.copy()
+    one_eye[1] = one_eye[0]
+    assert HeadShape.fit(one_eye, np.asarray(SHAPE.ears), SHAPE.torso) is None

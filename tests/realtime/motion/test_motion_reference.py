@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from realtime.engine import pad_square
-from realtime.motion.reference import ReferenceConfig, measure_reference
+from realtime.motion.reference import ReferenceConfig, measure_reference, measure_upload
 from realtime.motion.retarget import default_skeleton
 from realtime.motion.types import Skeleton
 
@@ -87,3 +87,30 @@ def test_a_face_picture_without_shoulders_is_a_close_shot(shared_media: Path) ->
     measured = measure_reference(close_up)
     assert measured is not None
     assert measured.rest_root[1] > 1.0 and measured.torso > 2 * default_skeleton().torso
+
+
+@pytest.mark.parametrize(("name", "framing"), [("ada", "upper"), ("ada", "face"),
+                                               ("otto", "upper"), ("pip", "face")])
+def test_an_uploads_head_is_fitted_where_its_face_is(name: str, framing: str) -> None:
+    """A drawn character as an upload: the eyes, nose and mouth Face Mesh finds, and the
+    head fitted to them on the measured figure, sit where the studio drew them (within
+    a sixth of the eye span), and the head is the character's size (within a fifth)."""
+    from realtime.avatars import gallery
+    from realtime.avatars.render import framing_for
+    from realtime.model.face_paste import HeadShape
+
+    image, _ = _built_in(name, framing)
+    truth = HeadShape.of(gallery.get(name), framing_for(gallery.get(name), framing))
+    skeleton, features = measure_upload(image)
+    assert skeleton is not None and features is not None
+    span = float(np.linalg.norm(truth.rest[0] - truth.rest[1]))
+    assert np.abs(features - truth.rest).max() < span / 6
+    head = HeadShape.of_upload(features, skeleton)
+    assert head is not None
+    assert np.abs(head.rest - truth.rest).max() < span / 6
+    assert 0.8 < head.rx / truth.rx < 1.2
+
+
+def test_no_face_no_features() -> None:
+    blank = np.full((200, 200, 3), (240, 230, 200), np.uint8)
+    assert measure_upload(blank) == (None, None)
