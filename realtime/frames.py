@@ -49,8 +49,8 @@ class Reference:
 
     image: np.ndarray                       # (H, W, 3) uint8 RGB, as uploaded
     skeleton: Skeleton | None = None        # its figure's, where one was found
-    # its head, fitted to the face found in it, where one fits: places the face and
-    # hand pastes (`realtime.model.face_paste.HeadShape.of_upload`)
+    # its head, fitted to the face found in it, where one fits: finds its skin for the
+    # hand paste (`realtime.model.face_paste.HeadShape.of_upload`)
     head: HeadShape | None = None
 
 

@@ -203,7 +203,7 @@ class AnimationPipeline:
         if not isinstance(reference, Reference):
             reference = self.prepare_reference(reference)
         # the head fitted to its face finds the skin for the hand paste; the face paste
-        # it would misplace (the model card's "Uploaded pictures")
+        # it would misplace (the model card's "Uploads: the hand paste")
         self.engine.set_reference([reference.image], head=reference.head, paste_face=False)
         self.skeleton = (reference.skeleton if reference.skeleton is not None
                          else _default_skeleton())

@@ -206,6 +206,5 @@ class MotionCondition:
     # (realtime.model.face_paste)
     head: np.ndarray | None = None
     # (2, 21, 3) the pose's left and right hand points, canvas units, NaN for a hand not
-    # seen; None where unknown. They place a built-in character's hand paste
-    # (realtime.model.hand_paste)
+    # seen; None where unknown. They place the hand paste (realtime.model.hand_paste)
     hands: np.ndarray | None = None

@@ -7,7 +7,7 @@ are the one kind of upload whose truth is known: the studio draws a character at
 rest through a camera (the "upload") and the same character performing through the
 same camera (the truth). For characters of a seed no checkpoint has trained on,
 driven by the dataset's held-out performers and shot in each framing, every clip is
-streamed three times with the same reference and noise, retargeted onto
+streamed once per variant below, with the same reference and noise, retargeted onto
 
     default    the default adult (what an upload got before, and still gets when no
                figure is found)
@@ -97,7 +97,8 @@ def upload_alignment(model: Any, data: Path, n: int, frames: int, seed: int = 0,
                     _on_skeleton(sample, skeleton), cfg)
                 if name in ("pasted", "hands"):
                     clip = dataclasses.replace(clip, head_shape=head)
-                face_paste, model.face_paste = model.face_paste, name != "hands"
+                face_paste = model.face_paste
+                model.face_paste = face_paste and name != "hands"
                 stream = run_student(model, clip, cfg.steps, seed).frames
                 model.face_paste = face_paste
                 m = frame_metrics(stream, truth)
