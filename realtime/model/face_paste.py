@@ -209,14 +209,28 @@ def _similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([scale * r, (mb - scale * r @ ma)[:, None]], 1)
 
 
-def _limbs(pose: torch.Tensor, span: float) -> torch.Tensor:
-    """(1, 1, P, P) in [0, 1]: where the arms and fingers of one frame's condition
-    maps (1, >=16, P, P) lie, grown by a third of the face's eye-to-mouth `span`
-    (canvas units; the maps draw bones, the frame draws limbs round them)."""
-    mask = (pose[:, list(LIMB_CHANNELS)].float().amax(1, keepdim=True) > 0.05).float()
-    grow = math.ceil(span * pose.shape[-1] / 3) + 1     # one more: the softening takes it
-    mask = F.max_pool2d(mask, 2 * grow + 1, stride=1, padding=grow)
-    return F.avg_pool2d(mask, 3, stride=1, padding=1, count_include_pad=False)
+def _limbs(pose: torch.Tensor, span: float, box: tuple[int, int, int, int],
+           size: int) -> torch.Tensor:
+    """(h, w) in [0, 1] over the frame's pixels `box` (x0, y0, x1, y1) of an S=`size`
+    frame: where the arms and fingers of one frame's condition maps (1, >=16, P, P)
+    lie, read at the frame's resolution (bilinear), grown by a third of the face's
+    eye-to-mouth `span` (canvas units; the maps draw bones, the frame draws limbs round
+    them). Stop 49 grew them on the maps, by at least one map pixel: round a full-body
+    shot's small face that masked most of it whenever an arm was near."""
+    x0, y0, x1, y1 = box
+    grow = math.ceil(span * size / 3) + 1               # one more: the softening takes it
+    ex0, ey0 = max(0, x0 - grow), max(0, y0 - grow)     # limbs just outside reach in
+    ex1, ey1 = min(size, x1 + grow), min(size, y1 + grow)
+    gy, gx = torch.meshgrid(
+        (torch.arange(ey0, ey1, device=pose.device, dtype=torch.float32) + 0.5) / size,
+        (torch.arange(ex0, ex1, device=pose.device, dtype=torch.float32) + 0.5) / size,
+        indexing="ij")
+    maps = pose[:, list(LIMB_CHANNELS)].float().amax(1, keepdim=True)
+    seen = F.grid_sample(maps, (torch.stack((gx, gy), -1) * 2 - 1)[None], mode="bilinear",
+                         padding_mode="zeros", align_corners=False)
+    mask = F.max_pool2d((seen > 0.05).float(), 2 * grow + 1, stride=1, padding=grow)
+    mask = F.avg_pool2d(mask, 3, stride=1, padding=1, count_include_pad=False)
+    return mask[0, 0, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
 
 
 def paste_faces(frames: torch.Tensor, reference: torch.Tensor, shape: HeadShape,
@@ -268,10 +282,7 @@ def paste_faces(frames: torch.Tensor, reference: torch.Tensor, shape: HeadShape,
         qd = ((gx - c[0]) * down[0] + (gy - c[1]) * down[1]) / (ALONG * span)
         mask = ((1 - torch.sqrt(qa ** 2 + qd ** 2)) / FEATHER).clamp(0, 1)
         if pose is not None:
-            limbs = F.grid_sample(_limbs(pose[i:i + 1], span),
-                                  (torch.stack((gx, gy), -1) * 2 - 1)[None],
-                                  mode="bilinear", padding_mode="border", align_corners=False)
-            mask = mask * (1 - limbs[0, 0])
+            mask = mask * (1 - _limbs(pose[i:i + 1], span, (x0, y0, x1, y1), size))
         mask = mask.to(dt)[None]
         out[i, :, y0:y1, x0:x1] = mask * moved + (1 - mask) * frames[i, :, y0:y1, x0:x1]
     return out

@@ -181,3 +181,33 @@ def test_features_no_head_fits_are_refused() -> None:
     one_eye = SHAPE.rest.copy()
     one_eye[1] = one_eye[0]
     assert HeadShape.fit(one_eye, np.asarray(SHAPE.ears), SHAPE.torso) is None
+
+
+def test_an_arm_beside_a_small_face_leaves_the_face_pasted() -> None:
+    """A full-body shot's face is a few pixels across: an arm drawn down beside it, a
+    little over an eye span from the nearer eye, keeps its own pixels, and the eyes
+    are still pasted (the guard is made at the frame's resolution, not grown by whole
+    condition-map pixels)."""
+    import cv2
+
+    from realtime.model.face_paste import LIMB_CHANNELS
+
+    cam = framing_for(CHAR, "full")
+    shape = HeadShape.of(CHAR, cam)
+    ref = render_reference(CHAR, S, framing=cam)
+    pts = shape.points()
+    spread = float(np.linalg.norm(pts[0] - pts[1]))
+    x = float(pts[0, 0] + 1.6 * spread)                     # beside the image-right eye
+    frame = np.full((S, S, 3), 128, np.uint8)
+    px = int(round(x * S))
+    cv2.line(frame, (px, 0), (px, S - 1), (90, 60, 200), 2)    # the arm, as drawn
+    maps = np.zeros((16, 32, 32), np.float32)
+    cv2.line(maps[LIMB_CHANNELS[0]], (int(x * 32), 0), (int(x * 32), 31), (1.0,), 1)
+    out = paste_faces(tensor(frame)[None], tensor(ref), shape, torch.zeros(1, FACE_DIM),
+                      torch.tensor([[*shape.ears, shape.torso]], dtype=torch.float32),
+                      torch.from_numpy(maps)[None])
+    got = image(out[0])
+    assert np.array_equal(got[:, px - 1:px + 1], frame[:, px - 1:px + 1])   # the arm kept
+    for eye in pts[:2]:
+        ex, ey = (eye * S).astype(int)
+        assert np.abs(got[ey, ex].astype(int) - 128).max() > 20          # the eye pasted
