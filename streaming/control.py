@@ -27,6 +27,9 @@ Server -> client:
                                                      "figure" (its figure was found, so
                                                      the stream is drawn where it stands;
                                                      false: a standing adult, full-body)
+                                                     and "hands" (a face was found: the
+                                                     performer's hands are drawn in its
+                                                     skin, realtime/model/hand_paste.py)
     {"type": "error", "for": <type>, "message"}       it did not; nothing changed
     {"type": "pong", "t": <echo>, "server_time": <time.monotonic()>}
     {"type": "closed", "reason"}                      the session ended (pipeline error)

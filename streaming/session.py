@@ -322,9 +322,11 @@ class Session:
             except ValueError as exc:
                 raise control.ControlError("reference", f"unusable reference: {exc}") from None
             # figure: whether the picture's figure was found (the stream is drawn where
-            # it stands) or the default standing adult is used
+            # it stands) or the default standing adult is used; hands: whether a face
+            # was found to fit a head to, whose skin the performer's hands are drawn in
             return {"size": [reference.image.shape[1], reference.image.shape[0]],
-                    "figure": reference.skeleton is not None}
+                    "figure": reference.skeleton is not None,
+                    "hands": reference.head is not None}
 
         return set_reference
 

@@ -210,9 +210,11 @@ function onControl(msg) {
   } else if (msg.type === "error") {
     log(`⚠ ${msg.for}: ${msg.message}`);
   } else if (msg.type === "ack" && msg.for === "reference") {
-    // figure: the picture's figure was found and the stream is drawn where it stands
-    log(msg.figure ? "✓ reference: figure found, drawn where it stands"
-                   : "✓ reference: no figure found, drawn as a standing adult");
+    // figure: the picture's figure was found and the stream is drawn where it stands;
+    // hands: a face was found, and the performer's hands are drawn in its skin
+    log((msg.figure ? "✓ reference: figure found, drawn where it stands"
+                    : "✓ reference: no figure found, drawn as a standing adult")
+        + (msg.hands ? "; hands drawn in its skin" : ""));
   } else if (msg.type === "ack") {
     log(`✓ ${msg.for}`);
   } else if (msg.type === "closed") {

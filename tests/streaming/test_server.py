@@ -185,6 +185,7 @@ async def test_control_changes_apply_on_the_worker_and_bad_uploads_keep_the_char
         await runner.cleanup()
     ack = next(m for m in result.control if m["type"] == "ack" and m["for"] == "reference")
     assert ack["size"] == [120, 90] and ack["figure"] is False      # a red square: no one
+    assert ack["hands"] is False                                    # and no face
     assert pipelines[-1].reference is not None and pipelines[-1].reference.shape == (90, 120, 3)
     # the slow part of an upload ran on neither of the session's stages
     assert pipelines[-1].prepared_on and not pipelines[-1].prepared_on.startswith("pipeline-")
