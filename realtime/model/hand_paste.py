@@ -79,35 +79,21 @@ def _polygon_distance(gx: torch.Tensor, gy: torch.Tensor, pts: np.ndarray) -> to
     """Signed distance (negative inside) of each pixel to the convex hull of `pts`
     (k, 2), as the largest distance past one of its edges (exact along the edges,
     short of the true distance off the corners, which the rounding covers)."""
-    hull = _hull(pts)
+    import cv2
+
+    hull = cv2.convexHull(np.asarray(pts, np.float32))[:, 0].astype(np.float64)
     if len(hull) < 3:
         return torch.full_like(gx, float("inf"))
+    centre = hull.mean(0)
     out = torch.full_like(gx, -float("inf"))
     for a, b in zip(hull, np.roll(hull, -1, axis=0), strict=True):
         e = b - a
-        n = np.array([-e[1], e[0]]) / max(float(np.linalg.norm(e)), 1e-9)   # outward
+        n = np.array([-e[1], e[0]]) / max(float(np.linalg.norm(e)), 1e-9)
+        if (centre - a) @ n > 0:                        # outward, whichever way it turns
+            n = -n
         out = torch.maximum(out, (gx - float(a[0])) * float(n[0])
                             + (gy - float(a[1])) * float(n[1]))
     return out
-
-
-def _hull(pts: np.ndarray) -> np.ndarray:
-    """The convex hull of (k, 2) points, in the turning order `_polygon_distance`'s
-    outward normals assume (monotone chain)."""
-    p = sorted({(float(x), float(y)) for x, y in pts})
-    if len(p) < 3:
-        return np.asarray(p)
-
-    def half(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        out: list[tuple[float, float]] = []
-        for q in points:
-            while len(out) >= 2 and ((out[-1][0] - out[-2][0]) * (q[1] - out[-2][1])
-                                     - (out[-1][1] - out[-2][1]) * (q[0] - out[-2][0])) >= 0:
-                out.pop()
-            out.append(q)
-        return out
-
-    return np.asarray(half(p)[:-1] + half(p[::-1])[:-1])
 
 
 def paste_hands(frames: torch.Tensor, skin: torch.Tensor, hands: torch.Tensor,
