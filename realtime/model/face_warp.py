@@ -46,7 +46,22 @@ class FaceWarpConfig:
     mouth_across: float = 0.6   # mouth window radius across, spans
     chin: float = 0.5           # how far below the opening the face still moves, spans
     width: float = 0.35         # mouth width scale per unit mouth_width
-
+    # the open mouth's inside, drawn (`draw_mouths`): no warp can draw it, since the
+    # closed face it moves has none. Its depth per unit of opening (mouth_open + 0.6
+    # jaw), mouth half-widths (0: none drawn); how far its top arches above the line,
+    # a share of the depth; its width per unit mouth_width; its colour (RGB in [0, 1])
+    # and opacity
+    mouth_depth: float = 0.0
+    mouth_upper: float = 0.3
+    mouth_smile: float = 0.35
+    mouth_colour: tuple[float, float, float] = (0.33, 0.12, 0.16)
+    mouth_alpha: float = 1.0
+    # the lids a closing eye shows, drawn in the face's skin (`draw_lids`), over the
+    # open eye's ellipse grown by these shares across and up-down; their opacity (0:
+    # none drawn)
+    lid_across: float = 1.0
+    lid_along: float = 1.0
+    lid_alpha: float = 0.0
 
 
 # windows end at 2.5 radii (where a Gaussian is 0.2 % of its peak): beyond, no pixel
@@ -113,6 +128,12 @@ def _box(face: _Face, cfg: FaceWarpConfig, size: int) -> tuple[int, int, int, in
     return None if x1 <= x0 or y1 <= y0 else (y0, y1, x0, x1)
 
 
+def _opening(e: torch.Tensor) -> torch.Tensor:
+    """(N,) how far each expression (N, FACE_DIM) opens the mouth: mouth_open + 0.6 jaw."""
+    return (e[:, _F["mouth_open"]].clamp(-0.5, 2.0)
+            + 0.6 * e[:, _F["jaw"]].clamp_min(0.0)).clamp_min(0.0)
+
+
 def warp_field(points: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, size: int,
                cfg: FaceWarpConfig, box: tuple[int, int, int, int] | None = None,
                ) -> torch.Tensor:
@@ -162,11 +183,7 @@ def warp_field(points: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, size:
     half = face.half[:, None, None]
     across_w = _window((ma / (cfg.mouth_across * sp + half)) ** 2)
 
-    def gap(e: torch.Tensor) -> torch.Tensor:
-        return (e[:, _F["mouth_open"]].clamp(-0.5, 2.0)
-                + 0.6 * e[:, _F["jaw"]].clamp_min(0.0)).clamp_min(0.0)
-
-    g = (cfg.mouth * (gap(dst) - gap(src)))[:, None, None] * sp   # signed opening
+    g = (cfg.mouth * (_opening(dst) - _opening(src)))[:, None, None] * sp   # signed opening
     # below the line: the first |g| reads the line itself (the band), what lies
     # further down moves down by g, fading out over the chin
     mag = g.abs().clamp_min(1e-6)
@@ -201,4 +218,115 @@ def warp_faces(images: torch.Tensor, points: torch.Tensor, src: torch.Tensor,
     out = images.clone()
     out[..., y0:y1, x0:x1] = F.grid_sample(images, grid, mode="bilinear",
                                            padding_mode="border", align_corners=False)
+    return draw_mouths(out, points, dst, cfg) if cfg.mouth_depth > 0 else out
+
+
+def draw_mouths(images: torch.Tensor, points: torch.Tensor, dst: torch.Tensor,
+                cfg: FaceWarpConfig) -> torch.Tensor:
+    """images (N, 3, S, S) in [-1, 1] with each face's open mouth drawn in: the
+    inside a mouth shows when it opens, which the warp, moving the pixels of a closed
+    face, cannot draw. As a 2D rig draws it: a shape hung from the mouth's line, its
+    bottom a parabola `mouth_depth` half-widths deep per unit of opening at the middle
+    and its top arching above the line by `mouth_upper` of that, as wide as the mouth
+    (widened with mouth_width), in one colour. Placed by the face points (N, 8, 2), so
+    it turns with the head; anti-aliased over a pixel, and an opening thinner than a
+    pixel drawn as faint as it is thin. Closed mouths are left as they are."""
+    size = images.shape[-1]
+    face = _face(points)
+    depth = cfg.mouth_depth * _opening(dst.float()) * face.half          # canvas units
+    draw = face.ok & (depth * size > 1e-3)
+    if not bool(draw.any()):
+        return images
+    half = face.half * (1 + cfg.mouth_smile * dst[:, _F["mouth_width"]].float()
+                        .clamp(-1, 1.5)).clamp_min(0.2)
+    # the box holding every drawn mouth, one pixel of softening round it
+    reach = torch.maximum(half, (1 + cfg.mouth_upper) * depth)[draw] + 1.0 / size
+    centres = face.mouth[draw]
+    lo = ((centres - reach[:, None]).amin(0) * size).floor().clamp(0, size)
+    hi = ((centres + reach[:, None]).amax(0) * size).ceil().clamp(0, size)
+    x0, y0, x1, y1 = (int(v) for v in (*lo.tolist(), *hi.tolist()))
+    if x1 <= x0 or y1 <= y0:
+        return images
+    gy, gx = torch.meshgrid(
+        (torch.arange(y0, y1, device=images.device, dtype=torch.float32) + 0.5) / size,
+        (torch.arange(x0, x1, device=images.device, dtype=torch.float32) + 0.5) / size,
+        indexing="ij")
+    r = torch.stack((gx, gy), -1)[None] - face.mouth[:, None, None]      # (N, h, w, 2)
+    along = (r * face.across[:, None, None]).sum(-1)
+    below = (r * face.down[:, None, None]).sum(-1)
+    hw, dp = half[:, None, None], depth[:, None, None]
+    bow = 1 - (along / hw).clamp(-1, 1) ** 2
+    # coverage: inside the bottom, the top and the corners, each edge over a pixel
+    cover = (((dp * bow - below) * size + 0.5).clamp(0, 1)
+             * ((below + cfg.mouth_upper * dp * bow) * size + 0.5).clamp(0, 1)
+             * ((hw - along.abs()) * size + 0.5).clamp(0, 1))
+    # a shape thinner than a pixel covers it by its thickness: an opening fades in
+    thick = ((1 + cfg.mouth_upper) * dp * size).clamp(max=1.0)
+    cover = (cover * thick * draw[:, None, None] * cfg.mouth_alpha)[:, None].to(images.dtype)
+    colour = (torch.tensor(cfg.mouth_colour, device=images.device) * 2 - 1)
+    out = images.clone()
+    out[..., y0:y1, x0:x1] = (images[..., y0:y1, x0:x1] * (1 - cover)
+                              + colour.to(images.dtype)[None, :, None, None] * cover)
+    return out
+
+
+# an eye this much closed (1 - openness) or more gets its lids whole; less, they fade
+# in, so a tracker's wobble round an open eye does not flash them
+LID_FADE = 0.1
+
+
+def _in_ellipse(along: torch.Tensor, below: torch.Tensor, a: float, d: torch.Tensor,
+                size: int) -> torch.Tensor:
+    """How far each pixel (its offsets `along` and `below` the centre, canvas units)
+    lies inside an ellipse of half axes a (across) and d (N, 1, 1) (down), soft over
+    about a pixel of an S=`size` frame; one thinner than a pixel covers it by its
+    thickness."""
+    q = torch.sqrt((along / a) ** 2 + (below / d) ** 2)
+    soft = ((1 - q) * torch.clamp(d, max=a) * size + 0.5).clamp(0, 1)
+    return soft * (2 * d * size).clamp(max=1.0)
+
+
+def draw_lids(images: torch.Tensor, points: torch.Tensor, dst: torch.Tensor,
+              eye: tuple[float, float], skin: torch.Tensor, cfg: FaceWarpConfig,
+              ) -> torch.Tensor:
+    """images (N, 3, S, S) in [-1, 1] with lids drawn over each closing eye, as a 2D
+    rig's lid closes over an eye: the skin's colour (3,) fills the open eye's ellipse
+    (`eye`: its half width and half height, canvas units, grown by `lid_across` and
+    `lid_along`) except the ellipse that stays open, its height times the openness
+    clip(1 + eye_open, 0, 1.6) (as the studio draws it). The warp squashes an eye only
+    so far; what it leaves of a shut eye, the lids cover. Placed by the face points
+    (N, 8, 2); an eye at or past open is left as it is."""
+    size = images.shape[-1]
+    face = _face(points)
+    out = images
+    w, h = eye
+    outer_a, outer_d = w * cfg.lid_across, h * cfg.lid_along
+    reach = max(outer_a, outer_d, w, h) + 1.0 / size
+    for k, side in enumerate(("l", "r")):
+        shut = (1 - (1 + dst[:, _F[f"eye_open_{side}"]].float()).clamp(0.0, 1.6))
+        fade = (shut / LID_FADE).clamp(0, 1) * face.ok
+        if not bool((fade > 0).any()):
+            continue
+        centres = face.eyes[fade > 0, k]
+        lo = ((centres - reach).amin(0) * size).floor().clamp(0, size)
+        hi = ((centres + reach).amax(0) * size).ceil().clamp(0, size)
+        x0, y0, x1, y1 = (int(v) for v in (*lo.tolist(), *hi.tolist()))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        gy, gx = torch.meshgrid(
+            (torch.arange(y0, y1, device=images.device, dtype=torch.float32) + 0.5) / size,
+            (torch.arange(x0, x1, device=images.device, dtype=torch.float32) + 0.5) / size,
+            indexing="ij")
+        r = torch.stack((gx, gy), -1)[None] - face.eyes[:, k, None, None]   # (N, h, w, 2)
+        along = (r * face.across[:, None, None]).sum(-1)
+        below = (r * face.down[:, None, None]).sum(-1)
+
+        opened = (h * (1 - shut)).clamp_min(1e-6)[:, None, None]
+        lid = (_in_ellipse(along, below, outer_a, torch.full_like(opened, outer_d), size)
+               * (1 - _in_ellipse(along, below, w, opened, size)))
+        cover = (lid * (fade * cfg.lid_alpha)[:, None, None])[:, None].to(images.dtype)
+        if out is images:
+            out = images.clone()
+        out[..., y0:y1, x0:x1] = (out[..., y0:y1, x0:x1] * (1 - cover)
+                                  + skin.to(images.dtype)[None, :, None, None] * cover)
     return out

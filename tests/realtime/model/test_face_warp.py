@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from realtime.model.face_warp import FaceWarpConfig, warp_faces
+from realtime.model.face_warp import FaceWarpConfig, draw_lids, warp_faces
 from realtime.motion.types import FACE_DIM, FACE_FEATURES
 
 S = 128
@@ -124,3 +124,85 @@ def test_the_warp_turns_with_the_head() -> None:
     back = np.rot90(warp(turned, e, turned_pts), -1)
     diff = np.abs(back.astype(int) - upright.astype(int)).max(axis=-1)
     assert (diff > 30).mean() < 0.01
+
+
+MOUTH = FaceWarpConfig(mouth_depth=1.0, mouth_colour=(0.9, 0.1, 0.1))
+
+
+def red(img: np.ndarray) -> np.ndarray:
+    """Where the drawn mouth's colour shows."""
+    r, g, b = (img[..., k].astype(int) for k in range(3))
+    return (r > 150) & (g < 90) & (b < 90)
+
+
+def test_an_open_mouth_is_drawn_in_below_its_line_as_deep_as_it_opens() -> None:
+    img = drawn_face()
+    assert not red(img).any()
+    assert np.array_equal(warp(img, expression(), cfg=MOUTH), img)
+    rows = []
+    for opening in (0.3, 0.8, 1.5):
+        inside = red(warp(img, expression(mouth_open=opening), cfg=MOUTH))
+        ys, xs = np.nonzero(inside)
+        assert len(ys), opening
+        # hung from the line (y 90) between the corners (x 52 to 76), centred on it
+        assert ys.min() >= 90 - 0.3 * 12 * opening - 2 and ys.max() > 90
+        assert xs.min() >= 50 and xs.max() <= 78 and abs(xs.mean() - 64) < 1.5
+        rows.append(ys.max())
+    assert rows[0] < rows[1] < rows[2]                     # deeper as it opens wider
+    # the jaw opens it too, and a smile widens it
+    assert red(warp(img, expression(jaw=1.0), cfg=MOUTH)).any()
+    plain = np.nonzero(red(warp(img, expression(mouth_open=0.8), cfg=MOUTH)))[1]
+    smile = np.nonzero(red(warp(img, expression(mouth_open=0.8, mouth_width=1.0),
+                                cfg=MOUTH)))[1]
+    assert smile.max() - smile.min() > plain.max() - plain.min() + 4
+
+
+def test_the_drawn_mouth_turns_with_the_head() -> None:
+    img = drawn_face()
+    e = expression(mouth_open=1.2)
+    upright = red(warp(img, e, cfg=MOUTH))
+    c = 0.5
+    pts = POINTS - c
+    turned_pts = (np.stack((pts[:, 1], -pts[:, 0]), -1) + c).astype(np.float32)
+    turned = red(np.rot90(warp(np.ascontiguousarray(np.rot90(img)), e, turned_pts,
+                               cfg=MOUTH), -1))
+    assert upright.sum() > 40
+    assert (upright != turned).sum() <= 0.1 * upright.sum()
+
+
+def lids(img: np.ndarray, dst: np.ndarray, eye: tuple[float, float] = (8 / S, 6 / S)
+         ) -> np.ndarray:
+    skin = torch.tensor([220, 180, 150]) / 127.5 - 1
+    out = draw_lids(to_tensor(img), torch.from_numpy(POINTS)[None],
+                    torch.from_numpy(dst)[None], eye, skin,
+                    FaceWarpConfig(lid_across=1.1, lid_along=1.2, lid_alpha=1.0))
+    return ((out[0] + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+
+
+def test_lids_close_over_a_shutting_eye_in_the_skin_and_leave_an_open_one() -> None:
+    img = drawn_face()
+    assert np.array_equal(lids(img, expression()), img)
+    assert np.array_equal(lids(img, expression(eye_open_l=0.4, eye_open_r=0.4)), img)
+    shown = [eye_height(img, k) for k in (0, 1)]
+    half = lids(img, expression(eye_open_l=-0.5, eye_open_r=-0.5))
+    shut = lids(img, expression(eye_open_l=-1.0, eye_open_r=-1.0))
+    for k in (0, 1):
+        assert 0 < eye_height(half, k) < shown[k]
+        assert eye_height(shut, k) == 0
+    # what covers the eye is the skin, and its iris is gone
+    x, y = EYES[0]
+    assert np.abs(shut[y - 3:y + 4, x - 6:x + 7].astype(int)
+                  - np.array([220, 180, 150])).max() <= 3
+    # one eye shuts alone; nothing but the eyes changes
+    one = lids(img, expression(eye_open_l=-1.0))
+    assert eye_height(one, 0) == 0 and eye_height(one, 1) == shown[1]
+    changed = np.abs(shut.astype(int) - img.astype(int)).max(axis=-1) > 0
+    assert not changed[70:].any() and not changed[:40].any()
+
+
+def test_a_slight_wobble_round_an_open_eye_barely_shows_a_lid() -> None:
+    img = drawn_face()
+    wobble = lids(img, expression(eye_open_l=-0.02, eye_open_r=-0.02))
+    shut = lids(img, expression(eye_open_l=-1.0, eye_open_r=-1.0))
+    moved = np.abs(wobble.astype(int) - img.astype(int)).sum()
+    assert moved < 0.25 * np.abs(shut.astype(int) - img.astype(int)).sum()
