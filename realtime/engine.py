@@ -29,8 +29,8 @@ from realtime.frames import GeneratedFrame
 from realtime.model.bundle import AnimationModel
 from realtime.model.cache import KVCache
 from realtime.model.config import CACHE_WRITES
-from realtime.model.face_paste import HeadShape, paste_faces, skin_colour
-from realtime.model.hand_paste import paste_hands
+from realtime.model.face_paste import HeadShape, paste_faces
+from realtime.model.hand_paste import paste_hands, skin_colour
 from realtime.model.sampler import PendingWrite, denoise_chunk, write_pending
 from realtime.motion.types import MotionCondition
 

@@ -43,17 +43,6 @@ def eye_drop(build: str) -> float:
     return 0.12 if build == "chibi" else 0.0
 
 
-# each eye style's (size, tallness): how much bigger than a round eye, and how tall
-# against its width
-EYE_STYLES = {"big": (1.45, 1.2), "round": (1.0, 1.0), "almond": (1.0, 0.6)}
-
-
-def eye_size(style: str) -> tuple[float, float]:
-    """An open eye's half width and half height, in head half-widths."""
-    big, tall = EYE_STYLES[style]
-    return 0.2 * big, 0.17 * big * tall
-
-
 def eye_direction(side: float, eye_v: float) -> tuple[float, float, float]:
     """Where an eye sits on the head (side +1: the image's right), for `surface`."""
     return (0.42 * side, eye_v, -0.9)
@@ -177,7 +166,8 @@ def draw_head(p: Painter, g: HeadGeometry) -> None:
 def _brows(p: Painter, g: HeadGeometry) -> None:
     c, canvas, f = p.c, p.canvas, g.face
     eye_v = eye_drop(c.build)
-    big, tall = EYE_STYLES[c.eye_style]
+    big = {"big": 1.45, "round": 1.0, "almond": 1.0}[c.eye_style]
+    tall = {"big": 1.2, "round": 1.0, "almond": 0.6}[c.eye_style]
     w = 0.2 * big
     for sgn, side in ((1.0, "l"), (-1.0, "r")):
         xy, a, facing = g.surface(eye_direction(sgn, eye_v))
@@ -199,7 +189,8 @@ def _features(p: Painter, g: HeadGeometry) -> None:
     c, canvas, f = p.c, p.canvas, g.face
     line = c.outline_color
     eye_v = eye_drop(c.build)
-    big, tall = EYE_STYLES[c.eye_style]
+    big = {"big": 1.45, "round": 1.0, "almond": 1.0}[c.eye_style]
+    tall = {"big": 1.2, "round": 1.0, "almond": 0.6}[c.eye_style]
     jaw = float(f[F["jaw"]])
     # eyes and brows; "_l" is the performer's left, on the image's right (+x)
     for sgn, side in ((1.0, "l"), (-1.0, "r")):
@@ -209,8 +200,7 @@ def _features(p: Painter, g: HeadGeometry) -> None:
         canvas.save()
         _local(canvas, xy, a)
         openness = float(np.clip(1.0 + f[F[f"eye_open_{side}"]], 0.0, 1.6))
-        w, h = eye_size(c.eye_style)
-        h *= openness
+        w, h = 0.2 * big, 0.17 * big * tall * openness
         if openness < 0.18:
             lid = skia.Path()
             lid.moveTo(-w, 0.0)

@@ -38,21 +38,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realtime.model.face_warp import FaceWarpConfig, draw_lids, warp_faces
+from realtime.model.face_warp import FaceWarpConfig, warp_faces
 from realtime.motion.types import POSE_CHANNELS
 
 # the face warp's settings fitted by stop 49 on the ground truth of stop 26's dataset's
 # training characters (`marionette train warp`, commit ba4b500): on its 19 unseen
 # characters, warped truth came 0.73 dB closer to the expression's (gain 0.17, cos 0.40).
-# The drawn mouth's (`mouth_*`) and lids' (`lid_*`) fitted by stop 51 on 16 clips of
-# the card dataset's training characters: the reference's face pasted where the clean
-# motion puts it, closest to the truth in the face boxes (the default checkpoint's
+# The drawn mouth's (`mouth_*`) fitted by stop 51 on 16 clips of the card dataset's
+# training characters: the reference's face pasted where the clean motion puts it,
+# closest to the truth in the face boxes (the default checkpoint's
 # `history/EXPERIMENTS.md`, stop 51)
 FITTED_WARP = FaceWarpConfig(eye=0.374, eye_across=0.941, eye_along=0.931, gaze=0.249,
                              brow=0.0, brow_at=0.45, mouth=0.5, mouth_across=0.796,
                              chin=0.442, width=0.0, mouth_depth=1.0, mouth_upper=0.3,
                              mouth_smile=0.35, mouth_colour=(0.33, 0.12, 0.16),
-                             mouth_alpha=1.0, lid_across=0.9, lid_along=1.15, lid_alpha=1.0)
+                             mouth_alpha=1.0)
 # the condition maps' arms and fingers: what can be in front of the face
 LIMB_CHANNELS = tuple(i for i, name in enumerate(POSE_CHANNELS)
                       if name.startswith("arm_") or name.split("_")[0] in
@@ -79,15 +79,12 @@ class HeadShape:
     # the face's centre from where the studio puts it by the ears, in the head's own
     # axes: zero for a built-in character, fitted for an upload (`fit`)
     offset: tuple[float, float] = (0.0, 0.0)
-    # an open eye's half width and half height, head half-widths: the character's eye
-    # style's (`head.eye_size`); a round eye's for an upload
-    eye: tuple[float, float] = (0.2, 0.17)
 
     @classmethod
     def of(cls, character: Any, framing: Any) -> HeadShape:
         """The head of `character` (`realtime.avatars.Character`) at rest through
         `framing` (`realtime.avatars.render.Framing`), as `render_reference` draws it."""
-        from realtime.avatars.head import eye_drop, eye_size
+        from realtime.avatars.head import eye_drop
         from realtime.avatars.render import rest_pose
 
         body = rest_pose(character).body[:, :2]
@@ -100,7 +97,7 @@ class HeadShape:
         torso = float(np.linalg.norm((body[11] + body[12]) / 2 - (body[23] + body[24]) / 2)) * z
         return cls(rx=float(character.head_w) / 2 * z, ry=float(character.head_h) / 2 * z,
                    eye_v=eye_drop(character.build), ears=(float(ears[0]), float(ears[1])),
-                   torso=torso, eye=eye_size(character.eye_style))
+                   torso=torso)
 
     def points(self, face: np.ndarray | None = None, ears: np.ndarray | None = None,
                torso: float | None = None) -> np.ndarray:
@@ -206,24 +203,6 @@ class HeadShape:
                          mouth - 0.24 * self.rx * a]).astype(np.float32)
 
 
-def skin_colour(reference: torch.Tensor, shape: HeadShape) -> torch.Tensor:
-    """(3,) the reference's (3, S, S) skin, in its values: the median of eight points
-    on the two cheeks (below each eye, three quarters to nine tenths of the way down
-    to the mouth's height, and to either side), below even a chibi's eyes and inside
-    even a narrow face's hair."""
-    left, right, _, mouth = shape.rest
-    eyes = (left + right) / 2
-    across = (left - right) / 2
-    down = mouth - eyes
-    pts = [eye + f * down + g * across * side
-           for eye, side in ((left, 1.0), (right, -1.0))
-           for f, g in ((0.75, 0.0), (0.9, 0.0), (0.8, 0.25), (0.8, -0.2))]
-    grid = torch.tensor(np.stack(pts), dtype=torch.float32) * 2 - 1
-    got = F.grid_sample(reference[None].float(), grid[None, None].to(reference.device),
-                        mode="bilinear", padding_mode="border", align_corners=False)
-    return got[0, :, 0].median(dim=1).values.to(reference.dtype)
-
-
 def _similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(2, 3) the similarity (scale, rotation, shift) taking points a (n, 2) closest to
     b (n, 2), least squares (Umeyama 1991)."""
@@ -274,13 +253,9 @@ def paste_faces(frames: torch.Tensor, reference: torch.Tensor, shape: HeadShape,
     faces = face.detach().float().cpu().numpy()
     dt = frames.dtype
     # the reference's face moved to each frame's expression, in the reference's frame
-    points = torch.from_numpy(shape.warp_points)[None].expand(n, -1, -1)
-    posed = warp_faces(reference[None].expand(n, -1, -1, -1).to(dt), points,
+    posed = warp_faces(reference[None].expand(n, -1, -1, -1).to(dt),
+                       torch.from_numpy(shape.warp_points)[None].expand(n, -1, -1),
                        torch.zeros_like(face, dtype=torch.float32), face.float(), warp)
-    if warp.lid_alpha > 0:
-        posed = draw_lids(posed, points, face.float(),
-                          (shape.eye[0] * shape.rx, shape.eye[1] * shape.rx),
-                          skin_colour(reference, shape), warp)
     for i in range(n):
         if not np.isfinite(heads[i]).all() or heads[i, 2] <= 0:
             continue

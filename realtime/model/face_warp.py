@@ -56,12 +56,6 @@ class FaceWarpConfig:
     mouth_smile: float = 0.35
     mouth_colour: tuple[float, float, float] = (0.33, 0.12, 0.16)
     mouth_alpha: float = 1.0
-    # the lids a closing eye shows, drawn in the face's skin (`draw_lids`), over the
-    # open eye's ellipse grown by these shares across and up-down; their opacity (0:
-    # none drawn)
-    lid_across: float = 1.0
-    lid_along: float = 1.0
-    lid_alpha: float = 0.0
 
 
 # windows end at 2.5 radii (where a Gaussian is 0.2 % of its peak): beyond, no pixel
@@ -267,66 +261,4 @@ def draw_mouths(images: torch.Tensor, points: torch.Tensor, dst: torch.Tensor,
     out = images.clone()
     out[..., y0:y1, x0:x1] = (images[..., y0:y1, x0:x1] * (1 - cover)
                               + colour.to(images.dtype)[None, :, None, None] * cover)
-    return out
-
-
-# an eye this much closed (1 - openness) or more gets its lids whole; less, they fade
-# in, so a tracker's wobble round an open eye does not flash them
-LID_FADE = 0.1
-
-
-def _in_ellipse(along: torch.Tensor, below: torch.Tensor, a: float, d: torch.Tensor,
-                size: int) -> torch.Tensor:
-    """How far each pixel (its offsets `along` and `below` the centre, canvas units)
-    lies inside an ellipse of half axes a (across) and d (N, 1, 1) (down), soft over
-    about a pixel of an S=`size` frame; one thinner than a pixel covers it by its
-    thickness."""
-    q = torch.sqrt((along / a) ** 2 + (below / d) ** 2)
-    soft = ((1 - q) * torch.clamp(d, max=a) * size + 0.5).clamp(0, 1)
-    return soft * (2 * d * size).clamp(max=1.0)
-
-
-def draw_lids(images: torch.Tensor, points: torch.Tensor, dst: torch.Tensor,
-              eye: tuple[float, float], skin: torch.Tensor, cfg: FaceWarpConfig,
-              ) -> torch.Tensor:
-    """images (N, 3, S, S) in [-1, 1] with lids drawn over each closing eye, as a 2D
-    rig's lid closes over an eye: the skin's colour (3,) fills the open eye's ellipse
-    (`eye`: its half width and half height, canvas units, grown by `lid_across` and
-    `lid_along`) except the ellipse that stays open, its height times the openness
-    clip(1 + eye_open, 0, 1.6) (as the studio draws it). The warp squashes an eye only
-    so far; what it leaves of a shut eye, the lids cover. Placed by the face points
-    (N, 8, 2); an eye at or past open is left as it is."""
-    size = images.shape[-1]
-    face = _face(points)
-    out = images
-    w, h = eye
-    outer_a, outer_d = w * cfg.lid_across, h * cfg.lid_along
-    reach = max(outer_a, outer_d, w, h) + 1.0 / size
-    for k, side in enumerate(("l", "r")):
-        shut = (1 - (1 + dst[:, _F[f"eye_open_{side}"]].float()).clamp(0.0, 1.6))
-        fade = (shut / LID_FADE).clamp(0, 1) * face.ok
-        if not bool((fade > 0).any()):
-            continue
-        centres = face.eyes[fade > 0, k]
-        lo = ((centres - reach).amin(0) * size).floor().clamp(0, size)
-        hi = ((centres + reach).amax(0) * size).ceil().clamp(0, size)
-        x0, y0, x1, y1 = (int(v) for v in (*lo.tolist(), *hi.tolist()))
-        if x1 <= x0 or y1 <= y0:
-            continue
-        gy, gx = torch.meshgrid(
-            (torch.arange(y0, y1, device=images.device, dtype=torch.float32) + 0.5) / size,
-            (torch.arange(x0, x1, device=images.device, dtype=torch.float32) + 0.5) / size,
-            indexing="ij")
-        r = torch.stack((gx, gy), -1)[None] - face.eyes[:, k, None, None]   # (N, h, w, 2)
-        along = (r * face.across[:, None, None]).sum(-1)
-        below = (r * face.down[:, None, None]).sum(-1)
-
-        opened = (h * (1 - shut)).clamp_min(1e-6)[:, None, None]
-        lid = (_in_ellipse(along, below, outer_a, torch.full_like(opened, outer_d), size)
-               * (1 - _in_ellipse(along, below, w, opened, size)))
-        cover = (lid * (fade * cfg.lid_alpha)[:, None, None])[:, None].to(images.dtype)
-        if out is images:
-            out = images.clone()
-        out[..., y0:y1, x0:x1] = (out[..., y0:y1, x0:x1] * (1 - cover)
-                                  + skin.to(images.dtype)[None, :, None, None] * cover)
     return out

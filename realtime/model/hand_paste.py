@@ -23,7 +23,9 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from realtime.model.face_paste import HeadShape
 from realtime.motion.types import FINGERS, PARTS
 
 # the studio's finger width (0.14 hand lengths) over its wrist-to-middle-knuckle length
@@ -42,6 +44,24 @@ MIN_PRESENCE = 0.05                         # below it the studio draws a mitten
 # points most nearly the truth's way (cos 0.099)
 OPACITY = 0.5
 HANDS = (PARTS.index("left_hand"), PARTS.index("right_hand"))
+
+
+def skin_colour(reference: torch.Tensor, shape: HeadShape) -> torch.Tensor:
+    """(3,) the reference's (3, S, S) skin, in its values: the median of eight points
+    on the two cheeks (below each eye, three quarters to nine tenths of the way down
+    to the mouth's height, and to either side), below even a chibi's eyes and inside
+    even a narrow face's hair."""
+    left, right, _, mouth = shape.rest
+    eyes = (left + right) / 2
+    across = (left - right) / 2
+    down = mouth - eyes
+    pts = [eye + f * down + g * across * side
+           for eye, side in ((left, 1.0), (right, -1.0))
+           for f, g in ((0.75, 0.0), (0.9, 0.0), (0.8, 0.25), (0.8, -0.2))]
+    grid = torch.tensor(np.stack(pts), dtype=torch.float32) * 2 - 1
+    got = F.grid_sample(reference[None].float(), grid[None, None].to(reference.device),
+                        mode="bilinear", padding_mode="border", align_corners=False)
+    return got[0, :, 0].median(dim=1).values.to(reference.dtype)
 
 
 def _segment_distance(gx: torch.Tensor, gy: torch.Tensor, a: np.ndarray,

@@ -213,8 +213,8 @@ def run_teacher(model: Any, clip: Clip, steps: int, guidance: float, seed: int,
     """The teacher's guided many-step sampler over the same stream, cache written in
     the checkpoint's mode."""
     from realtime.engine import images_to_tensor, tensor_to_images
-    from realtime.model.face_paste import paste_faces, skin_colour
-    from realtime.model.hand_paste import paste_hands
+    from realtime.model.face_paste import paste_faces
+    from realtime.model.hand_paste import paste_hands, skin_colour
     from realtime.training.student import new_cache, set_reference
     from realtime.training.teacher import teacher_sample_chunk
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from realtime.avatars.character import make_character
-from realtime.avatars.head import eye_size
 from realtime.avatars.render import framing_for, render, render_reference, rest_pose
 from realtime.model.face_paste import FITTED_WARP, HeadShape, paste_faces
 from realtime.model.face_warp import FaceWarpConfig
@@ -150,35 +149,6 @@ def test_the_pasted_mouth_opens_as_the_studio_draws_it(framing: str) -> None:
         return float(np.abs(got[box].astype(int) - truth[box].astype(int)).mean())
 
     assert error(FITTED_WARP) < 0.8 * error(dataclasses.replace(FITTED_WARP, mouth_depth=0))
-
-
-@pytest.mark.parametrize("style", ["big", "round", "almond"])
-@pytest.mark.parametrize("framing", ["upper", "face"])
-def test_the_pasted_eyes_blink_as_the_studio_draws_them(style: str, framing: str) -> None:
-    """The studio's frame of a character with its eyes shut, against the pasted face
-    moved to that expression: with the lids drawn in the character's skin, the eyes
-    come closer to the studio's than the warp alone brings them."""
-    char = make_character(5, accessories=(), eye_style=style)
-    cam = framing_for(char, framing)
-    shape = HeadShape.of(char, cam)
-    assert shape.eye == eye_size(style)
-    ref = render_reference(char, S, framing=cam)
-    pose = rest_pose(char)
-    pose.face[FACE_FEATURES.index("eye_open_l")] = -1.0
-    pose.face[FACE_FEATURES.index("eye_open_r")] = -1.0
-    truth = render(char, pose, S, "plain", cam)[..., :3]
-    face = torch.from_numpy(pose.face.astype(np.float32))[None]
-    head = torch.tensor([[*shape.ears, shape.torso]], dtype=torch.float32)
-    r = max(2, int(round(shape.eye[0] * shape.rx * S)))
-
-    def error(warp: FaceWarpConfig) -> float:
-        got = image(paste_faces(tensor(truth)[None], tensor(ref), shape, face, head,
-                                warp=warp)[0]).astype(int)
-        return float(np.mean([np.abs(got[y - r:y + r + 1, x - r:x + r + 1]
-                                     - truth[y - r:y + r + 1, x - r:x + r + 1]).mean()
-                              for x, y in (shape.points()[:2] * S).astype(int)]))
-
-    assert error(FITTED_WARP) < 0.85 * error(dataclasses.replace(FITTED_WARP, lid_alpha=0))
 
 
 def test_a_hand_before_the_face_stays_in_front_of_the_pasted_face() -> None:

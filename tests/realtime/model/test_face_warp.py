@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from realtime.model.face_warp import FaceWarpConfig, draw_lids, warp_faces
+from realtime.model.face_warp import FaceWarpConfig, warp_faces
 from realtime.motion.types import FACE_DIM, FACE_FEATURES
 
 S = 128
@@ -169,40 +169,3 @@ def test_the_drawn_mouth_turns_with_the_head() -> None:
     assert upright.sum() > 40
     assert (upright != turned).sum() <= 0.1 * upright.sum()
 
-
-def lids(img: np.ndarray, dst: np.ndarray, eye: tuple[float, float] = (8 / S, 6 / S)
-         ) -> np.ndarray:
-    skin = torch.tensor([220, 180, 150]) / 127.5 - 1
-    out = draw_lids(to_tensor(img), torch.from_numpy(POINTS)[None],
-                    torch.from_numpy(dst)[None], eye, skin,
-                    FaceWarpConfig(lid_across=1.1, lid_along=1.2, lid_alpha=1.0))
-    return ((out[0] + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
-
-
-def test_lids_close_over_a_shutting_eye_in_the_skin_and_leave_an_open_one() -> None:
-    img = drawn_face()
-    assert np.array_equal(lids(img, expression()), img)
-    assert np.array_equal(lids(img, expression(eye_open_l=0.4, eye_open_r=0.4)), img)
-    shown = [eye_height(img, k) for k in (0, 1)]
-    half = lids(img, expression(eye_open_l=-0.5, eye_open_r=-0.5))
-    shut = lids(img, expression(eye_open_l=-1.0, eye_open_r=-1.0))
-    for k in (0, 1):
-        assert 0 < eye_height(half, k) < shown[k]
-        assert eye_height(shut, k) == 0
-    # what covers the eye is the skin, and its iris is gone
-    x, y = EYES[0]
-    assert np.abs(shut[y - 3:y + 4, x - 6:x + 7].astype(int)
-                  - np.array([220, 180, 150])).max() <= 3
-    # one eye shuts alone; nothing but the eyes changes
-    one = lids(img, expression(eye_open_l=-1.0))
-    assert eye_height(one, 0) == 0 and eye_height(one, 1) == shown[1]
-    changed = np.abs(shut.astype(int) - img.astype(int)).max(axis=-1) > 0
-    assert not changed[70:].any() and not changed[:40].any()
-
-
-def test_a_slight_wobble_round_an_open_eye_barely_shows_a_lid() -> None:
-    img = drawn_face()
-    wobble = lids(img, expression(eye_open_l=-0.02, eye_open_r=-0.02))
-    shut = lids(img, expression(eye_open_l=-1.0, eye_open_r=-1.0))
-    moved = np.abs(wobble.astype(int) - img.astype(int)).sum()
-    assert moved < 0.25 * np.abs(shut.astype(int) - img.astype(int)).sum()

@@ -12,8 +12,8 @@ import torch
 from realtime.avatars import gallery
 from realtime.avatars.character import Character, make_character
 from realtime.avatars.render import Framing, framing_for, render, render_reference, rest_pose
-from realtime.model.face_paste import HeadShape, skin_colour
-from realtime.model.hand_paste import paste_hands
+from realtime.model.face_paste import HeadShape
+from realtime.model.hand_paste import paste_hands, skin_colour
 from realtime.motion.types import FINGERS, N_PARTS, PARTS, Pose
 
 S = 128
