@@ -31,6 +31,7 @@ from realtime.motion.retarget import (
     HAND_SIZE_BONE,
     bone_vectors,
     rest_body_dirs,
+    rest_body_landmarks,
     to_height_units,
     unit,
     with_virtual_joints,
@@ -43,9 +44,14 @@ from realtime.motion.types import (
     MID_SHOULDER,
     N_BODY,
     N_PARTS,
+    NOSE,
     MotionFrame,
     NormalizedMotion,
 )
+
+_REST_VECTORS = bone_vectors(with_virtual_joints(rest_body_landmarks()), BODY_BONES)
+_NECK = BODY_BONES.index((MID_SHOULDER, NOSE))
+FACE_LANDMARK_LAST = 10             # the pose's landmarks 0 to 10 are the face's
 
 
 @dataclass
@@ -123,6 +129,66 @@ class _BodyCalibration:
         return base
 
 
+# bones whose child is one of the pose's face landmarks (nose, eyes, ears, mouth
+# corners): BlazePose computes no depth of its own for these ("z-values for facial
+# landmarks are not calculated, so please disregard them", ML Kit's pose detection
+# reference, the same model), and a head-and-shoulders webcam shot puts the nose 1.7
+# image heights before the shoulders, folding the neck into the camera
+_FACE_BONES = np.array([child <= FACE_LANDMARK_LAST for _, child in BODY_BONES])
+# bones taken in the picture with the rest's depth: the neck (above) and the spine,
+# whose depth BlazePose reads off the shoulders' z against the hips' (less accurate
+# than x and y, the same reference says): a seated or webcam performer's shoulders come
+# out far before the hips, the spine folding into the camera, where the avatar studio
+# never tilts a spine out of the picture
+_SPINE = BODY_BONES.index((MID_HIP, MID_SHOULDER))
+# how far the tracker must see a joint (its visibility) for a bone through it to be
+# taken as measured: below `lo` the bone is the canonical rest's, above `hi` the
+# measured one, blended between so a joint at the frame's edge does not snap
+VISIBLE = (0.3, 0.7)
+
+
+def trusted_dirs(vectors: np.ndarray, rest: np.ndarray,
+                 visibility: np.ndarray | None) -> np.ndarray:
+    """Unit bone directions from the measured bone `vectors` (len(BODY_BONES), 3),
+    keeping only what the tracker measures:
+    - the spine and the neck keep their direction in the picture and take the rest's
+      depth (`rest`): the spine none, the neck the canonical head's lean;
+    - a bone to a face landmark keeps its direction in the picture and takes its depth
+      from the canonical head, scaled by the face's own spread in the picture (one
+      least-squares scale over the face's bones but the neck), so a turned head still
+      foreshortens the side it turns away;
+    - a bone with an end the tracker does not see (`visibility` (33,) below `VISIBLE`,
+      such as hips and legs below a webcam's frame, whose place it guesses) takes the
+      rest direction; None: every joint counts as seen.
+    Rows that are zero take the rest direction too."""
+    dirs = unit(vectors, rest)
+    flat = vectors[:, :2]
+    seen = np.linalg.norm(flat, axis=1)
+    rest_len = np.linalg.norm(_REST_VECTORS, axis=1)
+    rest_flat = np.linalg.norm(_REST_VECTORS[:, :2], axis=1)
+    # the share of each bone the picture shows: the rest's for the spine and the neck;
+    # for the face's own bones their picture length against the rest's, the face
+    # measured against the canonical head by one least-squares scale
+    across = rest_flat / rest_len
+    head = _FACE_BONES & (seen > 1e-9)
+    head[_NECK] = False
+    if head.any():
+        k = float((seen[head] * rest_flat[head]).sum() / (seen[head] ** 2).sum())
+        across[head] = np.minimum(1.0, k * seen[head] / rest_len[head])
+    planar = (_FACE_BONES | (np.arange(len(BODY_BONES)) == _SPINE)) & (seen > 1e-9)
+    depth = np.sqrt(np.clip(1.0 - across ** 2, 0.0, None)) * np.where(rest[:, 2] < 0, -1.0, 1.0)
+    dirs[planar] = np.concatenate(
+        [flat[planar] / seen[planar, None] * across[planar, None], depth[planar, None]], 1)
+    if visibility is not None and visibility.shape == (N_BODY,):
+        vis = np.append(visibility, [min(visibility[23], visibility[24]),
+                                     min(visibility[11], visibility[12])])
+        idx = np.asarray(BODY_BONES)
+        lo, hi = VISIBLE
+        w = np.clip((np.minimum(vis[idx[:, 0]], vis[idx[:, 1]]) - lo) / (hi - lo), 0, 1)
+        dirs = unit(w[:, None] * dirs + (1 - w[:, None]) * rest, rest)
+    return dirs
+
+
 class MotionProcessor:
     """Per-stream state: filters, held parts and calibrations. One per performer."""
 
@@ -179,7 +245,9 @@ class MotionProcessor:
             self._visibility = frame.body[:, 3].astype(np.float32).copy() \
                 if frame.body.shape[1] > 3 else None
             joints = with_virtual_joints(pts)
-            torso = float(np.linalg.norm(joints[MID_SHOULDER] - joints[MID_HIP]))
+            # in the picture, as the spine is taken (`trusted_dirs`): the shoulders'
+            # depth against the hips' would make a seated performer zoom in and out
+            torso = float(np.linalg.norm(joints[MID_SHOULDER, :2] - joints[MID_HIP, :2]))
             rest = self._body_cal(joints[MID_HIP], torso, t)
             rest_torso = max(float(rest[3]), 1e-6)
             self._last_root = (joints[MID_HIP] - rest[:3]) / rest_torso
@@ -189,7 +257,8 @@ class MotionProcessor:
         if body_presence > 0:
             assert self._held["body"].value is not None
             joints = with_virtual_joints(self._held["body"].value)
-            body_dirs = unit(bone_vectors(joints, BODY_BONES), self._rest_dirs)
+            body_dirs = trusted_dirs(bone_vectors(joints, BODY_BONES), self._rest_dirs,
+                                     self._visibility)
             root, scale = self._last_root.copy(), self._last_scale
         else:
             self._filters["body"].reset()

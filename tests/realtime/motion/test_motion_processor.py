@@ -8,7 +8,7 @@ import pytest
 
 from realtime.motion.processor import MotionProcessor, ProcessorConfig
 from realtime.motion.retarget import rest_body_dirs
-from realtime.motion.types import PARTS
+from realtime.motion.types import BODY_BONES, MID_SHOULDER, PARTS
 from tests.realtime.motion.motion_synth import make_frame, synthetic_body, synthetic_hand
 
 FPS = 30.0
@@ -120,3 +120,61 @@ def test_reset_calibration_takes_a_new_rest() -> None:
     out = feed(proc, [make_frame(i, body=moved) for i in range(35, 70)])[-1]
     np.testing.assert_allclose(out.root, 0.0, atol=1e-3)
     assert out.scale == pytest.approx(1.0, abs=1e-3)
+
+
+def webcam_body() -> np.ndarray:
+    """The canonical adult as a head-and-shoulders webcam sees it, as BlazePose reports
+    it: hips and legs guessed far below the frame (visibility 0), arms out of frame
+    (0.05), and the face's landmarks, whose depth it does not compute, put far before
+    the shoulders."""
+    body = synthetic_body()
+    body[23:, 1] += 1.0
+    body[23:, 3] = 0.0
+    body[13:23, 1] += 0.4
+    body[13:23, 3] = 0.05
+    body[:11, 2] -= 1.5
+    return body
+
+
+def test_a_webcam_shot_reads_the_rest_pose_not_the_guesses() -> None:
+    """Only the head and shoulders are seen, at rest: every bone reads the rest
+    direction. The neck no longer folds into the camera (it did: the nose 1.5 image
+    heights before the shoulders left the neck a fifth of its length in the picture),
+    and the spine, legs and arms the tracker guessed take the rest's."""
+    out = feed(MotionProcessor(), [make_frame(i, body=webcam_body()) for i in range(35)])[-1]
+    np.testing.assert_allclose(out.body_dirs, rest_body_dirs(), atol=1e-3)
+
+
+def test_the_head_still_turns_and_tilts_in_the_picture() -> None:
+    """A head turned to one side: the ear it turns away from draws nearer the nose in
+    the picture, and shows shorter; a head tilted sideways tilts the neck."""
+    body = webcam_body()
+    nose = body[0, :2].copy()
+    body[7, :2] = nose + 0.4 * (body[7, :2] - nose)        # the performer's left ear
+    out = feed(MotionProcessor(), [make_frame(i, body=body) for i in range(35)])[-1]
+    left, right = (out.body_dirs[BODY_BONES.index((0, e))] for e in (7, 8))
+    assert np.linalg.norm(left[:2]) < 0.6 * np.linalg.norm(right[:2])
+    np.testing.assert_allclose(np.linalg.norm(out.body_dirs, axis=1), 1.0, atol=1e-6)
+    tilted = webcam_body()
+    tilted[:11, 0] += 0.05                                  # the head leans to the image right
+    neck = feed(MotionProcessor(), [make_frame(i, body=tilted) for i in range(35)])[-1] \
+        .body_dirs[BODY_BONES.index((MID_SHOULDER, 0))]
+    assert neck[0] > 0.2
+
+
+@pytest.mark.parametrize("seen, measured_share", [(0.1, 0.0), (0.5, 0.5), (0.9, 1.0)])
+def test_an_arm_at_the_frames_edge_blends_from_rest_to_measured(
+        seen: float, measured_share: float) -> None:
+    """An arm raised straight out, its elbow seen by the tracker at `seen`: unseen it is
+    the rest's, seen it is the measured one, and between the two in between, so an
+    arm crossing the frame's edge does not snap."""
+    body = synthetic_body()
+    shoulder = body[11, :2].copy()
+    body[13, :2] = shoulder + [0.15 * 480 / 640, 0.0]      # the upper arm level, outwards
+    body[13, 3] = seen
+    out = feed(MotionProcessor(), [make_frame(i, body=body) for i in range(35)])[-1]
+    bone = BODY_BONES.index((11, 13))
+    rest = rest_body_dirs()[bone]
+    angle_to_rest = np.arccos(np.clip(out.body_dirs[bone] @ rest, -1, 1))
+    full = np.arccos(np.clip(np.array([1.0, 0.0, 0.0]) @ rest, -1, 1))
+    assert angle_to_rest == pytest.approx(measured_share * full, abs=0.25 * full)
