@@ -7,8 +7,12 @@
    and every face feature; `set_filter_strength` scales them all at once.
 3. Body and hands become unit bone directions (BODY_BONES, HAND_BONES in types.py);
    the body's root motion and scale are relative to the performer's calibrated
-   rest: the median mid-hip position and torso length over the first
-   `calibration_s` seconds of visible body (or after `reset_calibration()`).
+   rest: the median mid-hip position and torso length (in the picture) over the
+   first `calibration_s` seconds of visible body (or after `reset_calibration()`).
+   The body keeps only what the tracker measures (`trusted_dirs`): a bone through a
+   joint it does not see (hips and legs below a webcam's frame) is the rest's, and
+   the spine, the neck and the face's bones keep their direction in the picture, not
+   the depth BlazePose guesses for them.
 4. Face landmarks become FACE_FEATURES relative to the performer's neutral face
    (realtime/motion/face.py).
 
@@ -48,10 +52,6 @@ from realtime.motion.types import (
     MotionFrame,
     NormalizedMotion,
 )
-
-_REST_VECTORS = bone_vectors(with_virtual_joints(rest_body_landmarks()), BODY_BONES)
-_NECK = BODY_BONES.index((MID_SHOULDER, NOSE))
-FACE_LANDMARK_LAST = 10             # the pose's landmarks 0 to 10 are the face's
 
 
 @dataclass
@@ -129,12 +129,15 @@ class _BodyCalibration:
         return base
 
 
-# bones whose child is one of the pose's face landmarks (nose, eyes, ears, mouth
-# corners): BlazePose computes no depth of its own for these ("z-values for facial
+# the canonical rest's bones (`rest_body_dirs` is their directions)
+_REST_VECTORS = bone_vectors(with_virtual_joints(rest_body_landmarks()), BODY_BONES)
+# bones whose child is one of the pose's face landmarks (0 to 10: nose, eyes, ears,
+# mouth corners): BlazePose computes no depth of its own for these ("z-values for facial
 # landmarks are not calculated, so please disregard them", ML Kit's pose detection
 # reference, the same model), and a head-and-shoulders webcam shot puts the nose 1.7
 # image heights before the shoulders, folding the neck into the camera
-_FACE_BONES = np.array([child <= FACE_LANDMARK_LAST for _, child in BODY_BONES])
+_FACE_BONES = np.array([child <= 10 for _, child in BODY_BONES])
+_NECK = BODY_BONES.index((MID_SHOULDER, NOSE))
 # bones taken in the picture with the rest's depth: the neck (above) and the spine,
 # whose depth BlazePose reads off the shoulders' z against the hips' (less accurate
 # than x and y, the same reference says): a seated or webcam performer's shoulders come
@@ -150,7 +153,8 @@ VISIBLE = (0.3, 0.7)
 def trusted_dirs(vectors: np.ndarray, rest: np.ndarray,
                  visibility: np.ndarray | None) -> np.ndarray:
     """Unit bone directions from the measured bone `vectors` (len(BODY_BONES), 3),
-    keeping only what the tracker measures:
+    `rest` the canonical rest's (`rest_body_dirs`), keeping only what the tracker
+    measures:
     - the spine and the neck keep their direction in the picture and take the rest's
       depth (`rest`): the spine none, the neck the canonical head's lean;
     - a bone to a face landmark keeps its direction in the picture and takes its depth
