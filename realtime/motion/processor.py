@@ -144,6 +144,15 @@ _NECK = BODY_BONES.index((MID_SHOULDER, NOSE))
 # out far before the hips, the spine folding into the camera, where the avatar studio
 # never tilts a spine out of the picture
 _SPINE = BODY_BONES.index((MID_HIP, MID_SHOULDER))
+# what the rest gives every frame, found once: each bone's picture share at rest,
+# the sign of its depth, the bones taken in the picture, and each bone's two ends
+_REST_LEN = np.linalg.norm(_REST_VECTORS, axis=1)
+_REST_FLAT = np.linalg.norm(_REST_VECTORS[:, :2], axis=1)
+_REST_ACROSS = _REST_FLAT / _REST_LEN
+_REST_DEPTH_SIGN = np.where(_REST_VECTORS[:, 2] < 0, -1.0, 1.0)
+_PLANAR = _FACE_BONES | (np.arange(len(BODY_BONES)) == _SPINE)
+_HEAD = _FACE_BONES & (np.arange(len(BODY_BONES)) != _NECK)
+_ENDS = np.asarray(BODY_BONES)
 # how far the tracker must see a joint (its visibility) for a bone through it to be
 # taken as measured: below `lo` the bone is the canonical rest's, above `hi` the
 # measured one, blended between so a joint at the frame's edge does not snap
@@ -168,27 +177,23 @@ def trusted_dirs(vectors: np.ndarray, rest: np.ndarray,
     dirs = unit(vectors, rest)
     flat = vectors[:, :2]
     seen = np.linalg.norm(flat, axis=1)
-    rest_len = np.linalg.norm(_REST_VECTORS, axis=1)
-    rest_flat = np.linalg.norm(_REST_VECTORS[:, :2], axis=1)
     # the share of each bone the picture shows: the rest's for the spine and the neck;
     # for the face's own bones their picture length against the rest's, the face
     # measured against the canonical head by one least-squares scale
-    across = rest_flat / rest_len
-    head = _FACE_BONES & (seen > 1e-9)
-    head[_NECK] = False
+    across = _REST_ACROSS.copy()
+    head = _HEAD & (seen > 1e-9)
     if head.any():
-        k = float((seen[head] * rest_flat[head]).sum() / (seen[head] ** 2).sum())
-        across[head] = np.minimum(1.0, k * seen[head] / rest_len[head])
-    planar = (_FACE_BONES | (np.arange(len(BODY_BONES)) == _SPINE)) & (seen > 1e-9)
-    depth = np.sqrt(np.clip(1.0 - across ** 2, 0.0, None)) * np.where(rest[:, 2] < 0, -1.0, 1.0)
+        k = float((seen[head] * _REST_FLAT[head]).sum() / (seen[head] ** 2).sum())
+        across[head] = np.minimum(1.0, k * seen[head] / _REST_LEN[head])
+    planar = _PLANAR & (seen > 1e-9)
+    depth = np.sqrt(np.clip(1.0 - across[planar] ** 2, 0.0, None)) * _REST_DEPTH_SIGN[planar]
     dirs[planar] = np.concatenate(
-        [flat[planar] / seen[planar, None] * across[planar, None], depth[planar, None]], 1)
+        [flat[planar] / seen[planar, None] * across[planar, None], depth[:, None]], 1)
     if visibility is not None and visibility.shape == (N_BODY,):
         vis = np.append(visibility, [min(visibility[23], visibility[24]),
                                      min(visibility[11], visibility[12])])
-        idx = np.asarray(BODY_BONES)
         lo, hi = VISIBLE
-        w = np.clip((np.minimum(vis[idx[:, 0]], vis[idx[:, 1]]) - lo) / (hi - lo), 0, 1)
+        w = np.clip((np.minimum(vis[_ENDS[:, 0]], vis[_ENDS[:, 1]]) - lo) / (hi - lo), 0, 1)
         dirs = unit(w[:, None] * dirs + (1 - w[:, None]) * rest, rest)
     return dirs
 

@@ -168,4 +168,3 @@ def test_the_drawn_mouth_turns_with_the_head() -> None:
                                cfg=MOUTH), -1))
     assert upright.sum() > 40
     assert (upright != turned).sum() <= 0.1 * upright.sum()
-

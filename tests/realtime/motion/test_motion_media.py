@@ -168,13 +168,14 @@ def test_a_webcam_shot_keeps_the_characters_head_in_its_face_shot(
     character = gallery.get("ada")
     cam = framing_for(character, "face")
     skeleton = character.skeleton.through(cam.center, cam.zoom)
-    heads = [(b[7, :2] + b[8, :2]) / 2 for b in
-             (retarget(m, skeleton).body for m in processed(extract_clip(clip, every=3,
-                                                                          count=20))[10:])]
-    rest_body = retarget(dataclasses.replace(
-        processed(extract_clip(clip, every=3, count=20))[0],
-        body_dirs=rest_body_dirs(), root=np.zeros(3), scale=1.0), skeleton).body
-    at_rest = (rest_body[7, :2] + rest_body[8, :2]) / 2
-    for head in heads:
-        assert ((head > 0.05) & (head < 0.95)).all()
-        assert np.linalg.norm(head - at_rest) < 0.15
+    motion = processed(extract_clip(clip, every=3, count=20))
+
+    def head(m: NormalizedMotion) -> np.ndarray:
+        body = retarget(m, skeleton).body
+        return (body[7, :2] + body[8, :2]) / 2
+
+    at_rest = head(dataclasses.replace(motion[0], body_dirs=rest_body_dirs(),
+                                       root=np.zeros(3), scale=1.0))
+    for head_at in map(head, motion[10:]):
+        assert ((head_at > 0.05) & (head_at < 0.95)).all()
+        assert np.linalg.norm(head_at - at_rest) < 0.15
